@@ -99,9 +99,18 @@ class Ledger(Protocol):
         ...
 
     def mark_routed(
-        self, alert_id: str, *, rule: str, referrals: Sequence[ReferralRecord], at: datetime
+        self,
+        alert_id: str,
+        *,
+        rule: str,
+        referrals: Sequence[ReferralRecord],
+        at: datetime,
+        routed: bool = True,
     ) -> None:
-        """Atomically: store the referrals (ignoring ones already stored), set state ROUTED."""
+        """Atomically: store the referrals (ignoring ones already stored) and, when `routed`,
+        set state ROUTED. Intake calls it twice: routed=False before it publishes the delivery
+        jobs (so a delivery worker always finds its referral), routed=True once every publish
+        is confirmed (so a crash in between re-drives the alert instead of losing it)."""
         ...
 
     def get_alert(self, alert_id: str) -> AlertRecord | None: ...
@@ -142,4 +151,59 @@ class Ledger(Protocol):
         """Every event of one alert in time order."""
         ...
 
+    def ping(self) -> None:
+        """Raise TransientError when the store cannot be reached (readiness checks)."""
+        ...
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message as a consumer received it, broker-neutral."""
+
+    body: bytes
+    queue: str
+    exchange: str
+    routing_key: str
+    headers: Mapping[str, Any]
+    message_id: str | None
+    user_id: str | None
+    content_type: str | None
+    redelivered: bool = False
+
+
+class Publisher(Protocol):
+    """Publishes persistently and returns only once the broker has confirmed; raises
+    hub.errors.TransientError otherwise. Never drops a message silently."""
+
+    def publish(
+        self,
+        *,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+        content_type: str = "application/json",
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    """What a peer answered, for the delivery rule table (errors.py branches are decided
+    from it in delivery.py)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed_ms: float
+
+
+class FhirClient(Protocol):
+    def post_message(
+        self, *, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+    ) -> HttpResult:
+        """POST; raise TransientError for connection refused/reset and timeouts."""
+        ...

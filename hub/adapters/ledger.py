@@ -1,0 +1,574 @@
+"""The ledger on SQLite (default) or PostgreSQL, through SQLAlchemy Core: one code path for both.
+
+The only module that imports SQLAlchemy; its connection errors become `TransientError` here.
+
+What the ledger holds, and what it must never hold. Every column is an id, a code, a state, a
+count or a time: no names, dates of birth, NHS/PNC numbers, addresses or free text, so a copy of
+the database discloses nothing about a person. Concretely:
+
+    hub_alerts      alert_id, body_sha256, source_kind, organisation_code, reference (the
+                    sender's own custody/case reference), pathway, urgency, consent_status,
+                    share_with_justice, received_at, state, rule, updated_at
+    hub_rejections  alert_id, source_kind, organisation_code, reference, problem_count,
+                    problem_paths (dotted field paths only: the problem text is not kept), at
+    hub_referrals   bundle_id, alert_id, endpoint, request_id, state, attempts, delivered_at
+    hub_attempts    bundle_id, at, result, http_status, reason_code, duration_ms (append-only;
+                    the caller's free-text `detail` is kept only when it is a bare code)
+    hub_outcomes    outcome_id, alert_id, bundle_id, status, at
+    hub_events      alert_id, at, stage, event, endpoint, detail (append-only; JSON of ids,
+                    codes and counts, which the pipeline's tests hold it to)
+
+Times are stored and returned as tz-aware UTC (SQLite keeps them naive; we re-attach UTC).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
+
+from hub.errors import ConfigError, TransientError
+from hub.messages import Problem
+from hub.ports import (
+    AlertFacts,
+    AlertRecord,
+    AlertState,
+    JourneyEvent,
+    ReferralRecord,
+    ReferralState,
+    Seen,
+)
+
+ATTEMPT_RESULTS = frozenset({"delivered", "transient", "permanent"})
+_CODE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+_ID = 128  # longest id or reference we keep
+_CODE_LEN = 64
+
+
+class _UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """A timestamp that goes in tz-aware, is stored as UTC and comes back tz-aware UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = as_utc(value)
+        # SQLite has no time zones: keep the UTC wall time, re-attach UTC on the way out.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """The same instant in UTC; a naive datetime is refused rather than guessed at."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime: the ledger stores UTC, pass a tz-aware datetime")
+    return value.astimezone(UTC)
+
+
+def reason_code(detail: str) -> str | None:
+    """An attempt's `detail` if it is a bare code (`http_503`, `timeout`), else None: free text
+    from a peer may quote personal data, and the reason in full travels with the dead letter."""
+    return detail if _CODE.fullmatch(detail) else None
+
+
+metadata = sa.MetaData()
+
+alerts_table = sa.Table(
+    "hub_alerts",
+    metadata,
+    sa.Column("alert_id", sa.String(_ID), primary_key=True),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("source_kind", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("organisation_code", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("reference", sa.String(_ID), nullable=False),
+    sa.Column("pathway", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("urgency", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("consent_status", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("share_with_justice", sa.Boolean, nullable=False),
+    sa.Column("received_at", _UtcDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("rule", sa.String(_ID), nullable=True),
+    sa.Column("updated_at", _UtcDateTime, nullable=False),
+)
+
+rejections_table = sa.Table(
+    "hub_rejections",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.String(_ID), nullable=False, index=True),
+    sa.Column("source_kind", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("organisation_code", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("reference", sa.String(_ID), nullable=True),
+    sa.Column("problem_count", sa.Integer, nullable=False),
+    sa.Column("problem_paths", sa.JSON, nullable=False),
+    sa.Column("at", _UtcDateTime, nullable=False),
+)
+
+referrals_table = sa.Table(
+    "hub_referrals",
+    metadata,
+    sa.Column("bundle_id", sa.String(_ID), primary_key=True),
+    sa.Column(
+        "alert_id", sa.String(_ID), sa.ForeignKey("hub_alerts.alert_id"), nullable=False, index=True
+    ),
+    sa.Column("endpoint", sa.String(_ID), nullable=False),
+    sa.Column("request_id", sa.String(_ID), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("delivered_at", _UtcDateTime, nullable=True),
+)
+
+attempts_table = sa.Table(
+    "hub_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "bundle_id",
+        sa.String(_ID),
+        sa.ForeignKey("hub_referrals.bundle_id"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("at", _UtcDateTime, nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("http_status", sa.Integer, nullable=True),
+    sa.Column("reason_code", sa.String(_CODE_LEN), nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+)
+
+outcomes_table = sa.Table(
+    "hub_outcomes",
+    metadata,
+    sa.Column("outcome_id", sa.String(_ID), primary_key=True),
+    # No foreign keys: a `rejected` outcome answers an alert that never reached hub_alerts.
+    sa.Column("alert_id", sa.String(_ID), nullable=False, index=True),
+    sa.Column("bundle_id", sa.String(_ID), nullable=True),
+    sa.Column("status", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("at", _UtcDateTime, nullable=False),
+)
+
+events_table = sa.Table(
+    "hub_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.String(_ID), nullable=False),
+    sa.Column("at", _UtcDateTime, nullable=False),
+    sa.Column("stage", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("event", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("endpoint", sa.String(_ID), nullable=True),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_hub_events_journey", "alert_id", "at", "id"),
+)
+
+_CONNECTION_ERRORS = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # waiting for a pooled connection
+)
+
+
+class SqlLedger:
+    """`hub.ports.Ledger` on a database URL: `sqlite:///hub.db` (WAL) or `postgresql://…`.
+
+    `timeout` (seconds) bounds each wait on the database: connecting, a PostgreSQL statement,
+    a SQLite lock, a pooled connection. Tables are created if missing. Unknown alert or bundle
+    ids raise `KeyError`; naive datetimes raise `ValueError`; an unreachable or locked database
+    raises `TransientError`.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self._url = _normalise_url(url)
+        self._where = _describe(self._url)
+        self._engine = _build_engine(self._url, timeout=timeout)
+        with self._translated("create tables"):
+            _create_tables(self._engine)
+
+    # -- Ledger -----------------------------------------------------------------------------
+
+    def record_alert(self, facts: AlertFacts) -> tuple[Seen, AlertRecord]:
+        received_at = as_utc(facts.received_at)
+        row = {
+            "alert_id": facts.alert_id,
+            "body_sha256": facts.body_sha256,
+            "source_kind": facts.source_kind,
+            "organisation_code": facts.organisation_code,
+            "reference": facts.reference,
+            "pathway": facts.pathway,
+            "urgency": facts.urgency,
+            "consent_status": facts.consent_status,
+            "share_with_justice": facts.share_with_justice,
+            "received_at": received_at,
+            "state": AlertState.RECEIVED.value,
+            "rule": None,
+            "updated_at": received_at,
+        }
+        with self._translated("record_alert", alert_id=facts.alert_id):
+            try:
+                # Insert first and let the primary key decide: competing consumers that race
+                # on one alert_id get exactly one winner, whatever the backend.
+                with self._engine.begin() as conn:
+                    conn.execute(alerts_table.insert().values(**row))
+            except sa_exc.IntegrityError as exc:
+                stored = self.get_alert(facts.alert_id)
+                if stored is None:  # the competing insert rolled back: the next try is clean
+                    raise TransientError(
+                        "alert was being recorded concurrently; retry", alert_id=facts.alert_id
+                    ) from exc
+                same = stored.facts.body_sha256 == facts.body_sha256
+                return (Seen.DUPLICATE if same else Seen.CONFLICT), stored
+        stored_facts = AlertFacts(**{**_facts_dict(facts), "received_at": received_at})
+        return Seen.NEW, AlertRecord(facts=stored_facts, state=AlertState.RECEIVED, rule=None)
+
+    def record_rejection(
+        self,
+        *,
+        alert_id: str,
+        source_kind: str,
+        organisation_code: str,
+        reference: str | None,
+        problems: Sequence[Problem],
+        at: datetime,
+    ) -> None:
+        row = {
+            "alert_id": alert_id,
+            "source_kind": source_kind,
+            "organisation_code": organisation_code,
+            "reference": reference,
+            "problem_count": len(problems),
+            "problem_paths": [p.path for p in problems],
+            "at": as_utc(at),
+        }
+        with self._translated("record_rejection", alert_id=alert_id), self._engine.begin() as conn:
+            conn.execute(rejections_table.insert().values(**row))
+
+    def mark_routed(
+        self,
+        alert_id: str,
+        *,
+        rule: str,
+        referrals: Sequence[ReferralRecord],
+        at: datetime,
+        routed: bool = True,
+    ) -> None:
+        for referral in referrals:
+            if referral.alert_id != alert_id:
+                raise ValueError(f"referral {referral.bundle_id} belongs to another alert")
+        at = as_utc(at)
+        with self._translated("mark_routed", alert_id=alert_id), self._engine.begin() as conn:
+            # The UPDATE comes first so it takes the alert's row lock (PostgreSQL) or the write
+            # lock (SQLite): two workers routing one alert then run one after the other.
+            changed = conn.execute(
+                alerts_table.update()
+                .where(alerts_table.c.alert_id == alert_id)
+                .values(
+                    rule=rule,
+                    updated_at=at,
+                    **({"state": AlertState.ROUTED.value} if routed else {}),
+                )
+            ).rowcount
+            if changed == 0:
+                raise KeyError(alert_id)
+            wanted = {r.bundle_id: r for r in referrals}
+            stored = set(
+                conn.scalars(
+                    sa.select(referrals_table.c.bundle_id).where(
+                        referrals_table.c.bundle_id.in_(wanted)
+                    )
+                )
+            )
+            new_rows = [_referral_row(r) for b, r in wanted.items() if b not in stored]
+            if new_rows:
+                conn.execute(referrals_table.insert(), new_rows)
+
+    def get_alert(self, alert_id: str) -> AlertRecord | None:
+        with self._translated("get_alert", alert_id=alert_id), self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(alerts_table).where(alerts_table.c.alert_id == alert_id)
+            ).first()
+        return None if row is None else _alert_record(row._mapping)
+
+    def get_referral(self, bundle_id: str) -> ReferralRecord | None:
+        with self._translated("get_referral"), self._engine.connect() as conn:
+            return _get_referral(conn, bundle_id)
+
+    def referrals_for(self, alert_id: str) -> list[ReferralRecord]:
+        query = (
+            sa.select(referrals_table)
+            .where(referrals_table.c.alert_id == alert_id)
+            .order_by(referrals_table.c.endpoint, referrals_table.c.bundle_id)
+        )
+        with self._translated("referrals_for", alert_id=alert_id), self._engine.connect() as conn:
+            return [_referral_record(row._mapping) for row in conn.execute(query)]
+
+    def record_attempt(
+        self,
+        bundle_id: str,
+        *,
+        at: datetime,
+        result: str,
+        http_status: int | None,
+        detail: str,
+        duration_ms: float,
+    ) -> ReferralRecord:
+        if result not in ATTEMPT_RESULTS:
+            raise ValueError(f"attempt result must be one of {sorted(ATTEMPT_RESULTS)}")
+        at = as_utc(at)
+        col = referrals_table.c
+        # Counted in the database (attempts = attempts + 1), never read-modify-write in Python,
+        # so two workers recording at once both count. DELIVERED is final: a late permanent
+        # failure of a redelivered copy must not undo it.
+        changes: dict[str, Any] = {"attempts": col.attempts + 1}
+        if result == "delivered":
+            changes["state"] = ReferralState.DELIVERED.value
+            changes["delivered_at"] = sa.func.coalesce(
+                col.delivered_at, sa.literal(at, _UtcDateTime())
+            )
+        elif result == "permanent":
+            changes["state"] = sa.case(
+                (col.state == ReferralState.DELIVERED.value, col.state),
+                else_=ReferralState.FAILED.value,
+            )
+        with self._translated("record_attempt"), self._engine.begin() as conn:
+            changed = conn.execute(
+                referrals_table.update().where(col.bundle_id == bundle_id).values(**changes)
+            ).rowcount
+            if changed == 0:
+                raise KeyError(bundle_id)
+            conn.execute(
+                attempts_table.insert().values(
+                    bundle_id=bundle_id,
+                    at=at,
+                    result=result,
+                    http_status=http_status,
+                    reason_code=reason_code(detail),
+                    duration_ms=duration_ms,
+                )
+            )
+            updated = _get_referral(conn, bundle_id)
+        assert updated is not None  # the UPDATE above found it, inside this transaction
+        return updated
+
+    def record_outcome(
+        self,
+        *,
+        outcome_id: str,
+        alert_id: str,
+        bundle_id: str | None,
+        status: str,
+        at: datetime,
+    ) -> bool:
+        row = {
+            "outcome_id": outcome_id,
+            "alert_id": alert_id,
+            "bundle_id": bundle_id,
+            "status": status,
+            "at": as_utc(at),
+        }
+        with self._translated("record_outcome", alert_id=alert_id):
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(outcomes_table.insert().values(**row))
+            except sa_exc.IntegrityError:
+                return False
+        return True
+
+    def add_event(self, event: JourneyEvent) -> None:
+        row = {
+            "alert_id": event.alert_id,
+            "at": as_utc(event.at),
+            "stage": event.stage,
+            "event": event.event,
+            "endpoint": event.endpoint,
+            # A round trip through JSON: what cannot be stored fails here with TypeError.
+            "detail": json.loads(json.dumps(dict(event.detail))),
+        }
+        with self._translated("add_event", alert_id=event.alert_id), self._engine.begin() as conn:
+            conn.execute(events_table.insert().values(**row))
+
+    def journey(self, alert_id: str) -> list[JourneyEvent]:
+        query = (
+            sa.select(events_table)
+            .where(events_table.c.alert_id == alert_id)
+            .order_by(events_table.c.at, events_table.c.id)
+        )
+        with self._translated("journey", alert_id=alert_id), self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            JourneyEvent(
+                alert_id=row.alert_id,
+                at=row.at,
+                stage=row.stage,
+                event=row.event,
+                endpoint=row.endpoint,
+                detail=row.detail,
+            )
+            for row in rows
+        ]
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- beyond the Protocol ------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Readiness: return if the database answers, else raise `TransientError`."""
+        with self._translated("ping"), self._engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    @contextmanager
+    def _translated(self, operation: str, *, alert_id: str | None = None) -> Iterator[None]:
+        try:
+            yield
+        except _CONNECTION_ERRORS as exc:
+            raise TransientError(
+                f"ledger unavailable ({self._where}) during {operation}: {_reason(exc)}",
+                alert_id=alert_id,
+            ) from exc
+        except sa_exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            raise TransientError(
+                f"ledger connection lost ({self._where}) during {operation}: {_reason(exc)}",
+                alert_id=alert_id,
+            ) from exc
+
+
+def _normalise_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except sa_exc.ArgumentError:
+        raise ConfigError(["ledger url: not a database URL"]) from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise ConfigError(["ledger url: in-memory SQLite is not durable; use a file path"])
+        return parsed
+    raise ConfigError([f"ledger url: unsupported database {backend!r} (use sqlite or postgresql)"])
+
+
+def _describe(url: URL) -> str:
+    """Where the ledger lives, for operators' messages: never the password."""
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite {url.database}"
+    return f"postgresql {url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
+def _build_engine(url: URL, *, timeout: float) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, pool_timeout=timeout, connect_args={"timeout": timeout})
+        busy_ms = int(timeout * 1000)
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            _enable_wal(cursor, deadline=time.monotonic() + timeout)
+            cursor.close()
+
+        return engine
+    # libpq's own options, merged so a search_path given in the URL survives.
+    given = url.query.get("options", ())
+    given = (given,) if isinstance(given, str) else given
+    options = " ".join([*given, f"-c statement_timeout={int(timeout * 1000)}"])
+    return sa.create_engine(
+        url.difference_update_query(["options"]),
+        pool_pre_ping=True,
+        pool_timeout=timeout,
+        connect_args={"connect_timeout": max(2, math.ceil(timeout)), "options": options},
+    )
+
+
+def _enable_wal(cursor: Any, *, deadline: float) -> None:
+    """WAL, so readers never block the writer. Switching a new file to WAL takes an exclusive
+    lock without waiting on busy_timeout, so workers opening it together retry briefly."""
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _create_tables(engine: Engine) -> None:
+    # create_all checks, then creates: workers starting together can both see a table missing
+    # and one then fails on "already exists". Each such failure means one more table now
+    # exists, so one pass per table plus one always ends with them all in place.
+    passes = len(metadata.tables) + 1
+    for attempt in range(passes):
+        try:
+            metadata.create_all(engine)
+            return
+        except sa_exc.DBAPIError as exc:
+            collided = isinstance(exc, sa_exc.IntegrityError | sa_exc.ProgrammingError) or (
+                "already exists" in str(exc.orig)
+            )
+            if not collided or attempt == passes - 1:
+                raise
+
+
+def _reason(exc: sa_exc.SQLAlchemyError) -> str:
+    """The driver's first line, without SQLAlchemy's echo of the statement and parameters."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _facts_dict(facts: AlertFacts) -> dict[str, Any]:
+    return {name: getattr(facts, name) for name in AlertFacts.__dataclass_fields__}
+
+
+def _alert_record(row: Any) -> AlertRecord:
+    facts = AlertFacts(**{name: row[name] for name in AlertFacts.__dataclass_fields__})
+    return AlertRecord(facts=facts, state=AlertState(row["state"]), rule=row["rule"])
+
+
+def _referral_row(referral: ReferralRecord) -> dict[str, Any]:
+    return {
+        "bundle_id": referral.bundle_id,
+        "alert_id": referral.alert_id,
+        "endpoint": referral.endpoint,
+        "request_id": referral.request_id,
+        "state": ReferralState(referral.state).value,
+        "attempts": referral.attempts,
+        "delivered_at": None if referral.delivered_at is None else as_utc(referral.delivered_at),
+    }
+
+
+def _referral_record(row: Any) -> ReferralRecord:
+    return ReferralRecord(
+        bundle_id=row["bundle_id"],
+        alert_id=row["alert_id"],
+        endpoint=row["endpoint"],
+        request_id=row["request_id"],
+        state=ReferralState(row["state"]),
+        attempts=row["attempts"],
+        delivered_at=row["delivered_at"],
+    )
+
+
+def _get_referral(conn: Connection, bundle_id: str) -> ReferralRecord | None:
+    query = sa.select(referrals_table).where(referrals_table.c.bundle_id == bundle_id)
+    row = conn.execute(query).first()
+    return None if row is None else _referral_record(row._mapping)

@@ -1,0 +1,218 @@
+"""An in-memory `hub.ports.Ledger` for fast tests: the same behaviour as `SqlLedger`, no database.
+
+Dicts behind one lock; it passes the same contract suite as the SQL ledger, so it cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from hub.messages import Problem
+from hub.ports import (
+    AlertFacts,
+    AlertRecord,
+    AlertState,
+    JourneyEvent,
+    ReferralRecord,
+    ReferralState,
+    Seen,
+)
+
+ATTEMPT_RESULTS = frozenset({"delivered", "transient", "permanent"})
+_CODE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejection:
+    alert_id: str
+    source_kind: str
+    organisation_code: str
+    reference: str | None
+    problem_paths: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    bundle_id: str
+    at: datetime
+    result: str
+    http_status: int | None
+    reason_code: str | None
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    outcome_id: str
+    alert_id: str
+    bundle_id: str | None
+    status: str
+    at: datetime
+
+
+class MemoryLedger:
+    """`hub.ports.Ledger` in memory. Unknown alert or bundle ids raise `KeyError`, naive datetimes
+    `ValueError`, as in `SqlLedger`; `ping` always succeeds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._alerts: dict[str, AlertRecord] = {}
+        self._referrals: dict[str, ReferralRecord] = {}
+        self._rejections: list[_Rejection] = []
+        self._attempts: list[_Attempt] = []
+        self._outcomes: dict[str, _Outcome] = {}
+        self._events: list[tuple[datetime, int, JourneyEvent]] = []
+
+    def record_alert(self, facts: AlertFacts) -> tuple[Seen, AlertRecord]:
+        facts = replace(facts, received_at=_as_utc(facts.received_at))
+        with self._lock:
+            stored = self._alerts.get(facts.alert_id)
+            if stored is not None:
+                same = stored.facts.body_sha256 == facts.body_sha256
+                return (Seen.DUPLICATE if same else Seen.CONFLICT), stored
+            record = AlertRecord(facts=facts, state=AlertState.RECEIVED, rule=None)
+            self._alerts[facts.alert_id] = record
+            return Seen.NEW, record
+
+    def record_rejection(
+        self,
+        *,
+        alert_id: str,
+        source_kind: str,
+        organisation_code: str,
+        reference: str | None,
+        problems: Sequence[Problem],
+        at: datetime,
+    ) -> None:
+        rejection = _Rejection(
+            alert_id=alert_id,
+            source_kind=source_kind,
+            organisation_code=organisation_code,
+            reference=reference,
+            problem_paths=tuple(p.path for p in problems),
+            at=_as_utc(at),
+        )
+        with self._lock:
+            self._rejections.append(rejection)
+
+    def mark_routed(
+        self,
+        alert_id: str,
+        *,
+        rule: str,
+        referrals: Sequence[ReferralRecord],
+        at: datetime,
+        routed: bool = True,
+    ) -> None:
+        for referral in referrals:
+            if referral.alert_id != alert_id:
+                raise ValueError(f"referral {referral.bundle_id} belongs to another alert")
+        _as_utc(at)
+        stored_referrals = [_stored_referral(r) for r in referrals]
+        with self._lock:
+            alert = self._alerts.get(alert_id)
+            if alert is None:
+                raise KeyError(alert_id)
+            state = AlertState.ROUTED if routed else alert.state
+            self._alerts[alert_id] = replace(alert, state=state, rule=rule)
+            for referral in stored_referrals:
+                self._referrals.setdefault(referral.bundle_id, referral)
+
+    def get_alert(self, alert_id: str) -> AlertRecord | None:
+        with self._lock:
+            return self._alerts.get(alert_id)
+
+    def get_referral(self, bundle_id: str) -> ReferralRecord | None:
+        with self._lock:
+            return self._referrals.get(bundle_id)
+
+    def referrals_for(self, alert_id: str) -> list[ReferralRecord]:
+        with self._lock:
+            found = [r for r in self._referrals.values() if r.alert_id == alert_id]
+        return sorted(found, key=lambda r: (r.endpoint, r.bundle_id))
+
+    def record_attempt(
+        self,
+        bundle_id: str,
+        *,
+        at: datetime,
+        result: str,
+        http_status: int | None,
+        detail: str,
+        duration_ms: float,
+    ) -> ReferralRecord:
+        if result not in ATTEMPT_RESULTS:
+            raise ValueError(f"attempt result must be one of {sorted(ATTEMPT_RESULTS)}")
+        at = _as_utc(at)
+        with self._lock:
+            referral = self._referrals.get(bundle_id)
+            if referral is None:
+                raise KeyError(bundle_id)
+            state, delivered_at = referral.state, referral.delivered_at
+            if result == "delivered":
+                state, delivered_at = ReferralState.DELIVERED, delivered_at or at
+            elif result == "permanent" and state != ReferralState.DELIVERED:
+                state = ReferralState.FAILED
+            updated = replace(
+                referral, attempts=referral.attempts + 1, state=state, delivered_at=delivered_at
+            )
+            self._referrals[bundle_id] = updated
+            code = detail if _CODE.fullmatch(detail) else None
+            self._attempts.append(_Attempt(bundle_id, at, result, http_status, code, duration_ms))
+            return updated
+
+    def record_outcome(
+        self,
+        *,
+        outcome_id: str,
+        alert_id: str,
+        bundle_id: str | None,
+        status: str,
+        at: datetime,
+    ) -> bool:
+        outcome = _Outcome(outcome_id, alert_id, bundle_id, status, _as_utc(at))
+        with self._lock:
+            if outcome_id in self._outcomes:
+                return False
+            self._outcomes[outcome_id] = outcome
+            return True
+
+    def add_event(self, event: JourneyEvent) -> None:
+        # The same JSON round trip as the database: tuples come back as lists, and what
+        # cannot be stored fails here with TypeError.
+        detail = json.loads(json.dumps(dict(event.detail)))
+        stored = replace(event, at=_as_utc(event.at), detail=detail)
+        with self._lock:
+            self._events.append((stored.at, len(self._events), stored))
+
+    def journey(self, alert_id: str) -> list[JourneyEvent]:
+        with self._lock:
+            found = [e for e in self._events if e[2].alert_id == alert_id]
+        return [event for _, _, event in sorted(found, key=lambda e: (e[0], e[1]))]
+
+    def close(self) -> None:
+        pass
+
+    def ping(self) -> None:
+        pass
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime: the ledger stores UTC, pass a tz-aware datetime")
+    return value.astimezone(UTC)
+
+
+def _stored_referral(referral: ReferralRecord) -> ReferralRecord:
+    delivered_at = referral.delivered_at
+    return replace(
+        referral,
+        state=ReferralState(referral.state),
+        delivered_at=None if delivered_at is None else _as_utc(delivered_at),
+    )

@@ -1,0 +1,572 @@
+"""Parse and validate `ld.identification-alert/1` (and check `ld.referral-outcome/1`) bodies.
+
+Pure: no I/O beyond reading the packaged JSON Schemas, no clock (time comes in as `now`).
+Problem messages name fields, never the values sent: those may be personal data.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
+
+from hub.errors import InvalidMessage
+from hub.messages import (
+    ALERT_SCHEMA,
+    Address,
+    Alert,
+    Consent,
+    ConsentStatus,
+    Hearing,
+    Organisation,
+    Pathway,
+    Person,
+    PersonName,
+    Problem,
+    ReportedBy,
+    Source,
+    SourceKind,
+    Urgency,
+    Vulnerability,
+    VulnerabilityType,
+)
+
+ROOT = "$"
+CLOCK_SKEW = timedelta(minutes=5)
+ADULT_AGE = 18
+MAX_AGE_YEARS = 120
+
+_ALERT_SCHEMA_FILE = "ld.identification-alert.1"
+_OUTCOME_SCHEMA_FILE = "ld.referral-outcome.1"
+_SCHEMA_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+_SAFE_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_SAFE_ALERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+_SAFE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}$")
+_PEEK_MAX_BYTES = 1024 * 1024
+
+# ASCII only: Python's \d (and int()) accept other scripts' digits.
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_LOCAL_DATETIME = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+# RFC 3339 `date-time`, which JSON Schema's format names: the offset is mandatory.
+_DATETIME = re.compile(rf"^{_LOCAL_DATETIME}(?:[Zz]|[+-][0-9]{{2}}:[0-9]{{2}})$")
+_NAIVE_DATETIME = re.compile(rf"^{_LOCAL_DATETIME}$")
+_NHS_NUMBER = re.compile(r"^[0-9]{10}$")
+# Police National Computer id: YY or YYYY, optional slash, 1-7 digit serial, check letter
+# (MoJ hmpps-person-record PNCIdentifier.kt; see reference/nhs-fhir-facts.md section 2).
+_PNC = re.compile(r"^(?:([0-9]{2}|[0-9]{4})/([0-9]{1,7})|([0-9]{3,11}))([A-Z])$")
+_PNC_SHAPE = re.compile(r"^[0-9]{2,4}/?[0-9]{1,7}[A-Z]$")  # the schema's pattern
+_PNC_CHECK_LETTERS = "ZABCDEFGHJKLMNPQRTUVWXY"
+
+# What a `pattern` is for, said without the value (keyed by the schema path of the field).
+_PATTERN_HINTS = {
+    "person.nhs_number": "10 digits",
+    "person.pnc_id": "YYYY/NNNNNNNC (year, serial number, check letter)",
+    "person.address.postcode": "a UK postcode in capitals",
+    "source.organisation.code": "3 to 10 capital letters or digits",
+    "source.reference": "up to 64 letters, digits or / _ . - characters",
+}
+_TYPE_NAMES = {
+    "string": "a string",
+    "object": "an object",
+    "array": "an array",
+    "boolean": "true or false",
+    "number": "a number",
+    "integer": "a whole number",
+    "null": "null",
+}
+
+
+# ---- identifiers ---------------------------------------------------------------------------
+
+
+def nhs_number_is_valid(s: str) -> bool:
+    """True if `s` is 10 ASCII digits whose last is the Modulus 11 check digit
+    (NHS Data Dictionary, NHS NUMBER): a remainder giving check 10 makes the number invalid."""
+    if not isinstance(s, str) or not _NHS_NUMBER.fullmatch(s):
+        return False
+    total = sum(int(digit) * weight for digit, weight in zip(s[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    if check == 11:
+        check = 0
+    return check != 10 and check == int(s[9])
+
+
+def pnc_id_is_valid(s: str) -> bool:
+    """True if `s` is a PNC id whose check letter is right.
+
+    Canonical form YYYY/NNNNNNNC; the check letter is
+    'ZABCDEFGHJKLMNPQRTUVWXY'[int(YY + serial padded to 7) % 23], YY the year's last two digits.
+    Without a slash, fewer than 10 characters means a two-digit year, otherwise four (as MoJ's
+    PNCIdentifier reads them). A four-digit year must be 19xx or 20xx.
+    """
+    if not isinstance(s, str):
+        return False
+    match = _PNC.fullmatch(s)
+    if match is None:
+        return False
+    year, serial, unslashed, check = match.groups()
+    if unslashed is not None:
+        year_len = 2 if len(s) < 10 else 4
+        year, serial = unslashed[:year_len], unslashed[year_len:]
+        if not 1 <= len(serial) <= 7:
+            return False
+    if len(year) == 4 and year[:2] not in ("19", "20"):
+        return False
+    expected = _PNC_CHECK_LETTERS[int(year[-2:] + serial.rjust(7, "0")) % len(_PNC_CHECK_LETTERS)]
+    return check == expected
+
+
+# ---- schemas -------------------------------------------------------------------------------
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """The packaged JSON Schema `hub/schemas/<name>.json` (e.g. `ld.identification-alert.1`).
+    Read once; each call returns its own copy, so callers may not corrupt the cache."""
+    return copy.deepcopy(_read_schema(name))
+
+
+@cache
+def _read_schema(name: str) -> dict[str, Any]:
+    if not _SCHEMA_NAME.fullmatch(name):
+        raise ValueError(f"not a schema name: {name!r}")
+    resource = resources.files("hub").joinpath("schemas", f"{name}.json")
+    if not resource.is_file():
+        raise ValueError(f"no packaged schema named {name!r}")
+    schema: dict[str, Any] = json.loads(resource.read_text(encoding="utf-8"))
+    return schema
+
+
+def _is_date(instance: object) -> bool:
+    if not isinstance(instance, str):
+        return True
+    return bool(_DATE.fullmatch(instance)) and _parse_date(instance) is not None
+
+
+def _is_datetime(instance: object) -> bool:
+    if not isinstance(instance, str):
+        return True
+    return bool(_DATETIME.fullmatch(instance)) and _parse_datetime(instance) is not None
+
+
+def _is_uuid(instance: object) -> bool:
+    return not isinstance(instance, str) or bool(_UUID.fullmatch(instance))
+
+
+def _format_checker() -> FormatChecker:
+    # Our own checks, not jsonschema's: its date-time needs an optional extra package (and is
+    # silently skipped without it), and its date and uuid checks accept non-ASCII digits.
+    checker = FormatChecker(formats=())
+    checker.checks("date")(_is_date)
+    checker.checks("date-time")(_is_datetime)
+    checker.checks("uuid")(_is_uuid)
+    return checker
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    schema = _read_schema(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=_format_checker())
+
+
+def validate_outcome(body: dict[str, Any]) -> list[Problem]:
+    """Every problem with `body` as an `ld.referral-outcome/1`; empty when it is valid."""
+    return _schema_problems(_validator(_OUTCOME_SCHEMA_FILE), body)
+
+
+# ---- turning schema errors into problems ---------------------------------------------------
+
+
+def _path(parts: Iterable[str | int]) -> str:
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path or ROOT
+
+
+def _child(path: str, name: str) -> str:
+    return name if path == ROOT else f"{path}.{name}"
+
+
+def _field_name(name: str) -> str:
+    # Field names may be quoted, but a sender can put anything in a key: show only tame ones.
+    return f"'{name}'" if _SAFE_FIELD_NAME.fullmatch(name) else "(name not shown)"
+
+
+def _schema_problems(validator: Draft202012Validator, instance: object) -> list[Problem]:
+    problems: list[Problem] = []
+    for error in validator.iter_errors(instance):
+        problems.extend(_error_problems(error))
+    return _dedupe(problems)
+
+
+def _error_problems(error: ValidationError) -> Iterator[Problem]:
+    path = _path(error.absolute_path)
+    keyword = error.validator
+    expected: Any = error.validator_value
+    instance: Any = error.instance
+    rule = list(error.relative_schema_path)
+
+    if rule[-2:] == ["else", "not"]:
+        # The alert schema's conditional: only court alerts carry a hearing.
+        yield Problem(_child(path, "hearing"), "only allowed when source.kind is court")
+    elif keyword == "required":
+        for name in expected:
+            if isinstance(instance, dict) and name not in instance:
+                message = "required field missing"
+                if rule[:1] == ["then"]:
+                    message += ": court alerts must have a hearing"
+                yield Problem(_child(path, name), message)
+    elif keyword == "additionalProperties":
+        known = set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
+        for name in instance:
+            if name not in known:
+                yield Problem(path, f"unknown field {_field_name(name)}")
+    elif keyword == "type":
+        types = [expected] if isinstance(expected, str) else list(expected)
+        yield Problem(path, "must be " + " or ".join(_TYPE_NAMES.get(t, t) for t in types))
+    elif keyword == "enum":
+        yield Problem(path, "must be one of: " + ", ".join(str(v) for v in expected))
+    elif keyword == "const":
+        yield Problem(path, f"must be {expected}")
+    elif keyword == "format":
+        yield Problem(path, _format_message(expected, instance))
+    elif keyword == "pattern":
+        hint = _PATTERN_HINTS.get(_path(p for p in error.absolute_path if isinstance(p, str)))
+        yield Problem(path, "does not match the expected format" + (f": {hint}" if hint else ""))
+    elif keyword == "minLength":
+        yield Problem(
+            path,
+            "must not be empty" if expected == 1 else f"must be at least {expected} characters",
+        )
+    elif keyword == "maxLength":
+        yield Problem(path, f"must be at most {expected} characters")
+    elif keyword == "minItems":
+        yield Problem(path, f"must have at least {expected} item{'s' if expected != 1 else ''}")
+    elif keyword == "maxItems":
+        yield Problem(path, f"must have at most {expected} items")
+    else:
+        yield Problem(path, f"breaks the schema rule '{keyword}'")
+
+
+def _format_message(fmt: str, instance: object) -> str:
+    if fmt == "date-time":
+        if isinstance(instance, str) and _NAIVE_DATETIME.fullmatch(instance):
+            return "must include a timezone offset"
+        return "not a valid date-time (RFC 3339, e.g. 2026-11-23T09:30:00Z)"
+    if fmt == "date":
+        return "not a valid date (YYYY-MM-DD)"
+    if fmt == "uuid":
+        return "not a valid UUID"
+    return f"not a valid {fmt}"
+
+
+def _dedupe(problems: Iterable[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+# ---- the alert -----------------------------------------------------------------------------
+
+
+class _DuplicateKeys(dict[str, Any]):
+    """A JSON object that arrived with a key more than once (the last value is kept)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object_with_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    if len(set(names)) == len(names):
+        return dict(pairs)
+    obj = _DuplicateKeys(pairs)
+    obj.duplicates = tuple(dict.fromkeys(n for n in names if names.count(n) > 1))
+    return obj
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _duplicate_key_problems(value: object, path: str = ROOT) -> Iterator[Problem]:
+    if isinstance(value, dict):
+        if isinstance(value, _DuplicateKeys):
+            for name in value.duplicates:
+                yield Problem(path, f"duplicate key {_field_name(name)}")
+        for name, child in value.items():
+            yield from _duplicate_key_problems(child, _child(path, name))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _duplicate_key_problems(child, f"{path}[{index}]")
+
+
+def _content_type_problems(content_type: str | None) -> list[Problem]:
+    if content_type is None:
+        return []
+    media_type, *params = (part.strip().lower() for part in content_type.split(";"))
+    problems = []
+    if media_type != "application/json":
+        problems.append(Problem(ROOT, "content type must be application/json"))
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
+            problems.append(Problem(ROOT, "charset must be utf-8"))
+    return problems
+
+
+def _decode(
+    body: bytes, *, content_type: str | None, max_bytes: int
+) -> tuple[object, list[Problem]]:
+    """The parsed body and any content-type problems; InvalidMessage if it cannot be read."""
+    if len(body) > max_bytes:
+        raise InvalidMessage(
+            [Problem(ROOT, f"body is {len(body)} bytes; the limit is {max_bytes} bytes")]
+        )
+    problems = _content_type_problems(content_type)
+    # `from None` below: the decoder's exception holds the whole document, personal data included.
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(
+            [*problems, Problem(ROOT, f"not valid UTF-8 (bad byte at offset {exc.start})")]
+        ) from None
+    try:
+        document = json.loads(
+            text, object_pairs_hook=_object_with_duplicates, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as exc:
+        where = f" at line {exc.lineno} column {exc.colno}"
+        raise InvalidMessage(
+            [*problems, Problem(ROOT, f"not valid JSON: {exc.msg}{where}")]
+        ) from None
+    except RecursionError:
+        raise InvalidMessage(
+            [*problems, Problem(ROOT, "not valid JSON: nested too deeply")]
+        ) from None
+    except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
+        raise InvalidMessage(
+            [*problems, Problem(ROOT, f"not valid JSON: {_value_error_reason(exc)}")]
+        ) from None
+    return document, problems
+
+
+def _value_error_reason(exc: ValueError) -> str:
+    text = str(exc)
+    return text if text.endswith("is not allowed in JSON") else "a number is too long"
+
+
+def _parse_date(value: object) -> date | None:
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _parse_datetime(value: object) -> datetime | None:
+    if not isinstance(value, str) or not _DATETIME.fullmatch(value):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.upper())
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC)
+
+
+def _get(document: object, *keys: str) -> object:
+    for key in keys:
+        if not isinstance(document, dict):
+            return None
+        document = document.get(key)
+    return document
+
+
+def _age_on(born: date, day: date) -> int:
+    # Someone born on 29 February comes of age on 1 March in a common year.
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def _semantic_problems(
+    document: dict[str, Any], *, now: datetime, expected_kind: str | None
+) -> Iterator[Problem]:
+    """Checks JSON Schema cannot express, run on whichever fields are individually well-formed."""
+    nhs_number = _get(document, "person", "nhs_number")
+    shaped = isinstance(nhs_number, str) and _NHS_NUMBER.fullmatch(nhs_number)
+    if shaped and not nhs_number_is_valid(str(nhs_number)):
+        yield Problem("person.nhs_number", "fails the Modulus 11 check")
+    pnc_id = _get(document, "person", "pnc_id")
+    if isinstance(pnc_id, str) and _PNC_SHAPE.fullmatch(pnc_id) and not pnc_id_is_valid(pnc_id):
+        yield Problem("person.pnc_id", "wrong check character (or impossible year)")
+
+    sent_at = _parse_datetime(document.get("sent_at"))
+    if sent_at is not None and sent_at > now + CLOCK_SKEW:
+        yield Problem("sent_at", "more than 5 minutes after the hub's clock")
+    recorded_at = _parse_datetime(_get(document, "consent", "recorded_at"))
+    if recorded_at is not None and sent_at is not None and recorded_at > sent_at + CLOCK_SKEW:
+        yield Problem("consent.recorded_at", "more than 5 minutes after sent_at")
+
+    born = _parse_date(_get(document, "person", "date_of_birth"))
+    if born is not None:
+        if born > now.date():
+            yield Problem("person.date_of_birth", "is in the future")
+        elif sent_at is not None:
+            # The date in the sender's own offset is the day the person was seen.
+            sent_on = _parse_datetime_keep_offset(document["sent_at"]).date()
+            yield from _age_problems(born, sent_on, document.get("pathway"))
+
+    kind = _get(document, "source", "kind")
+    if expected_kind is not None and isinstance(kind, str) and kind != expected_kind:
+        yield Problem("source.kind", f"does not match the queue it arrived on ({expected_kind})")
+
+
+def _parse_datetime_keep_offset(value: str) -> datetime:
+    return datetime.fromisoformat(value.upper())
+
+
+def _age_problems(born: date, sent_on: date, pathway: object) -> Iterator[Problem]:
+    age = _age_on(born, sent_on)
+    if born < _years_before(sent_on):
+        yield Problem("person.date_of_birth", "more than 120 years before sent_at")
+        return
+    if pathway == Pathway.YOUTH and age >= ADULT_AGE:
+        yield Problem("pathway", "youth pathway requires a person under 18 on sent_at")
+    elif pathway == Pathway.ADULT and age < ADULT_AGE:
+        yield Problem("pathway", "adult pathway requires a person aged 18 or over on sent_at")
+
+
+def _years_before(day: date, years: int = MAX_AGE_YEARS) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February in a common year
+        return day.replace(year=day.year - years, day=28)
+
+
+def parse_alert(
+    body: bytes,
+    *,
+    content_type: str | None,
+    now: datetime,
+    max_bytes: int = 65536,
+    expected_kind: str | None = None,
+) -> Alert:
+    """The `Alert` in `body`, or `InvalidMessage` listing every problem found.
+
+    `now` (timezone-aware) bounds `sent_at` and `date_of_birth`; `expected_kind` is the source
+    kind of the queue the body arrived on, when known.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    document, problems = _decode(body, content_type=content_type, max_bytes=max_bytes)
+    problems.extend(_duplicate_key_problems(document))
+    if not isinstance(document, dict):
+        raise InvalidMessage([*problems, Problem(ROOT, "must be a JSON object")])
+    alert_id = document.get("alert_id")
+    context = {"alert_id": alert_id} if _is_uuid(alert_id) and isinstance(alert_id, str) else {}
+
+    version = document.get("schema", None)
+    if "schema" not in document:
+        problems.append(Problem("schema", f"required field missing: supported is {ALERT_SCHEMA}"))
+    elif version != ALERT_SCHEMA:
+        # Another version's fields cannot be judged by this one's rules: stop here.
+        problems.append(
+            Problem("schema", f"unsupported schema version: supported is {ALERT_SCHEMA}")
+        )
+        raise InvalidMessage(problems, **context)
+
+    problems.extend(
+        p for p in _schema_problems(_validator(_ALERT_SCHEMA_FILE), document) if p.path != "schema"
+    )
+    problems.extend(_semantic_problems(document, now=now, expected_kind=expected_kind))
+    if problems:
+        raise InvalidMessage(_dedupe(problems), **context)
+    return _build_alert(document)
+
+
+def _build_alert(d: dict[str, Any]) -> Alert:
+    """Only called on a document that passed every check above."""
+    src, per, con = d["source"], d["person"], d["consent"]
+    address = per.get("address")
+    hearing = d.get("hearing")
+    return Alert(
+        alert_id=d["alert_id"],
+        sent_at=_must_datetime(d["sent_at"]),
+        source=Source(
+            kind=SourceKind(src["kind"]),
+            organisation=Organisation(
+                code=src["organisation"]["code"], name=src["organisation"]["name"]
+            ),
+            location=src["location"],
+            reference=src["reference"],
+            reported_by=ReportedBy(role=src["reported_by"]["role"], id=src["reported_by"]["id"]),
+        ),
+        person=Person(
+            name=PersonName(given=tuple(per["name"]["given"]), family=per["name"]["family"]),
+            date_of_birth=date.fromisoformat(per["date_of_birth"]),
+            sex=per["sex"],
+            nhs_number=per.get("nhs_number"),
+            pnc_id=per.get("pnc_id"),
+            address=(
+                Address(lines=tuple(address["lines"]), postcode=address["postcode"])
+                if address is not None
+                else None
+            ),
+        ),
+        pathway=Pathway(d["pathway"]),
+        vulnerabilities=tuple(
+            Vulnerability(type=VulnerabilityType(v["type"]), detail=v["detail"])
+            for v in d["vulnerabilities"]
+        ),
+        urgency=Urgency(d["urgency"]),
+        consent=Consent(
+            status=ConsentStatus(con["status"]),
+            share_with_justice=con["share_with_justice"],
+            recorded_at=_must_datetime(con["recorded_at"]),
+            recorded_by=con["recorded_by"],
+        ),
+        hearing=(
+            Hearing(at=_must_datetime(hearing["at"]), court=hearing["court"])
+            if hearing is not None
+            else None
+        ),
+    )
+
+
+def _must_datetime(value: str) -> datetime:
+    parsed = _parse_datetime(value)
+    if parsed is None:  # pragma: no cover - guarded by the schema's format check
+        raise AssertionError("date-time passed validation but does not parse")
+    return parsed
+
+
+# ---- for rejected outcomes -----------------------------------------------------------------
+
+
+def peek_identity(body: bytes) -> tuple[str | None, str | None]:
+    """Best effort `(alert_id, source.reference)` from a body that failed validation, so its
+    `rejected` outcome can carry them. Never raises; a value of odd shape comes back as None."""
+    try:
+        if len(body) > _PEEK_MAX_BYTES:
+            return None, None
+        document = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError, TypeError, AttributeError):
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    alert_id = document.get("alert_id")
+    reference = _get(document, "source", "reference")
+    return (
+        alert_id if isinstance(alert_id, str) and _SAFE_ALERT_ID.fullmatch(alert_id) else None,
+        reference if isinstance(reference, str) and _SAFE_REFERENCE.fullmatch(reference) else None,
+    )

@@ -1,0 +1,213 @@
+"""Intake stage: an alert off hub.alerts.<kind> → validated → ledger (idempotent) → one
+delivery job per chosen endpoint, durably queued, before the alert is acked.
+
+Also answers every invalid alert with a `rejected` outcome to the organisation named by the
+routing key. Logs ids and counts only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+
+from hub.adapters.rabbitmq import OUTCOMES_EXCHANGE, WORK_EXCHANGE, delivery_queue
+from hub.contracts import parse_alert, peek_identity
+from hub.delivery import H_BUNDLE_ID, H_REQUEST_ID
+from hub.errors import AlertConflict, HubError, InvalidMessage
+from hub.log import bind_correlation, get_logger
+from hub.messages import (
+    Alert,
+    HubIdentity,
+    OutcomeStatus,
+    Problem,
+    Recipient,
+    ReferralOutcome,
+    SourceKind,
+)
+from hub.outcomes import OUTCOME_NAMESPACE, publish_outcome
+from hub.pipeline import H_ALERT_ID, H_ENDPOINT, H_ORIGINAL_ROUTING_KEY, Clock, header_str
+from hub.ports import AlertFacts, AlertState, Envelope, JourneyEvent, Ledger, Publisher
+from hub.ports import ReferralRecord, Seen
+from hub.routes.rules import RouteTable, select_endpoints
+from hub.transforms.alert_to_referral import build_referral, bundle_bytes, referral_ids
+
+log = get_logger("hub.intake")
+
+
+
+def source_from_routing_key(envelope: Envelope) -> tuple[str, str | None]:
+    """(kind, organisation code) from `<custody|court>.<org>.<type>`, the routing key the
+    publisher used (kept in a header across retries and replays). Kind falls back to the
+    queue it arrived on."""
+    key = header_str(envelope.headers, H_ORIGINAL_ROUTING_KEY) or envelope.routing_key
+    parts = key.split(".")
+    queue_kind = envelope.queue.rsplit(".", 1)[-1]
+    kind = parts[0] if parts and parts[0] in ("custody", "court") else queue_kind
+    org = parts[1] if len(parts) >= 3 and parts[1] else None
+    return kind, org
+
+
+class IntakeStage:
+    name = "intake"
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        publisher: Publisher,
+        routes: RouteTable,
+        recipients: Mapping[str, Recipient],
+        hub: HubIdentity,
+        clock: Clock,
+        max_body_bytes: int,
+    ) -> None:
+        self.ledger = ledger
+        self.publisher = publisher
+        self.routes = routes
+        self.recipients = recipients
+        self.hub = hub
+        self.clock = clock
+        self.max_body_bytes = max_body_bytes
+
+    def process(self, envelope: Envelope) -> None:
+        now = self.clock()
+        kind, org = source_from_routing_key(envelope)
+        alert = parse_alert(
+            envelope.body,
+            content_type=envelope.content_type,
+            now=now,
+            max_bytes=self.max_body_bytes,
+            expected_kind=kind,
+        )
+        bind_correlation(alert.alert_id)
+        self._check_envelope(envelope, alert, org)
+        seen, record = self.ledger.record_alert(
+            AlertFacts(
+                alert_id=alert.alert_id,
+                body_sha256=hashlib.sha256(envelope.body).hexdigest(),
+                source_kind=str(alert.source.kind),
+                organisation_code=alert.source.organisation.code,
+                reference=alert.source.reference,
+                pathway=str(alert.pathway),
+                urgency=str(alert.urgency),
+                consent_status=str(alert.consent.status),
+                share_with_justice=alert.consent.share_with_justice,
+                received_at=now,
+            )
+        )
+        if seen is Seen.CONFLICT:
+            raise AlertConflict(
+                [Problem("alert_id", "already received with a different body; send changes "
+                         "as a new alert or an update, never under the same alert_id")],
+                alert_id=alert.alert_id, stage=self.name,
+            )
+        if seen is Seen.DUPLICATE and record.state is AlertState.ROUTED:
+            log.info("alert_duplicate_ignored", alert_id=alert.alert_id)
+            self._event(alert.alert_id, "alert_duplicate_ignored", {})
+            return
+        if seen is Seen.NEW:
+            self._event(alert.alert_id, "alert_validated",
+                        {"kind": str(alert.source.kind), "organisation": org or ""})
+        self._route(alert)
+
+    def _check_envelope(self, envelope: Envelope, alert: Alert, org: str | None) -> None:
+        problems = []
+        if envelope.message_id and envelope.message_id != alert.alert_id:
+            problems.append(Problem("$message_id", "AMQP message_id does not match alert_id"))
+        if org is not None and org != alert.source.organisation.code:
+            problems.append(Problem("source.organisation.code",
+                                    "does not match the organisation in the routing key"))
+        if problems:
+            raise InvalidMessage(problems, alert_id=alert.alert_id, stage=self.name)
+
+    def _route(self, alert: Alert) -> None:
+        now = self.clock()
+        decision = select_endpoints(
+            self.routes,
+            source_kind=str(alert.source.kind),
+            organisation=alert.source.organisation.code,
+            vulnerabilities=[str(v.type) for v in alert.vulnerabilities],
+            pathway=str(alert.pathway),
+            urgency=str(alert.urgency),
+        )
+        referrals = [
+            ReferralRecord(bundle_id=ids.bundle_id, alert_id=alert.alert_id, endpoint=endpoint,
+                           request_id=ids.request_id)
+            for endpoint in decision.endpoints
+            for ids in [referral_ids(alert.alert_id, endpoint)]
+        ]
+        rule = ",".join(decision.rules)
+        self.ledger.mark_routed(alert.alert_id, rule=rule, referrals=referrals, at=now,
+                                routed=False)
+        for referral in referrals:
+            endpoint = referral.endpoint
+            bundle = build_referral(alert, recipient=self.recipients[endpoint], hub=self.hub)
+            self.publisher.publish(
+                exchange=WORK_EXCHANGE,
+                routing_key=delivery_queue(endpoint),
+                body=bundle_bytes(bundle),
+                headers={
+                    H_ALERT_ID: alert.alert_id,
+                    H_ENDPOINT: endpoint,
+                    H_BUNDLE_ID: referral.bundle_id,
+                    H_REQUEST_ID: referral.request_id,
+                },
+                message_id=referral.bundle_id,
+                correlation_id=alert.alert_id,
+                content_type="application/fhir+json",
+            )
+        self.ledger.mark_routed(alert.alert_id, rule=rule, referrals=referrals, at=now)
+        self._event(
+            alert.alert_id,
+            "referral_routed",
+            {"rules": list(decision.rules), "endpoints": list(decision.endpoints),
+             "used_default": decision.used_default},
+        )
+        log.info("alert_routed", alert_id=alert.alert_id, endpoints=list(decision.endpoints),
+                 rules=list(decision.rules))
+
+    def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
+        kind, org = source_from_routing_key(envelope)
+        peeked_id, reference = peek_identity(envelope.body)
+        alert_id = error.alert_id or peeked_id or envelope.message_id or "unknown"
+        now = self.clock()
+        self.ledger.record_rejection(
+            alert_id=alert_id,
+            source_kind=kind,
+            organisation_code=org or "unknown",
+            reference=reference,
+            problems=error.problems,
+            at=now,
+        )
+        outcome = ReferralOutcome(
+            outcome_id=str(uuid.uuid5(
+                OUTCOME_NAMESPACE,
+                f"{alert_id}|rejected|{hashlib.sha256(envelope.body).hexdigest()}",
+            )),
+            alert_id=alert_id,
+            reference=reference,
+            source_kind=SourceKind(kind) if kind in ("custody", "court") else SourceKind.CUSTODY,
+            organisation_code=org or "unknown",
+            status=OutcomeStatus.REJECTED,
+            at=now,
+            reasons=error.problems,
+        )
+        publish_outcome(self.publisher, outcome)
+        self._event(alert_id, "alert_rejected",
+                    {"problems": [p.as_dict() for p in error.problems],
+                     "conflict": isinstance(error, AlertConflict)})
+        log.warning("alert_rejected", alert_id=alert_id, problem_count=len(error.problems),
+                    paths=[p.path for p in error.problems])
+
+    def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
+        pass
+
+    def _event(self, alert_id: str, event: str, detail: dict[str, object]) -> None:
+        self.ledger.add_event(
+            JourneyEvent(alert_id=alert_id, at=self.clock(), stage=self.name, event=event,
+                         detail=detail)
+        )
+
+
+__all__ = ["IntakeStage", "OUTCOMES_EXCHANGE", "source_from_routing_key"]

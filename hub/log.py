@@ -1,0 +1,142 @@
+"""structlog set-up: JSON lines, a correlation id on every line, personal data kept out.
+
+The redaction processor is the last line of defence: code logs ids and counts only, and
+anything that looks like a name, date of birth, NHS/PNC number, postcode or free text is
+replaced before the line is rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+# Keys whose values are personal data or free text, wherever they appear.
+_SENSITIVE_KEYS = frozenset(
+    {
+        "name",
+        "given",
+        "family",
+        "date_of_birth",
+        "dob",
+        "birth_date",
+        "birthdate",
+        "nhs_number",
+        "pnc_id",
+        "pnc",
+        "address",
+        "lines",
+        "postcode",
+        "detail",
+        "text",
+        "note",
+        "notes",
+        "body",
+        "person",
+        "recommendation",
+        "payload",
+    }
+)
+_REDACTED = "[redacted]"
+
+# Value patterns: 10-digit numbers (NHS numbers), PNC ids, UK postcodes, calendar dates
+# (a date of birth in an exception message looks like any other date, so all dates go).
+_PATTERNS = (
+    re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)"),
+    re.compile(r"\b\d{2,4}/\d{1,7}[A-Z]\b"),
+    re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b"),
+    re.compile(r"\b\d{4}-\d{2}-\d{2}(?![T\d])"),
+    re.compile(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b"),
+)
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def scrub_text(value: str) -> str:
+    """Replace anything in free text that matches a personal-data pattern (a value that is
+    exactly a UUID is an id, and kept)."""
+    if _UUID.fullmatch(value):
+        return value
+    for pattern in _PATTERNS:
+        value = pattern.sub(_REDACTED, value)
+    return value
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {
+            k: (_REDACTED if str(k).lower() in _SENSITIVE_KEYS else _scrub(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact_personal_data(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: drop sensitive keys, scrub every string value (the rendered
+    exception text included)."""
+    for key in list(event_dict):
+        if key.lower() in _SENSITIVE_KEYS:
+            event_dict[key] = _REDACTED
+        elif key != "timestamp":
+            event_dict[key] = _scrub(event_dict[key])
+    return event_dict
+
+
+def configure_logging(*, level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Route structlog (and stdlib logging from libraries) to JSON lines on `stream`."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    out = stream or sys.stderr
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            redact_personal_data,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_personal_data,
+                structlog.processors.JSONRenderer(sort_keys=True),
+            ],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+
+
+def bind_correlation(alert_id: str | None) -> None:
+    """Every line logged in this thread from now on carries this correlation id."""
+    structlog.contextvars.clear_contextvars()
+    if alert_id:
+        structlog.contextvars.bind_contextvars(correlation_id=alert_id)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,151 @@
+"""Outcome stage: a service's BaRS response (queued by the API) → justice status → consent
+filter → `ld.referral-outcome/1` on justice.outcomes. Also the shared outcome publisher.
+
+Outcome ids are uuid5 of what they answer, so a redelivered response yields the same outcome
+and the justice side can de-duplicate on `outcome_id`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+
+from hub.adapters.rabbitmq import OUTCOMES_EXCHANGE
+from hub.contracts import validate_outcome
+from hub.errors import HubError, InvalidMessage, PermanentError
+from hub.log import bind_correlation, get_logger
+from hub.messages import (
+    OutcomeStatus,
+    Problem,
+    Recipient,
+    ReferralOutcome,
+    ServiceRef,
+    SourceKind,
+)
+from hub.pipeline import Clock
+from hub.ports import AlertRecord, Envelope, JourneyEvent, Ledger, Publisher, ReferralRecord
+from hub.transforms.consent_filter import justice_view
+from hub.transforms.response_to_outcome import parse_service_response
+
+log = get_logger("hub.outcomes")
+
+OUTCOME_NAMESPACE = uuid.UUID("3b0f6c52-5d7e-4a57-9a1c-2f4e8d6b9c10")
+
+
+def publish_outcome(publisher: Publisher, outcome: ReferralOutcome) -> None:
+    body = outcome.to_json_dict()
+    problems = validate_outcome(body)
+    if problems:  # a bug on our side: never send the justice side something off-contract
+        raise PermanentError("outgoing outcome breaks its own schema: "
+                             + "; ".join(f"{p.path}: {p.problem}" for p in problems))
+    publisher.publish(
+        exchange=OUTCOMES_EXCHANGE,
+        routing_key=outcome.routing_key,
+        body=json.dumps(body, separators=(",", ":"), sort_keys=True).encode(),
+        message_id=outcome.outcome_id,
+        correlation_id=outcome.alert_id,
+    )
+
+
+def build_outcome(
+    *,
+    alert: AlertRecord,
+    referral: ReferralRecord,
+    recipient: Recipient,
+    status: OutcomeStatus,
+    at: datetime,
+    answers: str,
+    recommendation: str | None = None,
+    referred_to: str | None = None,
+    note: str | None = None,
+) -> ReferralOutcome:
+    """One justice outcome for one referral, already reduced by the consent filter.
+    `answers` names what this outcome answers (the response message id, or 'received')."""
+    view = justice_view(
+        consent_status=alert.facts.consent_status,
+        share_with_justice=alert.facts.share_with_justice,
+        service_name=recipient.organisation_name,
+        recommendation=recommendation,
+        referred_to=referred_to,
+        note=note,
+    )
+    return ReferralOutcome(
+        outcome_id=str(uuid.uuid5(OUTCOME_NAMESPACE, f"{referral.bundle_id}|{answers}|{status}")),
+        alert_id=referral.alert_id,
+        reference=alert.facts.reference,
+        source_kind=SourceKind(alert.facts.source_kind),
+        organisation_code=alert.facts.organisation_code,
+        status=status,
+        at=at,
+        service=ServiceRef(code=recipient.ods_code, name=view.service_name),
+        detail=view.detail,
+    )
+
+
+class OutcomeStage:
+    name = "outcome"
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        publisher: Publisher,
+        recipients: Mapping[str, Recipient],
+        clock: Clock,
+    ) -> None:
+        self.ledger = ledger
+        self.publisher = publisher
+        self.recipients = recipients
+        self.clock = clock
+
+    def process(self, envelope: Envelope) -> None:
+        try:
+            bundle = json.loads(envelope.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidMessage([Problem("$", "not a JSON document")], stage=self.name) from exc
+        response = parse_service_response(bundle)
+        referral = self.ledger.get_referral(response.response_to)
+        if referral is None:
+            raise InvalidMessage(
+                [Problem("MessageHeader.response.identifier", "no referral with this Bundle id")],
+                stage=self.name,
+            )
+        bind_correlation(referral.alert_id)
+        alert = self.ledger.get_alert(referral.alert_id)
+        if alert is None:
+            raise PermanentError("referral without its alert in the ledger",
+                                 alert_id=referral.alert_id, stage=self.name)
+        outcome = build_outcome(
+            alert=alert,
+            referral=referral,
+            recipient=self.recipients[referral.endpoint],
+            status=response.status,
+            at=response.at,
+            answers=response.message_id,
+            recommendation=response.recommendation,
+            referred_to=response.referred_to,
+            note=response.note,
+        )
+        publish_outcome(self.publisher, outcome)
+        new = self.ledger.record_outcome(
+            outcome_id=outcome.outcome_id, alert_id=referral.alert_id,
+            bundle_id=referral.bundle_id, status=str(outcome.status), at=self.clock(),
+        )
+        if new:
+            self.ledger.add_event(JourneyEvent(
+                alert_id=referral.alert_id, at=self.clock(), stage=self.name,
+                event="outcome_returned", endpoint=referral.endpoint,
+                detail={"status": str(outcome.status), "outcome_id": outcome.outcome_id,
+                        "detail_shared": bool(outcome.detail)},
+            ))
+        log.info("outcome_returned", alert_id=referral.alert_id, endpoint=referral.endpoint,
+                 status=str(outcome.status), detail_shared=bool(outcome.detail))
+
+    def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
+        log.warning("service_response_rejected", problem_count=len(error.problems),
+                    paths=[p.path for p in error.problems])
+
+    def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
+        pass

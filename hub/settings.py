@@ -1,0 +1,509 @@
+"""Configuration: config/hub.yaml and config/routes.yaml, plus environment overrides, checked
+once at start-up into frozen dataclasses. Every problem is reported together, each naming its
+file and line, as one ConfigError. The only module that reads os.environ.
+
+`hub.yaml` (see the shipped config/hub.yaml for a commented example)::
+
+    hub: {ods_code, name, endpoint}        # required: who the hub is; endpoint = its FHIR base URL
+    amqp: {url, prefetch}                  # HUB_AMQP_URL overrides url
+    ledger: {url}                          # HUB_DB_URL overrides url
+    api: {host, port, max_body_bytes}      # HUB_API_PORT overrides port
+    logging: {level}                       # HUB_LOG_LEVEL overrides level
+    sources: {<org code>: [<amqp user id>, ...]}   # who may publish for whom; may be empty
+    endpoints:                             # required, at least one
+      <name>:                              # lower-case words joined by '-' (used in queue names)
+        kind: fhir-rest                    # selects the kind's own fields (see _KIND_FIELDS)
+        ods_code, organisation_name, service_id?, timeout_seconds?, max_in_flight?, paused?
+        url: <FHIR base>                   # fhir-rest: the hub POSTs to url + '/$process-message'
+        auth: {type: bearer, token_env: NAME}   # fhir-rest, optional; the token is read from env
+
+Secrets never live in files: a `token`/`password`/`secret` key, or a URL carrying a password, is
+a config error; credentials come from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import yaml
+
+from hub.errors import ConfigError
+from hub.messages import HubIdentity, Recipient
+from hub.routes import ROUTES_SCHEMA, RouteTable, build_route_table, route_problems
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+DEFAULT_DB_URL = "sqlite:///hub.db"
+
+_SECRET_KEYS = frozenset({"token", "password", "secret", "api_key", "client_secret"})
+_NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+_CODE = r"^[A-Za-z0-9_-]+$"  # organisation codes travel in routing keys: no dots, no spaces
+_HTTP_URL = {"type": "string", "pattern": r"^https?://[^/\s]+", "x-hint": "an http(s):// URL"}
+_TEXT = {"type": "string", "minLength": 1}
+_Path = tuple[str | int, ...]
+
+
+class EndpointKind(StrEnum):
+    FHIR_REST = "fhir-rest"  # later: hl7v2-mllp, mesh, webhook, each with its own fields
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class BearerAuth:
+    token_env: str  # the environment variable the token was read from
+    token: str = field(repr=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    name: str
+    kind: EndpointKind
+    url: str  # fhir-rest: the FHIR base URL
+    ods_code: str
+    organisation_name: str
+    service_id: str | None = None
+    timeout_seconds: float = 10.0
+    max_in_flight: int = 1
+    paused: bool = False
+    auth: BearerAuth | None = None
+
+    @property
+    def process_message_url(self) -> str:
+        return self.url.rstrip("/") + "/$process-message"
+
+    @property
+    def recipient(self) -> Recipient:
+        return Recipient(
+            endpoint=self.name,
+            ods_code=self.ods_code,
+            organisation_name=self.organisation_name,
+            service_id=self.service_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    hub: HubIdentity
+    endpoints: dict[str, EndpointConfig]
+    routes: RouteTable
+    amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)  # may carry credentials
+    db_url: str = field(default=DEFAULT_DB_URL, repr=False)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    prefetch: int = 10
+    max_body_bytes: int = 65536
+    source_orgs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    log_level: str = LogLevel.INFO.value
+
+
+def _section(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(required),
+        "properties": properties,
+    }
+
+
+_HUB_SCHEMA: dict[str, Any] = _section(
+    {
+        "hub": _section(
+            {
+                "ods_code": {"type": "string", "pattern": _CODE},
+                "name": _TEXT,
+                "endpoint": _HTTP_URL,
+            },
+            required=["ods_code", "name", "endpoint"],
+        ),
+        "amqp": _section(
+            {
+                "url": {"type": "string", "pattern": r"^(amqps?|memory)://", "x-hint": "an amqp(s):// URL (memory:// for the embedded demo)"},
+                "prefetch": {"type": "integer", "minimum": 1, "maximum": 1000},
+            }
+        ),
+        "ledger": _section(
+            {
+                "url": {
+                    "type": "string",
+                    "pattern": r"^(sqlite|postgresql(\+psycopg)?)://",
+                    "x-hint": "a sqlite:// or postgresql+psycopg:// URL",
+                }
+            }
+        ),
+        "api": _section(
+            {
+                "host": _TEXT,
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 16 * 2**20},
+            }
+        ),
+        "logging": _section({"level": {"type": "string", "enum": [str(v) for v in LogLevel]}}),
+        "sources": {
+            "type": "object",
+            "propertyNames": {"pattern": _CODE, "x-hint": "letters, digits, '-' or '_'"},
+            "additionalProperties": {"type": "array", "uniqueItems": True, "items": _TEXT},
+        },
+        # Each endpoint is checked against its kind's own schema (_endpoint_schema).
+        "endpoints": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": _NAME, "x-hint": "lower-case words joined by '-'"},
+            "additionalProperties": {"type": "object"},
+        },
+    },
+    required=["hub", "endpoints"],
+)
+
+_COMMON_FIELDS: dict[str, Any] = {
+    "kind": {"type": "string", "enum": [str(k) for k in EndpointKind]},
+    "ods_code": {"type": "string", "pattern": _CODE},
+    "organisation_name": _TEXT,
+    "service_id": _TEXT,
+    "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+    "max_in_flight": {"type": "integer", "minimum": 1, "maximum": 100},
+    "paused": {"type": "boolean"},
+}
+_KIND_ONLY = {"kind": _COMMON_FIELDS["kind"]}
+# A new kind adds an entry here (its own fields and required ones) and a branch in _endpoint.
+_KIND_FIELDS: dict[EndpointKind, tuple[dict[str, Any], list[str]]] = {
+    EndpointKind.FHIR_REST: (
+        {
+            "url": _HTTP_URL,
+            "auth": _section(
+                {
+                    "type": {"type": "string", "enum": ["bearer"]},
+                    "token_env": {
+                        "type": "string",
+                        "pattern": r"^[A-Z_][A-Z0-9_]*$",
+                        "x-hint": "an environment variable name",
+                    },
+                },
+                required=["type", "token_env"],
+            ),
+        },
+        ["url"],
+    ),
+}
+
+
+def _endpoint_schema(kind: EndpointKind) -> dict[str, Any]:
+    own, required = _KIND_FIELDS[kind]
+    return _section(
+        {**_COMMON_FIELDS, **own}, required=["kind", "ods_code", "organisation_name", *required]
+    )
+
+
+class _Document:
+    """One YAML file as plain data, remembering the line of every key and item."""
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+        self.data: Any = None
+        self.lines: dict[_Path, int] = {}
+        self.problems: list[str] = []
+
+    def line(self, path: _Path) -> int | None:
+        """The line of `path`, or of its nearest ancestor the file has (a missing key's parent)."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
+
+    def locate(self, path: _Path) -> str:
+        line = self.line(path)
+        return self.display if line is None else f"{self.display}:{line}"
+
+    def load(self, file: Path) -> bool:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.problems.append(f"{self.display}: file not found")
+            return False
+        except (OSError, UnicodeDecodeError) as exc:
+            self.problems.append(f"{self.display}: cannot read: {exc}")
+            return False
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.data = {} if node is None else self._convert(node, (), yaml.SafeLoader(""), set())
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f"{self.display}:{mark.line + 1}" if mark else self.display
+            text = f"{where}: YAML syntax error: {exc.problem or exc.context}"
+            if exc.problem and exc.context and exc.context_mark:
+                text += f" ({exc.context} at line {exc.context_mark.line + 1})"
+            self.problems.append(text)
+            return False
+        except yaml.YAMLError as exc:
+            self.problems.append(f"{self.display}: YAML error: {exc}")
+            return False
+        return True
+
+    def _convert(
+        self, node: yaml.Node, path: _Path, loader: yaml.SafeLoader, open_: set[int]
+    ) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if id(node) in open_:
+            raise yaml.MarkedYAMLError(problem="recursive alias", problem_mark=node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            open_.add(id(node))
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if not isinstance(key, str):
+                    self.problems.append(f"{self.display}:{line}: key {key!r} must be a string")
+                    continue
+                if key in out:
+                    self.problems.append(f"{self.display}:{line}: duplicate key {key!r}")
+                    continue
+                self.lines[(*path, key)] = line
+                out[key] = self._convert(value_node, (*path, key), loader, open_)
+            open_.discard(id(node))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            open_.add(id(node))
+            items = [self._convert(n, (*path, i), loader, open_) for i, n in enumerate(node.value)]
+            open_.discard(id(node))
+            return items
+        return loader.construct_object(node)
+
+
+_YAML_TYPES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+}
+
+
+def _dotted(path: _Path) -> str:
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    return text or "(top level)"
+
+
+def _schema_problems(
+    doc: _Document, instance: Any, schema: dict[str, Any], base: _Path = ()
+) -> list[str]:
+    """JSON Schema errors as 'file:line: where: what', never quoting a whole structure."""
+    problems: list[tuple[int, str]] = []
+
+    def add(path: _Path, text: str) -> None:
+        problems.append((doc.line(path) or 0, f"{doc.locate(path)}: {text}"))
+
+    for err in jsonschema.Draft202012Validator(schema).iter_errors(instance):
+        path: _Path = (*base, *err.absolute_path)
+        kind, value, hint = err.validator, err.validator_value, err.schema.get("x-hint")
+        if "propertyNames" in err.absolute_schema_path:
+            add((*path, err.instance), f"{_dotted(path)}: name {err.instance!r}: {hint}")
+        elif kind == "additionalProperties":
+            known = err.schema.get("properties", {})
+            for key in err.instance:
+                if key not in known and key not in _SECRET_KEYS:  # secrets: _secret_problems
+                    add((*path, key), f"unknown key {key!r} in {_dotted(path)}")
+        elif kind == "required":
+            for key in value:
+                if key not in err.instance:
+                    add(path, f"{_dotted(path)}: missing required key {key!r}")
+        elif kind == "type":
+            names = [_YAML_TYPES.get(t, t) for t in ([value] if isinstance(value, str) else value)]
+            add(path, f"{_dotted(path)}: must be {' or '.join(names)}")
+        elif kind == "enum":
+            shown = f"{err.instance!r} " if isinstance(err.instance, str | int) else ""
+            add(path, f"{_dotted(path)}: {shown}is not one of: {', '.join(map(str, value))}")
+        elif kind in ("minItems", "minProperties"):
+            add(path, f"{_dotted(path)}: must not be empty")
+        elif kind in ("minimum", "exclusiveMinimum", "maximum", "minLength"):
+            add(path, f"{_dotted(path)}: {err.message}")
+        elif kind == "pattern":
+            add(path, f"{_dotted(path)}: must be {hint or 'match ' + value}")
+        elif kind == "uniqueItems":
+            add(path, f"{_dotted(path)}: lists the same value twice")
+        else:
+            add(path, f"{_dotted(path)}: {err.message}")
+    # `required` reports each missing key once per error: keep one of each.
+    return list(dict.fromkeys(text for _, text in sorted(problems)))
+
+
+def _secret_problems(doc: _Document, value: Any, path: _Path = ()) -> list[str]:
+    problems: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in _SECRET_KEYS:
+                problems.append(
+                    f"{doc.locate((*path, key))}: {_dotted((*path, key))}: secrets never live in "
+                    "files; name an environment variable instead (e.g. token_env: MY_TOKEN)"
+                )
+            else:
+                problems.extend(_secret_problems(doc, item, (*path, key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            problems.extend(_secret_problems(doc, item, (*path, i)))
+    elif isinstance(value, str) and "://" in value and _has_password(value):
+        problems.append(
+            f"{doc.locate(path)}: {_dotted(path)}: URL carries a password; secrets never live in "
+            "files (set it in the environment, e.g. HUB_AMQP_URL / HUB_DB_URL)"
+        )
+    return problems
+
+
+def _has_password(url: str) -> bool:
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return False
+
+
+def _endpoint(
+    doc: _Document, name: str, raw: Mapping[str, Any], env: Mapping[str, str]
+) -> tuple[EndpointConfig | None, list[str]]:
+    path: _Path = ("endpoints", name)
+    try:
+        kind = EndpointKind(raw["kind"])
+    except (KeyError, TypeError, ValueError):
+        kind_only = {"type": "object", "required": ["kind"], "properties": _KIND_ONLY}
+        return None, _schema_problems(doc, raw, kind_only, path)
+    problems = _schema_problems(doc, raw, _endpoint_schema(kind), path)
+    auth = None
+    raw_auth = raw.get("auth")
+    if isinstance(raw_auth, Mapping) and isinstance(raw_auth.get("token_env"), str):
+        var = raw_auth["token_env"]
+        token = env.get(var, "")
+        if not token:
+            problems.append(
+                f"{doc.locate((*path, 'auth', 'token_env'))}: endpoint {name!r}: environment "
+                f"variable {var} is not set"
+            )
+        auth = BearerAuth(token_env=var, token=token)
+    if problems:
+        return None, problems
+    endpoint = EndpointConfig(
+        name=name,
+        kind=kind,
+        url=raw["url"],
+        ods_code=raw["ods_code"],
+        organisation_name=raw["organisation_name"],
+        service_id=raw.get("service_id"),
+        timeout_seconds=float(raw.get("timeout_seconds", 10.0)),
+        max_in_flight=raw.get("max_in_flight", 1),
+        paused=raw.get("paused", False),
+        auth=auth,
+    )
+    return endpoint, []
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """Environment values checked like file values; messages never quote them (may be secret)."""
+    found: dict[str, Any] = {}
+    problems: list[str] = []
+    if url := env.get("HUB_AMQP_URL"):
+        if url.startswith(("amqp://", "amqps://", "memory://")):
+            found["amqp_url"] = url
+        else:
+            problems.append("environment HUB_AMQP_URL: must be an amqp(s):// URL")
+    if url := env.get("HUB_DB_URL"):
+        if url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            found["db_url"] = url
+        else:
+            problems.append("environment HUB_DB_URL: must be a sqlite:// or postgresql:// URL")
+    if port := env.get("HUB_API_PORT"):
+        if port.isdigit() and 1 <= int(port) <= 65535:
+            found["api_port"] = int(port)
+        else:
+            problems.append("environment HUB_API_PORT: must be a port number from 1 to 65535")
+    if level := env.get("HUB_LOG_LEVEL"):
+        if level.upper() in LogLevel.__members__:
+            found["log_level"] = level.upper()
+        else:
+            problems.append(f"environment HUB_LOG_LEVEL: must be one of {', '.join(LogLevel)}")
+    return found, problems
+
+
+def _in_file_order(problems: list[str], files: list[str]) -> list[str]:
+    """Sort by file, then line, so an operator can work down the file; keeps one of each."""
+
+    def place(text: str) -> tuple[int, int]:
+        for index, display in enumerate(files):
+            if text.startswith(display):
+                line = text[len(display) :].split(":", 2)
+                return index, int(line[1]) if len(line) > 2 and line[1].isdigit() else 0
+        return len(files), 0
+
+    return sorted(dict.fromkeys(problems), key=place)
+
+
+def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check `config_dir/hub.yaml` and `config_dir/routes.yaml`; env defaults to
+    os.environ. Raises ConfigError listing every problem, each with file and line."""
+    env = os.environ if env is None else env
+    hub_doc, routes_doc = (
+        _Document(str(config_dir / "hub.yaml")),
+        _Document(str(config_dir / "routes.yaml")),
+    )
+    hub_ok, routes_ok = (
+        hub_doc.load(config_dir / "hub.yaml"),
+        routes_doc.load(config_dir / "routes.yaml"),
+    )
+    problems = hub_doc.problems + routes_doc.problems
+    overrides, env_problems = _env_overrides(env)
+
+    endpoints: dict[str, EndpointConfig] = {}
+    raw_endpoints: dict[str, Any] = {}
+    if hub_ok:
+        problems += _schema_problems(hub_doc, hub_doc.data, _HUB_SCHEMA)
+        problems += _secret_problems(hub_doc, hub_doc.data)
+        if isinstance(hub_doc.data, Mapping) and isinstance(hub_doc.data.get("endpoints"), dict):
+            raw_endpoints = hub_doc.data["endpoints"]
+        for name, raw in raw_endpoints.items():
+            if isinstance(raw, Mapping):
+                endpoint, endpoint_problems = _endpoint(hub_doc, name, raw, env)
+                problems += endpoint_problems
+                if endpoint:
+                    endpoints[name] = endpoint
+    if routes_ok:
+        problems += _schema_problems(routes_doc, routes_doc.data, ROUTES_SCHEMA)
+        problems += _secret_problems(routes_doc, routes_doc.data)
+        if hub_ok:  # without hub.yaml every endpoint would look unknown
+            problems += route_problems(
+                routes_doc.data, endpoints=raw_endpoints.keys(), locate=routes_doc.locate
+            )
+    problems += env_problems
+    if problems:
+        raise ConfigError(_in_file_order(problems, [hub_doc.display, routes_doc.display]))
+
+    hub: dict[str, Any] = hub_doc.data
+    section = {key: hub.get(key, {}) for key in ("amqp", "ledger", "api", "logging")}
+    values: dict[str, Any] = {
+        "amqp_url": section["amqp"].get("url", DEFAULT_AMQP_URL),
+        "db_url": section["ledger"].get("url", DEFAULT_DB_URL),
+        "api_host": section["api"].get("host", "127.0.0.1"),
+        "api_port": section["api"].get("port", 8080),
+        "prefetch": section["amqp"].get("prefetch", 10),
+        "max_body_bytes": section["api"].get("max_body_bytes", 65536),
+        "log_level": section["logging"].get("level", LogLevel.INFO.value),
+    }
+    values.update(overrides)
+    return Settings(
+        hub=HubIdentity(**hub["hub"]),
+        endpoints=endpoints,
+        routes=build_route_table(routes_doc.data),
+        source_orgs={code: tuple(users) for code, users in hub.get("sources", {}).items()},
+        **values,
+    )

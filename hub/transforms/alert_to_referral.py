@@ -1,0 +1,473 @@
+"""Alert → FHIR R4 referral: one `ld.identification-alert/1` becomes one BaRS-shaped message Bundle.
+
+Pure: no clock, no uuid4, no environment, no I/O, no logging. Ids are uuid5 over the alert id and
+the endpoint, times come from the alert, so a redelivery is the same Bundle byte for byte.
+
+BaRS has no Liaison and Diversion use case (its use-case categories cover UEC/111/999/CAS/pharmacy/
+ambulance/GP/e-RS only), so this Bundle is BaRS-*shaped*, not BaRS-*conformant*: it follows the
+referral message pattern (Bundle type=message, MessageHeader first, `servicerequest-request`,
+reason `new`, focus → ServiceRequest, Consent) but leaves out what BaRS requires and an alert
+cannot supply (CarePlan, Practitioner, PractitionerRole, HealthcareService, a use-case category).
+Only the Bundle claims a BaRS profile (BARSBundleMessage, as agreed); the resources claim UK Core.
+
+Mapping (the review checklist). SR = ServiceRequest, MH = MessageHeader, Org = Organization.
+
+| alert field                | FHIR path                                                        |
+|----------------------------|------------------------------------------------------------------|
+| alert_id                   | SR.identifier (system ALERT_ID_SYSTEM); seeds every uuid5 id     |
+| sent_at                    | Bundle.timestamp, every meta.lastUpdated, SR.authoredOn,         |
+|                            | SR.note.time                                                     |
+| source.kind                | Encounter.status (custody: in-progress, court: planned);         |
+|                            | Encounter.identifier system (custody record / court case)        |
+| source.organisation        | source Org (identifier ODS_SYSTEM, name) = SR.requester,         |
+|                            | Encounter.serviceProvider, Consent.organization, SR.note.author  |
+| source.location            | Encounter.location[0].location.display                           |
+| source.reference           | Encounter.identifier.value                                       |
+| source.reported_by         | not mapped: no Practitioner in the Bundle (staff identifier)     |
+| person.nhs_number          | Patient.identifier (NHS_NUMBER_SYSTEM) + verification-status     |
+|                            | extension `number-present-but-not-traced` (the hub never traces) |
+| person.pnc_id              | Patient.identifier (PNC_ID_SYSTEM, a project system)             |
+| person.name                | Patient.name[0].given / .family                                  |
+| person.date_of_birth       | Patient.birthDate                                                |
+| person.sex                 | Patient.gender (male/female/other/unknown map 1:1)               |
+| person.address             | Patient.address[0].line / .postalCode                            |
+| pathway                    | SR.category[1] (PATHWAY_SYSTEM adult/youth), where BaRS puts its |
+|                            | use-case category                                                |
+| vulnerabilities[].type     | SR.reasonCode[] (text = label; SNOMED coding where known, below) |
+| vulnerabilities[].detail   | SR.note[] ("<label>: <detail>"); nowhere else (never reasonCode) |
+| urgency                    | SR.priority (routine→routine, urgent→urgent, emergency→stat)     |
+| consent.status             | Consent.status + Consent.provision.type (table below)            |
+| consent.share_with_justice | Consent.provision.provision[0]: type permit/deny, actor IRCP →   |
+|                            | source Org (the justice agency as information recipient)         |
+| consent.recorded_at        | Consent.dateTime                                                 |
+| consent.recorded_by        | not mapped: no Practitioner in the Bundle (staff identifier)     |
+| hearing.at                 | SR.occurrenceDateTime, Encounter.period.start                    |
+| hearing.court              | Encounter.location[1] when it differs from source.location       |
+| Recipient                  | MH.destination (endpoint, receiver → receiving Org),             |
+|                            | SR.performer; receiving Org (ODS code, name)                     |
+| HubIdentity                | MH.source.endpoint, MH.sender → hub Org (ODS code, name)         |
+
+Fixed values: SR.status active, SR.intent plan, SR.category[0] `referral` (BaRS
+message-category-servicerequest), SR.code SNOMED 306206005 "Referral to service": no SNOMED
+concept for a referral to a Liaison and Diversion service was found (reference notes §4), so
+the generic one is used. Encounter.class v3-ActCode FLD "field": custody suites and courts are
+neither healthcare settings nor home. MH.eventCoding `servicerequest-request`, MH.reason `new`,
+MH.definition the BaRS referral MessageDefinition. MH.destination.endpoint is
+`https://fhir.nhs.uk/Id/dos-service-id|<service_id>` when the recipient has a DoS id, else
+`ENDPOINT_SYSTEM|<endpoint name>`. Bundle.meta.versionId (BaRS: application version) is left
+out: it would make the output depend on the release, not only on the alert.
+
+Vulnerability → SR.reasonCode: text is always the type's label (VULNERABILITY_LABELS); a SNOMED CT
+coding is added where the reference notes (§4) give one that fits. International displays:
+confirm against the UK edition before release. No L&D-specific concepts were found.
+
+| type                          | SNOMED CT coding                                               |
+|-------------------------------|----------------------------------------------------------------|
+| mental_health                 | 74732009 Mental disorder                                       |
+| learning_disability           | 110359009 Intellectual disability                              |
+| autism                        | none found: text only                                          |
+| substance_misuse              | 66214007 Substance abuse (UK preferred term: substance misuse) |
+| alcohol_misuse                | 415685003 Suspected alcohol abuse (BaRS safeguarding codes)    |
+| physical_health               | none fits (too broad): text only                               |
+| unstable_accommodation        | none found (710911006 is a referral, not a finding): text only |
+| self_harm_suicide_risk        | 401206008 At risk for deliberate self harm (BaRS safeguarding) |
+| domestic_abuse                | none found: text only                                          |
+| financial_hardship            | none found: text only                                          |
+| speech_language_communication | none found: text only                                          |
+
+Consent (UKCore-Consent; scope patient-privacy, category BaRS DRC "Direct Care", policyRule
+v3-ActCode IMPLIED as in the BaRS example; provision.type is what is in force now):
+
+| consent.status | Consent.status | provision.type | also                                     |
+|----------------|----------------|----------------|------------------------------------------|
+| given          | active         | permit         |                                          |
+| refused        | rejected       | deny           |                                          |
+| not_asked      | proposed       | deny           | nothing agreed yet, so nothing permitted |
+| lacks_capacity | active         | permit         | Consent.policy.uri = Mental Capacity Act |
+|                |                |                | 2005 s.4 (best interests): a decision    |
+|                |                |                | made for the person, not their consent;  |
+|                |                |                | no extension needed                      |
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from hub.messages import (
+    Alert,
+    ConsentStatus,
+    HubIdentity,
+    Recipient,
+    SourceKind,
+    Urgency,
+    VulnerabilityType,
+)
+
+# Fixed forever: uuid5(NAMESPACE_URL, "https://ld-hub.example.nhs.uk/fhir/resource-ids").
+# Changing it changes every id the hub has ever sent, and receivers would see new referrals.
+ID_NAMESPACE = uuid.UUID("ebfd4fe3-e52d-51fa-8a77-730335f1f4da")
+
+SNOMED = "http://snomed.info/sct"
+HL7_V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
+DOS_SERVICE_SYSTEM = "https://fhir.nhs.uk/Id/dos-service-id"
+MESSAGE_EVENTS_SYSTEM = "https://fhir.nhs.uk/CodeSystem/message-events-bars"
+MESSAGE_REASON_SYSTEM = "https://fhir.nhs.uk/CodeSystem/message-reason-bars"
+SR_CATEGORY_SYSTEM = "https://fhir.nhs.uk/CodeSystem/message-category-servicerequest"
+REFERRAL_DEFINITION = (
+    "https://fhir.nhs.uk/MessageDefinition/bars-message-servicerequest-request-referral"
+)
+# The project's own systems: nothing national exists for these (reference notes §2).
+PROJECT_BASE = "https://ld-hub.example.nhs.uk"
+ALERT_ID_SYSTEM = f"{PROJECT_BASE}/Id/alert-id"
+PNC_ID_SYSTEM = f"{PROJECT_BASE}/Id/pnc-id"
+ENDPOINT_SYSTEM = f"{PROJECT_BASE}/Id/endpoint"
+PATHWAY_SYSTEM = f"{PROJECT_BASE}/CodeSystem/ld-pathway"
+SOURCE_REFERENCE_SYSTEMS = {
+    SourceKind.CUSTODY: f"{PROJECT_BASE}/Id/custody-record-number",
+    SourceKind.COURT: f"{PROJECT_BASE}/Id/court-case-number",
+}
+
+BARS_BUNDLE_PROFILE = "https://fhir.nhs.uk/StructureDefinition/BARSBundleMessage"
+UKCORE_PROFILE = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-"  # + resource type
+NHS_NUMBER_VERIFICATION_URL = (
+    "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus"
+)
+# The STU1 code system BaRS is built on (retired in UK Core STU2, reference notes §2); BaRS allows
+# only number-present-and-verified or number-present-but-not-traced, and the hub never traces.
+NHS_NUMBER_VERIFICATION_SYSTEM = (
+    "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatus"
+)
+BEST_INTERESTS_POLICY = "https://www.legislation.gov.uk/ukpga/2005/9/section/4"
+
+REFERRAL_CODE = (SNOMED, "306206005", "Referral to service")
+
+VULNERABILITY_LABELS: dict[VulnerabilityType, str] = {
+    VulnerabilityType.MENTAL_HEALTH: "Mental health",
+    VulnerabilityType.LEARNING_DISABILITY: "Learning disability",
+    VulnerabilityType.AUTISM: "Autism",
+    VulnerabilityType.SUBSTANCE_MISUSE: "Substance misuse",
+    VulnerabilityType.ALCOHOL_MISUSE: "Alcohol misuse",
+    VulnerabilityType.PHYSICAL_HEALTH: "Physical health",
+    VulnerabilityType.UNSTABLE_ACCOMMODATION: "Unstable accommodation",
+    VulnerabilityType.SELF_HARM_SUICIDE_RISK: "Self-harm or suicide risk",
+    VulnerabilityType.DOMESTIC_ABUSE: "Domestic abuse",
+    VulnerabilityType.FINANCIAL_HARDSHIP: "Financial hardship",
+    VulnerabilityType.SPEECH_LANGUAGE_COMMUNICATION: "Speech, language or communication needs",
+}
+
+VULNERABILITY_SNOMED: dict[VulnerabilityType, tuple[str, str]] = {
+    VulnerabilityType.MENTAL_HEALTH: ("74732009", "Mental disorder"),
+    VulnerabilityType.LEARNING_DISABILITY: ("110359009", "Intellectual disability"),
+    VulnerabilityType.SUBSTANCE_MISUSE: ("66214007", "Substance abuse"),
+    VulnerabilityType.ALCOHOL_MISUSE: ("415685003", "Suspected alcohol abuse"),
+    VulnerabilityType.SELF_HARM_SUICIDE_RISK: ("401206008", "At risk for deliberate self harm"),
+}
+
+_PRIORITY = {Urgency.ROUTINE: "routine", Urgency.URGENT: "urgent", Urgency.EMERGENCY: "stat"}
+
+_GENDER = {"male": "male", "female": "female", "other": "other", "unknown": "unknown"}
+
+_CONSENT = {  # consent.status → (Consent.status, provision.type)
+    ConsentStatus.GIVEN: ("active", "permit"),
+    ConsentStatus.REFUSED: ("rejected", "deny"),
+    ConsentStatus.NOT_ASKED: ("proposed", "deny"),
+    ConsentStatus.LACKS_CAPACITY: ("active", "permit"),
+}
+
+
+class _Role(StrEnum):
+    """What an id names; part of the uuid5 name, so never rename a member's value."""
+
+    BUNDLE = "bundle"
+    MESSAGE_HEADER = "message-header"
+    SERVICE_REQUEST = "service-request"
+    PATIENT = "patient"
+    CONSENT = "consent"
+    ENCOUNTER = "encounter"
+    SOURCE_ORG = "organization-source"
+    RECEIVER_ORG = "organization-receiver"
+    HUB_ORG = "organization-hub"
+    REQUEST = "x-request-id"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralIds:
+    """The ids the delivery stage needs: stable for one alert and endpoint."""
+
+    bundle_id: str
+    service_request_id: str
+    request_id: str  # X-Request-Id of the first delivery; retries reuse it (BaRS)
+
+
+def _id(alert_id: str, endpoint: str, role: _Role) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{alert_id}|{endpoint}|{role}"))
+
+
+def referral_ids(alert_id: str, endpoint: str) -> ReferralIds:
+    return ReferralIds(
+        bundle_id=_id(alert_id, endpoint, _Role.BUNDLE),
+        service_request_id=_id(alert_id, endpoint, _Role.SERVICE_REQUEST),
+        request_id=_id(alert_id, endpoint, _Role.REQUEST),
+    )
+
+
+def bundle_bytes(bundle: dict[str, Any]) -> bytes:
+    """The wire form: canonical JSON (sorted keys, no spaces), UTF-8."""
+    return json.dumps(
+        bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def fhir_instant(value: datetime) -> str:
+    """A FHIR instant in UTC ("Z"). A naive datetime is a programming error: never guess a zone."""
+    if value.utcoffset() is None:
+        raise ValueError("FHIR instants need a time zone; got a naive datetime")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _coding(system: str, code: str, display: str | None = None) -> dict[str, str]:
+    coding = {"system": system, "code": code}
+    if display is not None:
+        coding["display"] = display
+    return coding
+
+
+def _ref(resource_id: str) -> dict[str, str]:
+    return {"reference": f"urn:uuid:{resource_id}"}
+
+
+def _meta(profile: str, last_updated: str) -> dict[str, Any]:
+    return {"profile": [profile], "lastUpdated": last_updated}
+
+
+def _organization(resource_id: str, ods_code: str, name: str, at: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Organization",
+        "id": resource_id,
+        "meta": _meta(UKCORE_PROFILE + "Organization", at),
+        "identifier": [{"system": ODS_SYSTEM, "value": ods_code}],
+        "name": name,
+    }
+
+
+def build_referral(alert: Alert, *, recipient: Recipient, hub: HubIdentity) -> dict[str, Any]:
+    """The referral message Bundle for one alert and one recipient, as a JSON-ready dict."""
+    ids = {role: _id(alert.alert_id, recipient.endpoint, role) for role in _Role}
+    at = fhir_instant(alert.sent_at)
+    resources = [
+        _message_header(ids, recipient, hub, at),
+        _service_request(alert, ids, at),
+        _patient(alert, ids[_Role.PATIENT], at),
+        _consent(alert, ids, at),
+        _encounter(alert, ids, at),
+        _organization(
+            ids[_Role.SOURCE_ORG],
+            alert.source.organisation.code,
+            alert.source.organisation.name,
+            at,
+        ),
+        _organization(ids[_Role.RECEIVER_ORG], recipient.ods_code, recipient.organisation_name, at),
+        _organization(ids[_Role.HUB_ORG], hub.ods_code, hub.name, at),
+    ]
+    return {
+        "resourceType": "Bundle",
+        "id": ids[_Role.BUNDLE],
+        "meta": _meta(BARS_BUNDLE_PROFILE, at),
+        "type": "message",
+        "timestamp": at,
+        "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources],
+    }
+
+
+def _message_header(
+    ids: dict[_Role, str], recipient: Recipient, hub: HubIdentity, at: str
+) -> dict[str, Any]:
+    if recipient.service_id:
+        destination = f"{DOS_SERVICE_SYSTEM}|{recipient.service_id}"
+    else:
+        destination = f"{ENDPOINT_SYSTEM}|{recipient.endpoint}"
+    return {
+        "resourceType": "MessageHeader",
+        "id": ids[_Role.MESSAGE_HEADER],
+        "meta": _meta(UKCORE_PROFILE + "MessageHeader", at),
+        "eventCoding": _coding(MESSAGE_EVENTS_SYSTEM, "servicerequest-request"),
+        "destination": [{"endpoint": destination, "receiver": _ref(ids[_Role.RECEIVER_ORG])}],
+        "sender": _ref(ids[_Role.HUB_ORG]),
+        "source": {"endpoint": hub.endpoint},
+        "reason": {"coding": [_coding(MESSAGE_REASON_SYSTEM, "new", "New")]},
+        "focus": [_ref(ids[_Role.SERVICE_REQUEST])],
+        "definition": REFERRAL_DEFINITION,
+    }
+
+
+def _reason_code(vulnerability_type: VulnerabilityType) -> dict[str, Any]:
+    concept: dict[str, Any] = {"text": VULNERABILITY_LABELS[vulnerability_type]}
+    snomed = VULNERABILITY_SNOMED.get(vulnerability_type)
+    if snomed is not None:
+        concept["coding"] = [_coding(SNOMED, *snomed)]
+    return concept
+
+
+def _service_request(alert: Alert, ids: dict[_Role, str], at: str) -> dict[str, Any]:
+    source_org = _ref(ids[_Role.SOURCE_ORG])
+    notes = [
+        {
+            "authorReference": source_org,
+            "time": at,
+            "text": f"{VULNERABILITY_LABELS[v.type]}: {v.detail.strip()}",
+        }
+        for v in alert.vulnerabilities
+        if v.detail.strip()  # FHIR strings may not be empty; a blank detail says nothing
+    ]
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "id": ids[_Role.SERVICE_REQUEST],
+        "meta": _meta(UKCORE_PROFILE + "ServiceRequest", at),
+        "identifier": [{"system": ALERT_ID_SYSTEM, "value": alert.alert_id}],
+        "status": "active",
+        "intent": "plan",
+        "category": [
+            {"coding": [_coding(SR_CATEGORY_SYSTEM, "referral", "Transfer of Care")]},
+            {"coding": [_coding(PATHWAY_SYSTEM, str(alert.pathway))]},
+        ],
+        "priority": _PRIORITY[alert.urgency],
+        "code": {"coding": [_coding(*REFERRAL_CODE)]},
+        "subject": _ref(ids[_Role.PATIENT]),
+        "encounter": _ref(ids[_Role.ENCOUNTER]),
+        "authoredOn": at,
+        "requester": source_org,
+        "performer": [_ref(ids[_Role.RECEIVER_ORG])],
+        "reasonCode": [_reason_code(v.type) for v in alert.vulnerabilities],
+        "supportingInfo": [_ref(ids[_Role.CONSENT])],
+    }
+    if alert.hearing is not None:
+        resource["occurrenceDateTime"] = fhir_instant(alert.hearing.at)
+    if notes:
+        resource["note"] = notes
+    return resource
+
+
+def _patient(alert: Alert, patient_id: str, at: str) -> dict[str, Any]:
+    person = alert.person
+    identifiers: list[dict[str, Any]] = []
+    if person.nhs_number:
+        verification = _coding(
+            NHS_NUMBER_VERIFICATION_SYSTEM,
+            "number-present-but-not-traced",
+            "Number present but not traced",
+        )
+        identifiers.append(
+            {
+                "extension": [
+                    {
+                        "url": NHS_NUMBER_VERIFICATION_URL,
+                        "valueCodeableConcept": {"coding": [verification]},
+                    }
+                ],
+                "system": NHS_NUMBER_SYSTEM,
+                "value": person.nhs_number,
+            }
+        )
+    if person.pnc_id:
+        identifiers.append({"system": PNC_ID_SYSTEM, "value": person.pnc_id})
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": patient_id,
+        "meta": _meta(UKCORE_PROFILE + "Patient", at),
+    }
+    if identifiers:
+        resource["identifier"] = identifiers
+    resource["name"] = [{"family": person.name.family, "given": list(person.name.given)}]
+    resource["gender"] = _GENDER[person.sex]
+    resource["birthDate"] = person.date_of_birth.isoformat()
+    if person.address is not None:
+        resource["address"] = [
+            {"line": list(person.address.lines), "postalCode": person.address.postcode}
+        ]
+    return resource
+
+
+def _consent(alert: Alert, ids: dict[_Role, str], at: str) -> dict[str, Any]:
+    consent = alert.consent
+    status, provision_type = _CONSENT[consent.status]
+    justice = {
+        "type": "permit" if consent.share_with_justice else "deny",
+        "actor": [
+            {
+                "role": {
+                    "coding": [
+                        _coding(
+                            "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                            "IRCP",
+                            "information recipient",
+                        )
+                    ]
+                },
+                "reference": _ref(ids[_Role.SOURCE_ORG]),
+            }
+        ],
+    }
+    resource: dict[str, Any] = {
+        "resourceType": "Consent",
+        "id": ids[_Role.CONSENT],
+        "meta": _meta(UKCORE_PROFILE + "Consent", at),
+        "status": status,
+        "scope": {
+            "coding": [
+                _coding(
+                    "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "patient-privacy",
+                    "Privacy Consent",
+                )
+            ]
+        },
+        "category": [
+            {
+                "coding": [
+                    _coding(
+                        "https://fhir.nhs.uk/CodeSystem/consent-categories-bars",
+                        "DRC",
+                        "Direct Care",
+                    )
+                ]
+            }
+        ],
+        "patient": _ref(ids[_Role.PATIENT]),
+        "dateTime": fhir_instant(consent.recorded_at),
+        "organization": [_ref(ids[_Role.SOURCE_ORG])],
+    }
+    if consent.status == ConsentStatus.LACKS_CAPACITY:
+        resource["policy"] = [{"uri": BEST_INTERESTS_POLICY}]
+    resource["policyRule"] = {"coding": [_coding(HL7_V3_ACT_CODE, "IMPLIED")]}
+    resource["provision"] = {"type": provision_type, "provision": [justice]}
+    return resource
+
+
+def _encounter(alert: Alert, ids: dict[_Role, str], at: str) -> dict[str, Any]:
+    source = alert.source
+    locations = [{"location": {"display": source.location}}]
+    if alert.hearing is not None and alert.hearing.court != source.location:
+        locations.append({"location": {"display": alert.hearing.court}})
+    resource: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "id": ids[_Role.ENCOUNTER],
+        "meta": _meta(UKCORE_PROFILE + "Encounter", at),
+        "identifier": [
+            {"system": SOURCE_REFERENCE_SYSTEMS[source.kind], "value": source.reference}
+        ],
+        "status": "in-progress" if source.kind == SourceKind.CUSTODY else "planned",
+        "class": _coding(HL7_V3_ACT_CODE, "FLD", "field"),
+        "subject": _ref(ids[_Role.PATIENT]),
+    }
+    if alert.hearing is not None:
+        resource["period"] = {"start": fhir_instant(alert.hearing.at)}
+    resource["location"] = locations
+    resource["serviceProvider"] = _ref(ids[_Role.SOURCE_ORG])
+    return resource
