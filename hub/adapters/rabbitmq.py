@@ -266,6 +266,10 @@ class QueueWorker(ConsumerMixin):
         self._requeue_pause = 0.0
 
     def get_consumers(self, consumer_cls: Any, channel: Any) -> list[Consumer]:
+        # py-amqp decodes bodies by their declared content_encoding by default, silently
+        # keeping bytes it cannot decode: the hub wants the bytes exactly as published.
+        if hasattr(channel, "auto_decode"):
+            channel.auto_decode = False
         return [
             consumer_cls(
                 queues=[Queue(self.queue, no_declare=True)],
@@ -286,7 +290,7 @@ class QueueWorker(ConsumerMixin):
     def _on_message(self, message: Any) -> None:
         props = message.properties
         envelope = Envelope(
-            body=message.body if isinstance(message.body, bytes) else bytes(message.body),
+            body=_raw_body(message),
             queue=self.queue,
             exchange=message.delivery_info.get("exchange", ""),
             routing_key=message.delivery_info.get("routing_key", ""),
@@ -309,6 +313,13 @@ class QueueWorker(ConsumerMixin):
 
     def stop(self) -> None:
         self.should_stop = True
+
+
+def _raw_body(message: Any) -> bytes:
+    body = message.body
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    return str(body).encode(message.content_encoding or "utf-8")
 
 
 def start_worker(worker: QueueWorker, name: str) -> threading.Thread:

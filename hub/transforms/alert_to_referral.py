@@ -35,6 +35,7 @@ Mapping (the review checklist). SR = ServiceRequest, MH = MessageHeader, Org = O
 |                            | use-case category                                                |
 | vulnerabilities[].type     | SR.reasonCode[] (text = label; SNOMED coding where known, below) |
 | vulnerabilities[].detail   | SR.note[] ("<label>: <detail>"); nowhere else (never reasonCode) |
+|                            | a blank detail adds no note (FHIR strings may not be empty)      |
 | urgency                    | SR.priority (routine→routine, urgent→urgent, emergency→stat)     |
 | consent.status             | Consent.status + Consent.provision.type (table below)            |
 | consent.share_with_justice | Consent.provision.provision[0]: type permit/deny, actor IRCP →   |

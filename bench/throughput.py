@@ -1,0 +1,522 @@
+"""Throughput and latency of the hub against a raw-broker baseline, in one run.
+
+    .venv/bin/python bench/throughput.py                       # N=1000, PostgreSQL ledger
+    .venv/bin/python bench/throughput.py --alerts 300 --db sqlite
+    .venv/bin/python bench/throughput.py --hub-mode inprocess  # Hub() in this process instead
+
+What it does (see docs/benchmarks.md for how to read the figures):
+
+1. Baseline: on two quorum queues in the benchmark's vhost, publish N messages the size of an
+   alert body with pika and publisher confirms (one confirm waited for per publish, as the
+   justice side does), while a pika consumer takes each one, republishes it to the second
+   quorum queue on a confirmed channel and acks it. Latency = publish timestamp (a header) to
+   the moment the republish is confirmed.
+2. The hub: a FakeTrust in this process (no replies) and the hub (by default as a subprocess,
+   `python -m hub run`, as it runs in production) with routes that send every alert to exactly
+   one endpoint. N alerts are published to justice.alerts with pika + confirms; latency = the
+   trust's receipt time of the Bundle (matched by X-Correlation-Id = alert_id) - publish time.
+3. A table of both, and the hub's peak RSS (VmHWM of the hub process).
+
+A measurement, not a test: nothing is asserted. Needs RabbitMQ (rabbitmqctl on PATH, for the
+vhost) and, for --db postgres, PostgreSQL; a fresh vhost and a fresh database are created and
+dropped again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pika  # noqa: E402
+
+from hub.adapters.fake_trust import FakeTrust  # noqa: E402
+from tests.fixtures.alerts import custody_alert, to_body  # noqa: E402
+
+AMQP_HOST = os.environ.get("HUB_TEST_AMQP_HOST", "127.0.0.1")
+PG_ADMIN_URL = os.environ.get("HUB_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+ENDPOINT = "wy-ld"
+SERVICE = ("XWY10", "West Yorkshire Liaison and Diversion Service")
+ROUTING_KEY = "custody.WYP.alert"  # <kind>.<organisation>.<type>; custody_alert() is from WYP
+H_PUBLISHED = "x-bench-published-ns"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def make_alerts(n: int) -> list[tuple[str, bytes]]:
+    """(alert_id, body) pairs; sent_at is now (parse_alert refuses > 5 min in the future)."""
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    out = []
+    for _ in range(n):
+        alert = custody_alert(sent_at=now)
+        out.append((alert["alert_id"], to_body(alert)))
+    return out
+
+
+@dataclass
+class Result:
+    name: str
+    n: int
+    seconds: float  # first publish -> last message done
+    publish_seconds: float  # first publish -> last publish confirmed
+    latencies_ms: list[float]
+    missing: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def publish_rate(self) -> float:
+        return self.n / self.publish_seconds if self.publish_seconds > 0 else float("nan")
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies_ms, q)
+
+
+def publish_confirmed(url: str, messages: list[tuple[str, bytes]], *, exchange: str,
+                      routing_key: str, stamps: dict[str, int],
+                      headers: Callable[[int], dict[str, Any]] | None = None) -> float:
+    """Publish each message and wait for its confirm (pika BlockingChannel, as the justice
+    side does). Records time.time_ns() just before each publish; returns seconds taken."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    started = time.perf_counter()
+    try:
+        for message_id, body in messages:
+            now = time.time_ns()
+            stamps[message_id] = now
+            ch.basic_publish(
+                exchange, routing_key, body,
+                pika.BasicProperties(content_type="application/json", delivery_mode=2,
+                                     message_id=message_id,
+                                     headers=headers(now) if headers else None),
+                mandatory=True,
+            )
+        return time.perf_counter() - started
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. raw broker baseline
+
+
+def run_baseline(url: str, messages: list[tuple[str, bytes]], *, prefetch: int) -> Result:
+    params = pika.URLParameters(url)
+    q_in, q_out = "bench.baseline.in", "bench.baseline.out"
+    setup = pika.BlockingConnection(params)
+    ch = setup.channel()
+    for q in (q_in, q_out):
+        ch.queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
+        ch.queue_purge(q)
+    setup.close()
+
+    n = len(messages)
+    done: dict[str, int] = {}
+    latencies: list[float] = []
+    ready = threading.Event()
+    finished = threading.Event()
+
+    def consume() -> None:
+        cconn = pika.BlockingConnection(params)
+        pconn = pika.BlockingConnection(params)  # own connection, like the hub's publisher
+        cch, pch = cconn.channel(), pconn.channel()
+        pch.confirm_delivery()
+        cch.basic_qos(prefetch_count=prefetch)
+
+        def on_message(chan: Any, method: Any, props: Any, body: bytes) -> None:
+            pch.basic_publish("", q_out, body,
+                              pika.BasicProperties(content_type=props.content_type,
+                                                   delivery_mode=2, message_id=props.message_id,
+                                                   headers=props.headers),
+                              mandatory=True)  # returns once confirmed
+            now = time.time_ns()
+            latencies.append((now - int(props.headers[H_PUBLISHED])) / 1e6)
+            done[props.message_id] = now
+            chan.basic_ack(method.delivery_tag)
+            if len(done) >= n:
+                chan.stop_consuming()
+
+        cch.basic_consume(q_in, on_message)
+        ready.set()
+        try:
+            cch.start_consuming()
+        finally:
+            finished.set()
+            for c in (cconn, pconn):
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001 - teardown
+                    pass
+
+    thread = threading.Thread(target=consume, name="baseline-consumer", daemon=True)
+    thread.start()
+    ready.wait(15)
+    stamps: dict[str, int] = {}
+    pub_seconds = publish_confirmed(url, messages, exchange="", routing_key=q_in, stamps=stamps,
+                                    headers=lambda ns: {H_PUBLISHED: ns})
+    finished.wait(timeout=max(60.0, n * 0.1))
+    first = min(stamps.values())
+    last = max(done.values()) if done else time.time_ns()
+    return Result("baseline", n, (last - first) / 1e9, pub_seconds, latencies,
+                  missing=n - len(done))
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. the hub
+
+
+class TimedTrust(FakeTrust):
+    """FakeTrust that notes when each Bundle arrived, by X-Correlation-Id (= alert_id)."""
+
+    def start(self) -> TimedTrust:
+        self.arrivals: dict[str, int] = {}
+        self.arrived = threading.Condition()
+        super().start()
+        return self
+
+    def _handle(self, request: Any) -> None:
+        now = time.time_ns()
+        correlation_id = request.headers.get("X-Correlation-Id", "")
+        super()._handle(request)
+        with self.arrived:
+            self.arrivals.setdefault(correlation_id, now)
+            self.arrived.notify_all()
+
+    def wait_for(self, ids: set[str], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while not ids.issubset(self.arrivals.keys()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.arrived.wait(min(left, 1.0))
+        return True
+
+
+def write_hub_config(directory: Path, *, trust: FakeTrust, api_port: int, max_in_flight: int,
+                     prefetch: int, log_level: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "hub.yaml").write_text(
+        "hub: {ods_code: X26HUB, name: L&D Integration Hub, "
+        f"endpoint: 'http://127.0.0.1:{api_port}/fhir'}}\n"
+        f"amqp: {{prefetch: {prefetch}}}\n"
+        f"api: {{host: 127.0.0.1, port: {api_port}}}\n"
+        f"logging: {{level: {log_level}}}\n"
+        "endpoints:\n"
+        f"  {ENDPOINT}:\n    kind: fhir-rest\n    url: {trust.url(ENDPOINT)}\n"
+        f"    ods_code: {SERVICE[0]}\n    organisation_name: {SERVICE[1]}\n"
+        f"    timeout_seconds: 10\n    max_in_flight: {max_in_flight}\n"
+    )
+    # No rules: every alert goes to the default, i.e. exactly one referral per alert.
+    (directory / "routes.yaml").write_text(f"default: [{ENDPOINT}]\n")
+    return directory
+
+
+def peak_rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class HubProcess:
+    """`python -m hub run --config DIR` as a child process, log to a file."""
+
+    def __init__(self, config: Path, env: dict[str, str], log_path: Path, api_port: int,
+                 profile: Path | None) -> None:
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "hub", "run", "--config", str(config)],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        self.api_port = api_port
+        self.profile = profile
+        self.spy: subprocess.Popen[bytes] | None = None
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"hub exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/readyz",
+                                            timeout=2) as resp:
+                    if json.loads(resp.read()).get("ready"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"hub not ready after {timeout:.0f}s; see {self.log_path}")
+
+    def start_profile(self) -> None:
+        if self.profile:
+            spy = os.environ.get("PY_SPY", "py-spy")
+            self.spy = subprocess.Popen(
+                [spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200",
+                 "--output", str(self.profile), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop_profile(self) -> None:
+        if self.spy:
+            self.spy.send_signal(signal.SIGINT)
+            self.spy.wait(timeout=60)
+
+    def peak_rss_kib(self) -> int | None:
+        return peak_rss_kib(self.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class HubInProcess:
+    """`Hub(settings).start()` in this process (shares the GIL with the publisher and trust)."""
+
+    def __init__(self, config: Path, env: dict[str, str], log_path: Path) -> None:
+        from hub.bootstrap import Hub
+        from hub.log import configure_logging
+        from hub.pipeline import RetryPolicy
+        from hub.settings import load_settings
+
+        settings = load_settings(config, env=env)
+        self.log = log_path.open("w")
+        configure_logging(level=settings.log_level, stream=self.log)
+        self.hub = Hub(settings, retry=RetryPolicy())
+        self.pid = os.getpid()
+        self.log_path = log_path
+
+    def wait_ready(self) -> None:
+        self.hub.start()
+
+    def start_profile(self) -> None:
+        pass
+
+    def stop_profile(self) -> None:
+        pass
+
+    def peak_rss_kib(self) -> int | None:
+        return peak_rss_kib(self.pid)  # includes the benchmark's own memory
+
+    def stop(self) -> None:
+        self.hub.stop()
+        self.log.close()
+
+
+def run_hub(url: str, messages: list[tuple[str, bytes]], *, db_url: str, workdir: Path,
+            mode: str, max_in_flight: int, prefetch: int, log_level: str, warmup: int,
+            profile: Path | None) -> Result:
+    api_port = free_port()
+    trust = TimedTrust(services={ENDPOINT: SERVICE}, hub_base_url=None, replies=None).start()
+    config = write_hub_config(workdir / "config", trust=trust, api_port=api_port,
+                              max_in_flight=max_in_flight, prefetch=prefetch,
+                              log_level=log_level)
+    env = {**os.environ, "HUB_AMQP_URL": url, "HUB_DB_URL": db_url, "HUB_LOG_LEVEL": log_level}
+    log_path = workdir / "hub.log"
+    hub: HubProcess | HubInProcess
+    if mode == "subprocess":
+        hub = HubProcess(config, env, log_path, api_port, profile)
+    else:
+        hub = HubInProcess(config, env, log_path)
+    n = len(messages)
+    try:
+        hub.wait_ready()
+        if warmup:  # first alerts pay for connections, SQL compilation, imports
+            warm = make_alerts(warmup)
+            publish_confirmed(url, warm, exchange="justice.alerts", routing_key=ROUTING_KEY,
+                              stamps={})
+            if not trust.wait_for({a for a, _ in warm}, timeout=60):
+                print(f"warning: warm-up alerts not all delivered; see {log_path}",
+                      file=sys.stderr)
+        hub.start_profile()
+        stamps: dict[str, int] = {}
+        pub_seconds = publish_confirmed(url, messages, exchange="justice.alerts",
+                                        routing_key=ROUTING_KEY, stamps=stamps)
+        ids = {a for a, _ in messages}
+        trust.wait_for(ids, timeout=max(120.0, n * 0.5))
+        hub.stop_profile()
+        rss = hub.peak_rss_kib()
+    finally:
+        hub.stop()
+        trust.stop()
+    arrivals = {a: trust.arrivals[a] for a in ids if a in trust.arrivals}
+    latencies = [(arrivals[a] - stamps[a]) / 1e6 for a in arrivals]
+    first = min(stamps.values())
+    last = max(arrivals.values()) if arrivals else time.time_ns()
+    duplicates = len([r for r in trust.received if r.duplicate])
+    return Result("hub", n, (last - first) / 1e9, pub_seconds, latencies,
+                  missing=n - len(arrivals),
+                  extra={"peak_rss_kib": rss, "duplicates": duplicates, "log": str(log_path)})
+
+
+# ---------------------------------------------------------------------------------------------
+# databases
+
+
+def postgres_database() -> tuple[str, Callable[[], None]]:
+    """A fresh database on the local server; returns its URL and a function dropping it."""
+    import psycopg
+
+    name = f"ldbench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"{base}/{name}", drop
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def print_table(base: Result, hub: Result, *, n: int, db: str, mode: str,
+                max_in_flight: int) -> None:
+    def row(name: str, r: Result) -> str:
+        return (f"| {name:<9} | {r.rate:>9.1f} | {r.publish_rate:>9.1f} | {r.p(50):>8.1f} | "
+                f"{r.p(99):>8.1f} | {max(r.latencies_ms, default=float('nan')):>8.1f} | "
+                f"{r.missing:>7} |")
+
+    print()
+    print(f"N={n}  db={db}  hub={mode}  max_in_flight={max_in_flight}  "
+          f"cpus={os.cpu_count()}  python={platform.python_version()}  "
+          f"host={platform.node()}  at={datetime.now(UTC).isoformat(timespec='seconds')}")
+    print("| run       |   msgs/s  | publish/s |  p50 ms  |  p99 ms  |  max ms  | missing |")
+    print("|-----------|-----------|-----------|----------|----------|----------|---------|")
+    print(row("baseline", base))
+    print(row("hub", hub))
+    ratio = hub.rate / base.rate if base.rate else float("nan")
+    print(f"ratio hub/baseline throughput: {ratio:.3f}  "
+          f"(p50 x{hub.p(50) / base.p(50):.1f}, p99 x{hub.p(99) / base.p(99):.1f})")
+    rss = hub.extra.get("peak_rss_kib")
+    if rss:
+        what = "hub process" if mode == "subprocess" else "whole benchmark process"
+        print(f"peak RSS ({what}): {rss / 1024:.1f} MiB")
+    if hub.extra.get("duplicates"):
+        print(f"duplicate deliveries seen by the trust: {hub.extra['duplicates']}")
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"benchmark process: peak RSS {own.ru_maxrss / 1024:.1f} MiB, "
+          f"CPU {own.ru_utime + own.ru_stime:.1f}s; hub log: {hub.extra.get('log')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--alerts", type=int, default=1000, help="N messages/alerts per run")
+    ap.add_argument("--db", choices=("sqlite", "postgres"), default="postgres")
+    ap.add_argument("--amqp-url", default=None,
+                    help="broker URL incl. vhost (default: a fresh vhost, deleted at the end)")
+    ap.add_argument("--hub-mode", choices=("subprocess", "inprocess"), default="subprocess",
+                    help="run the hub as `python -m hub run` (default) or Hub() in this process")
+    ap.add_argument("--max-in-flight", type=int, default=4,
+                    help="the endpoint's max_in_flight (delivery consumers); 4 as shipped")
+    ap.add_argument("--prefetch", type=int, default=10,
+                    help="amqp.prefetch of the hub, and the baseline consumer's prefetch")
+    ap.add_argument("--log-level", default="INFO", help="the hub's log level (INFO as shipped)")
+    ap.add_argument("--warmup", type=int, default=20, help="alerts through the hub first, unmeasured")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="py-spy raw (collapsed) stacks of the hub during the measured run "
+                         "(subprocess mode; py-spy on PATH or $PY_SPY)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args(argv)
+
+    cleanups: list[Callable[[], None]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="ldbench-"))
+    try:
+        url = args.amqp_url
+        if url is None:
+            vhost = f"ldbench-{uuid.uuid4().hex[:10]}"
+            rabbitmqctl("add_vhost", vhost)
+            cleanups.append(lambda: rabbitmqctl("delete_vhost", vhost))
+            rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+            url = f"amqp://guest:guest@{AMQP_HOST}:5672/{vhost}"
+        if args.db == "postgres":
+            db_url, drop = postgres_database()
+            cleanups.append(drop)
+        else:
+            db_url = f"sqlite:///{workdir / 'hub.db'}"
+
+        alerts = make_alerts(args.alerts)
+        size = len(alerts[0][1])
+        filler = [(str(uuid.uuid4()), os.urandom(size // 2).hex().encode()[:size])
+                  for _ in range(args.alerts)]
+        print(f"baseline: {args.alerts} x {size} B through two quorum queues ...", flush=True)
+        base = run_baseline(url, filler, prefetch=args.prefetch)
+        print(f"hub ({args.hub_mode}, {args.db}): {args.alerts} alerts ...", flush=True)
+        hub = run_hub(url, alerts, db_url=db_url, workdir=workdir, mode=args.hub_mode,
+                      max_in_flight=args.max_in_flight, prefetch=args.prefetch,
+                      log_level=args.log_level, warmup=args.warmup, profile=args.profile)
+        print_table(base, hub, n=args.alerts, db=args.db, mode=args.hub_mode,
+                    max_in_flight=args.max_in_flight)
+        if args.json:
+            args.json.write_text(json.dumps({
+                "n": args.alerts, "db": args.db, "cpus": os.cpu_count(), "body_bytes": size,
+                "hub_mode": args.hub_mode, "max_in_flight": args.max_in_flight,
+                **{r.name: {"rate": r.rate, "publish_rate": r.publish_rate, "p50_ms": r.p(50),
+                            "p99_ms": r.p(99), "missing": r.missing, **r.extra}
+                   for r in (base, hub)},
+            }, indent=2))
+        return 0
+    finally:
+        for cleanup in reversed(cleanups):
+            try:
+                cleanup()
+            except Exception as exc:  # noqa: BLE001 - report and go on cleaning
+                print(f"cleanup failed: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Shared fixtures: real RabbitMQ (a fresh vhost per test), real PostgreSQL, a pretend NHS
+trust, and a justice-side publisher/consumer speaking pika as a custody system would.
+
+A service that is down fails the test with the command that starts it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+
+from hub.adapters.fake_trust import FakeTrust, Reply
+from hub.bootstrap import Hub
+from hub.pipeline import RetryPolicy
+from hub.settings import load_settings
+
+AMQP_HOST = os.environ.get("HUB_TEST_AMQP_HOST", "127.0.0.1")
+PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+START_RABBIT = "start it with: rabbitmq-server -detached"
+START_PG = "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+SERVICES = {
+    "wy-ld": ("RXX01", "West Yorkshire Liaison and Diversion Service"),
+    "leeds-dat": ("RXX03", "Leeds Drug and Alcohol Team"),
+    "leeds-yjh": ("RXX04", "Leeds Youth Justice Health Team"),
+}
+ROUTES = """\
+default: [wy-ld]
+rules:
+  - name: youth
+    match: {pathway: youth}
+    send_to: [leeds-yjh]
+  - name: substance
+    match: {vulnerability: [substance_misuse, alcohol_misuse]}
+    send_to: [leeds-dat, wy-ld]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rabbitmqctl(*args: str) -> None:
+    result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        pytest.fail(f"rabbitmqctl {' '.join(args)} failed ({result.stderr.strip()}); "
+                    f"is RabbitMQ running? {START_RABBIT}")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_available() -> None:
+    try:
+        socket.create_connection((AMQP_HOST, 5672), timeout=3).close()
+    except OSError as exc:
+        pytest.fail(f"RabbitMQ is not reachable on {AMQP_HOST}:5672 ({exc}); {START_RABBIT}")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=3).close()
+    except OSError as exc:
+        pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc}); {START_PG}")
+    return PG_URL
+
+
+@pytest.fixture
+def amqp_url(rabbitmq_available: None) -> Iterator[str]:
+    """A vhost of the test's own: queues, exchanges and messages never leak between tests."""
+    vhost = f"hubtest-{uuid.uuid4().hex[:12]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield f"amqp://guest:guest@{AMQP_HOST}:5672/{vhost}"
+    subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
+
+
+def write_config(directory: Path, *, trust: FakeTrust, api_port: int,
+                 routes: str = ROUTES, extra_endpoint_yaml: str = "") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    endpoints = "\n".join(
+        f"  {name}:\n    kind: fhir-rest\n    url: {trust.url(name)}\n"
+        f"    ods_code: {ods}\n    organisation_name: {org}\n    timeout_seconds: 3"
+        for name, (ods, org) in trust.services.items()
+    )
+    (directory / "hub.yaml").write_text(
+        "hub: {ods_code: X26HUB, name: L&D Integration Hub, "
+        f"endpoint: 'http://127.0.0.1:{api_port}/fhir'}}\n"
+        f"api: {{host: 127.0.0.1, port: {api_port}}}\n"
+        f"endpoints:\n{endpoints}\n{extra_endpoint_yaml}"
+    )
+    (directory / "routes.yaml").write_text(routes)
+    return directory
+
+
+@dataclass
+class Justice:
+    """A custody/court system: publishes alerts with pika and publisher confirms, and reads
+    its own outcome queue."""
+
+    url: str
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    _queue: str = ""
+
+    def __post_init__(self) -> None:
+        params = pika.URLParameters(self.url)
+        self._pub = pika.BlockingConnection(params)
+        self._pub_ch = self._pub.channel()
+        self._pub_ch.confirm_delivery()
+        self._sub = pika.BlockingConnection(params)
+        self._sub_ch = self._sub.channel()
+        self._queue = f"justice.test.{uuid.uuid4().hex[:8]}"
+        self._sub_ch.queue_declare(self._queue, durable=True,
+                                   arguments={"x-queue-type": "quorum"})
+        self._sub_ch.queue_bind(self._queue, "justice.outcomes", routing_key="#")
+
+    def publish(self, body: bytes | dict[str, Any], *, routing_key: str,
+                message_id: str | None = None, content_type: str = "application/json",
+                **props: Any) -> None:
+        if isinstance(body, dict):
+            message_id = message_id or body.get("alert_id")
+            body = json.dumps(body).encode()
+        self._pub_ch.basic_publish(
+            "justice.alerts", routing_key, body,
+            pika.BasicProperties(content_type=content_type, delivery_mode=2,
+                                 message_id=message_id, **props),
+            mandatory=True,
+        )
+
+    def drain(self) -> None:
+        while True:
+            method, props, body = self._sub_ch.basic_get(self._queue, auto_ack=True)
+            if method is None:
+                return
+            doc = json.loads(body)
+            doc["_routing_key"] = method.routing_key
+            self.outcomes.append(doc)
+
+    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool],
+                 timeout: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.drain()
+            if predicate(self.outcomes):
+                return self.outcomes
+            time.sleep(0.05)
+        raise AssertionError(f"timed out; outcomes so far: {self.outcomes}")
+
+    def for_alert(self, alert_id: str) -> list[dict[str, Any]]:
+        self.drain()
+        return [o for o in self.outcomes if o["alert_id"] == alert_id]
+
+    def queue_depth(self, queue: str) -> int:
+        ch = self._sub.channel()
+        try:
+            return int(ch.queue_declare(queue, passive=True).method.message_count)
+        finally:
+            ch.close()
+
+    def get_one(self, queue: str, timeout: float = 10.0) -> tuple[Any, Any, bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            method, props, body = self._sub_ch.basic_get(queue, auto_ack=True)
+            if method is not None:
+                return method, props, body
+            time.sleep(0.05)
+        raise AssertionError(f"nothing arrived on {queue}")
+
+    def close(self) -> None:
+        for conn in (self._pub, self._sub):
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - teardown
+                pass
+
+
+def standard_replies(endpoint: str, bundle: dict[str, Any]) -> list[Reply]:
+    from hub.messages import OutcomeStatus
+
+    return [Reply(OutcomeStatus.ACCEPTED),
+            Reply(OutcomeStatus.ASSESSED, recommendation="Suitable for interview with an "
+                  "appropriate adult", note="Clinical note: psychosis history")]
+
+
+@dataclass
+class HubRig:
+    hub: Hub
+    trust: FakeTrust
+    justice: Justice
+    config_dir: Path
+    amqp_url: str
+    db_url: str
+    api_port: int
+
+
+@pytest.fixture
+def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable[..., HubRig]]:
+    made: list[HubRig] = []
+
+    def make(*, replies: Any = standard_replies, behaviour: Any = None,
+             retry: RetryPolicy | None = None, db_url: str | None = None,
+             routes: str = ROUTES) -> HubRig:
+        api_port = free_port()
+        trust = FakeTrust(services=SERVICES, hub_base_url=f"http://127.0.0.1:{api_port}/fhir",
+                          replies=replies, behaviour=behaviour).start()
+        config = write_config(tmp_path / f"config-{len(made)}", trust=trust, api_port=api_port,
+                              routes=routes)
+        url = db_url or pg_url
+        settings = load_settings(config, env={"HUB_AMQP_URL": amqp_url, "HUB_DB_URL": url})
+        hub = Hub(settings, retry=retry or RetryPolicy(delays=(1, 2), deadline=_td(30)))
+        hub.start()
+        justice = Justice(amqp_url)
+        rig = HubRig(hub, trust, justice, config, amqp_url, url, api_port)
+        made.append(rig)
+        return rig
+
+    yield make
+    for rig in made:
+        rig.justice.close()
+        rig.hub.stop()
+        rig.trust.stop()
+
+
+def _td(seconds: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def rig(rig_factory: Callable[..., HubRig]) -> HubRig:
+    return rig_factory()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+__all__ = ["HubRig", "Justice", "free_port", "wait_until", "write_config", "threading"]
