@@ -36,8 +36,12 @@ log = get_logger("hub.bootstrap")
 
 def fhir_target(endpoint: EndpointConfig) -> FhirTarget:
     auth = f"Bearer {endpoint.auth.token}" if endpoint.auth else None
-    return FhirTarget(recipient=endpoint.recipient, url=endpoint.url,
-                      timeout_seconds=endpoint.timeout_seconds, authorization=auth)
+    return FhirTarget(
+        recipient=endpoint.recipient,
+        url=endpoint.url,
+        timeout_seconds=endpoint.timeout_seconds,
+        authorization=auth,
+    )
 
 
 @dataclass
@@ -65,16 +69,29 @@ class Hub:
         recipients = {name: ep.recipient for name, ep in s.endpoints.items()}
 
         def intake() -> Stage:
-            return IntakeStage(ledger=self._ledger, publisher=self._publisher(),
-                               routes=s.routes, recipients=recipients, hub=s.hub,
-                               clock=self.clock, max_body_bytes=s.max_body_bytes)
+            return IntakeStage(
+                ledger=self._ledger,
+                publisher=self._publisher(),
+                routes=s.routes,
+                recipients=recipients,
+                hub=s.hub,
+                clock=self.clock,
+                max_body_bytes=s.max_body_bytes,
+            )
 
         for kind, queue in ALERT_QUEUES.items():
             self._spawn(queue, intake(), name=f"intake-{kind}", prefetch=s.prefetch)
-        self._spawn(OUTCOMES_INBOUND_QUEUE,
-                    OutcomeStage(ledger=self._ledger, publisher=self._publisher(),
-                                 recipients=recipients, clock=self.clock),
-                    name="outcomes", prefetch=s.prefetch)
+        self._spawn(
+            OUTCOMES_INBOUND_QUEUE,
+            OutcomeStage(
+                ledger=self._ledger,
+                publisher=self._publisher(),
+                recipients=recipients,
+                clock=self.clock,
+            ),
+            name="outcomes",
+            prefetch=s.prefetch,
+        )
         for name, endpoint in s.endpoints.items():
             if endpoint.paused:
                 log.warning("endpoint_paused", endpoint=name)
@@ -82,20 +99,33 @@ class Hub:
             for n in range(endpoint.max_in_flight):
                 # One consumer per in-flight slot, prefetch 1 each: an endpoint never has more
                 # than max_in_flight referrals outstanding, and a slow one blocks only itself.
-                stage = DeliveryStage(endpoint=name, target=fhir_target(endpoint),
-                                      client=self.fhir_client, ledger=self._ledger,
-                                      publisher=self._publisher(), clock=self.clock)
+                stage = DeliveryStage(
+                    endpoint=name,
+                    target=fhir_target(endpoint),
+                    client=self.fhir_client,
+                    ledger=self._ledger,
+                    publisher=self._publisher(),
+                    clock=self.clock,
+                )
                 self._spawn(delivery_queue(name), stage, name=f"deliver-{name}-{n}", prefetch=1)
         if self.serve_api:
-            app = build_app(ledger=self._ledger, publisher=self._publisher(),
-                            recipients=recipients, max_body_bytes=s.max_body_bytes,
-                            readiness=self.readiness)
+            app = build_app(
+                ledger=self._ledger,
+                publisher=self._publisher(),
+                recipients=recipients,
+                max_body_bytes=s.max_body_bytes,
+                readiness=self.readiness,
+            )
             self._api = ApiServer(app, host=s.api_host, port=s.api_port)
             self._api.start()
         for worker, _ in self._workers:
             worker.ready.wait(timeout=15)
-        log.info("hub_started", consumers=len(self._workers), endpoints=len(s.endpoints),
-                 api_port=self.api_port)
+        log.info(
+            "hub_started",
+            consumers=len(self._workers),
+            endpoints=len(s.endpoints),
+            api_port=self.api_port,
+        )
 
     @property
     def _ledger(self) -> Ledger:
@@ -112,8 +142,9 @@ class Hub:
         return publisher
 
     def _spawn(self, queue: str, stage: Any, *, name: str, prefetch: int) -> None:
-        dispatcher = Dispatcher(stage, publisher=stage.publisher, retry=self.retry,
-                                clock=self.clock)
+        dispatcher = Dispatcher(
+            stage, publisher=stage.publisher, retry=self.retry, clock=self.clock
+        )
         worker = QueueWorker(self.settings.amqp_url, queue, dispatcher, prefetch=prefetch)
         self._workers.append((worker, start_worker(worker, name)))
 

@@ -19,8 +19,14 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("config"), show_default=True, help="directory with hub.yaml, routes.yaml")
+@click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("config"),
+    show_default=True,
+    help="directory with hub.yaml, routes.yaml",
+)
 def run(config_dir: Path) -> None:
     """Run the hub against RabbitMQ (HUB_AMQP_URL) and the ledger (HUB_DB_URL)."""
     from hub.bootstrap import Hub

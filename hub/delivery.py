@@ -29,8 +29,16 @@ from hub.log import bind_correlation, get_logger
 from hub.messages import OutcomeStatus, Recipient
 from hub.outcomes import build_outcome, publish_outcome
 from hub.pipeline import H_ALERT_ID, Clock, header_str
-from hub.ports import Envelope, FhirClient, HttpResult, JourneyEvent, Ledger, Publisher
-from hub.ports import ReferralState
+from hub.ports import (
+    Envelope,
+    FhirClient,
+    HttpResult,
+    JourneyEvent,
+    Ledger,
+    Publisher,
+    ReferralRecord,
+    ReferralState,
+)
 
 log = get_logger("hub.delivery")
 
@@ -68,8 +76,11 @@ def _operation_outcome(body: bytes) -> tuple[list[str], str | None]:
         codes.append(str(issue.get("code", "")))
         details = issue.get("details") or {}
         coding = (details.get("coding") or [{}])[0] if isinstance(details, dict) else {}
-        text = issue.get("diagnostics") or (details.get("text") if isinstance(details, dict)
-                                             else None) or coding.get("display")
+        text = (
+            issue.get("diagnostics")
+            or (details.get("text") if isinstance(details, dict) else None)
+            or coding.get("display")
+        )
         code = coding.get("code") if isinstance(coding, dict) else None
         texts.append(" ".join(str(x) for x in (code, text) if x))
     return codes, "; ".join(t for t in texts if t) or None
@@ -93,10 +104,14 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 def classify(result: HttpResult, *, request_id: str, correlation_id: str) -> Judgement:
     status = result.status
     if 200 <= status < 300:
-        if (result.headers.get("x-request-id") != request_id
-                or result.headers.get("x-correlation-id") != correlation_id):
-            return Judgement(Verdict.TRANSIENT,
-                             f"HTTP {status} without the BaRS X-Request-Id/X-Correlation-Id echo")
+        if (
+            result.headers.get("x-request-id") != request_id
+            or result.headers.get("x-correlation-id") != correlation_id
+        ):
+            return Judgement(
+                Verdict.TRANSIENT,
+                f"HTTP {status} without the BaRS X-Request-Id/X-Correlation-Id echo",
+            )
         try:
             json.loads(result.body)
         except (ValueError, UnicodeDecodeError):
@@ -104,13 +119,21 @@ def classify(result: HttpResult, *, request_id: str, correlation_id: str) -> Jud
         return Judgement(Verdict.DELIVERED, f"HTTP {status}")
     codes, text = _operation_outcome(result.body)
     if status == 409 and "duplicate" in codes:
-        return Judgement(Verdict.DELIVERED, "HTTP 409 duplicate: the receiver already has it",
-                         operation_outcome=text)
+        return Judgement(
+            Verdict.DELIVERED,
+            "HTTP 409 duplicate: the receiver already has it",
+            operation_outcome=text,
+        )
     if status in TRANSIENT_STATUSES or status >= 500:
-        return Judgement(Verdict.TRANSIENT, f"HTTP {status}" + (f": {text}" if text else ""),
-                         retry_after=_retry_after(result.headers), operation_outcome=text)
-    return Judgement(Verdict.PERMANENT, f"HTTP {status}" + (f": {text}" if text else ""),
-                     operation_outcome=text)
+        return Judgement(
+            Verdict.TRANSIENT,
+            f"HTTP {status}" + (f": {text}" if text else ""),
+            retry_after=_retry_after(result.headers),
+            operation_outcome=text,
+        )
+    return Judgement(
+        Verdict.PERMANENT, f"HTTP {status}" + (f": {text}" if text else ""), operation_outcome=text
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +153,13 @@ class FhirTarget:
             "X-Correlation-Id": correlation_id,
         }
         if self.recipient.service_id:
-            target = {"system": "https://fhir.nhs.uk/Id/dos-service-id",
-                      "value": self.recipient.service_id}
+            target = {
+                "system": "https://fhir.nhs.uk/Id/dos-service-id",
+                "value": self.recipient.service_id,
+            }
             headers["NHSD-Target-Identifier"] = base64.b64encode(
-                json.dumps(target, separators=(",", ":")).encode()).decode()
+                json.dumps(target, separators=(",", ":")).encode()
+            ).decode()
         if self.authorization:
             headers["Authorization"] = self.authorization
         return headers
@@ -164,75 +190,133 @@ class DeliveryStage:
         alert_id = header_str(envelope.headers, H_ALERT_ID)
         referral = self.ledger.get_referral(bundle_id) if bundle_id else None
         if referral is None or alert_id != referral.alert_id:
-            raise PermanentError("delivery job names no referral known to the ledger",
-                                 endpoint=self.endpoint, stage=self.name)
+            raise PermanentError(
+                "delivery job names no referral known to the ledger",
+                endpoint=self.endpoint,
+                stage=self.name,
+            )
         bind_correlation(referral.alert_id)
         if referral.state is ReferralState.DELIVERED:
             # Redelivered after the endpoint already took it: only make sure the justice
             # side heard (same outcome id, so it de-duplicates).
             self._tell_justice_received(referral)
             return
-        headers = self.target.headers(request_id=referral.request_id,
-                                      correlation_id=referral.alert_id)
+        headers = self.target.headers(
+            request_id=referral.request_id, correlation_id=referral.alert_id
+        )
         started = self.clock()
         try:
             result = self.client.post_message(
                 url=self.target.url.rstrip("/") + "/$process-message",
-                body=envelope.body, headers=headers, timeout=self.target.timeout_seconds,
+                body=envelope.body,
+                headers=headers,
+                timeout=self.target.timeout_seconds,
             )
         except TransientError as exc:
-            self._attempt(referral.bundle_id, "transient", None, exc.message,
-                          (self.clock() - started).total_seconds() * 1000)
-            raise TransientError(exc.message, alert_id=referral.alert_id, stage=self.name,
-                                 endpoint=self.endpoint) from exc
-        judgement = classify(result, request_id=referral.request_id,
-                             correlation_id=referral.alert_id)
-        updated = self._attempt(referral.bundle_id, str(judgement.verdict), result.status,
-                                judgement.reason, result.elapsed_ms)
-        context = {"alert_id": referral.alert_id, "stage": self.name,
-                   "endpoint": self.endpoint, "status": result.status}
+            self._attempt(
+                referral.bundle_id,
+                "transient",
+                None,
+                exc.message,
+                (self.clock() - started).total_seconds() * 1000,
+            )
+            raise TransientError(
+                exc.message, alert_id=referral.alert_id, stage=self.name, endpoint=self.endpoint
+            ) from exc
+        judgement = classify(
+            result, request_id=referral.request_id, correlation_id=referral.alert_id
+        )
+        updated = self._attempt(
+            referral.bundle_id,
+            str(judgement.verdict),
+            result.status,
+            judgement.reason,
+            result.elapsed_ms,
+        )
+        context = {
+            "alert_id": referral.alert_id,
+            "stage": self.name,
+            "endpoint": self.endpoint,
+            "status": result.status,
+        }
         if judgement.verdict is Verdict.TRANSIENT:
             raise TransientError(judgement.reason, retry_after=judgement.retry_after, **context)
         if judgement.verdict is Verdict.PERMANENT:
-            raise PermanentError(judgement.reason, operation_outcome=judgement.operation_outcome,
-                                 **context)
-        log.info("referral_delivered", alert_id=referral.alert_id, endpoint=self.endpoint,
-                 bundle_id=referral.bundle_id, http_status=result.status,
-                 attempts=updated.attempts, elapsed_ms=round(result.elapsed_ms, 1))
-        self.ledger.add_event(JourneyEvent(
-            alert_id=referral.alert_id, at=self.clock(), stage=self.name,
-            event="referral_delivered", endpoint=self.endpoint,
-            detail={"bundle_id": referral.bundle_id, "request_id": referral.request_id,
-                    "http_status": result.status, "attempts": updated.attempts},
-        ))
+            raise PermanentError(
+                judgement.reason, operation_outcome=judgement.operation_outcome, **context
+            )
+        log.info(
+            "referral_delivered",
+            alert_id=referral.alert_id,
+            endpoint=self.endpoint,
+            bundle_id=referral.bundle_id,
+            http_status=result.status,
+            attempts=updated.attempts,
+            elapsed_ms=round(result.elapsed_ms, 1),
+        )
+        self.ledger.add_event(
+            JourneyEvent(
+                alert_id=referral.alert_id,
+                at=self.clock(),
+                stage=self.name,
+                event="referral_delivered",
+                endpoint=self.endpoint,
+                detail={
+                    "bundle_id": referral.bundle_id,
+                    "request_id": referral.request_id,
+                    "http_status": result.status,
+                    "attempts": updated.attempts,
+                },
+            )
+        )
         self._tell_justice_received(updated)
 
-    def _attempt(self, bundle_id: str, result: str, status: int | None, detail: str,
-                 duration_ms: float):  # type: ignore[no-untyped-def]
+    def _attempt(
+        self, bundle_id: str, result: str, status: int | None, detail: str, duration_ms: float
+    ) -> ReferralRecord:
         return self.ledger.record_attempt(
-            bundle_id, at=self.clock(), result=result, http_status=status, detail=detail,
+            bundle_id,
+            at=self.clock(),
+            result=result,
+            http_status=status,
+            detail=detail,
             duration_ms=duration_ms,
         )
 
-    def _tell_justice_received(self, referral):  # type: ignore[no-untyped-def]
+    def _tell_justice_received(self, referral: ReferralRecord) -> None:
         alert = self.ledger.get_alert(referral.alert_id)
         if alert is None:
-            raise PermanentError("referral without its alert in the ledger",
-                                 alert_id=referral.alert_id, stage=self.name)
+            raise PermanentError(
+                "referral without its alert in the ledger",
+                alert_id=referral.alert_id,
+                stage=self.name,
+            )
         outcome = build_outcome(
-            alert=alert, referral=referral, recipient=self.target.recipient,
-            status=OutcomeStatus.RECEIVED, at=referral.delivered_at or self.clock(),
+            alert=alert,
+            referral=referral,
+            recipient=self.target.recipient,
+            status=OutcomeStatus.RECEIVED,
+            at=referral.delivered_at or self.clock(),
             answers="received",
         )
         publish_outcome(self.publisher, outcome)
-        if self.ledger.record_outcome(outcome_id=outcome.outcome_id, alert_id=referral.alert_id,
-                                      bundle_id=referral.bundle_id, status="received",
-                                      at=self.clock()):
-            self.ledger.add_event(JourneyEvent(
-                alert_id=referral.alert_id, at=self.clock(), stage=self.name,
-                event="outcome_returned", endpoint=self.endpoint,
-                detail={"status": "received", "outcome_id": outcome.outcome_id},
-            ))
+        if self.ledger.record_outcome(
+            outcome_id=outcome.outcome_id,
+            alert_id=referral.alert_id,
+            bundle_id=referral.bundle_id,
+            status="received",
+            at=self.clock(),
+        ):
+            self.ledger.add_event(
+                JourneyEvent(
+                    alert_id=referral.alert_id,
+                    at=self.clock(),
+                    stage=self.name,
+                    event="outcome_returned",
+                    endpoint=self.endpoint,
+                    detail={"status": "received", "outcome_id": outcome.outcome_id},
+                )
+            )
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         pass
@@ -241,9 +325,17 @@ class DeliveryStage:
         bundle_id = header_str(envelope.headers, H_BUNDLE_ID)
         alert_id = header_str(envelope.headers, H_ALERT_ID)
         if bundle_id and alert_id:
-            self.ledger.add_event(JourneyEvent(
-                alert_id=alert_id, at=self.clock(), stage=self.name,
-                event="referral_dead_lettered", endpoint=self.endpoint,
-                detail={"bundle_id": bundle_id, "error_class": type(error).__name__,
-                        "status": error.status},
-            ))
+            self.ledger.add_event(
+                JourneyEvent(
+                    alert_id=alert_id,
+                    at=self.clock(),
+                    stage=self.name,
+                    event="referral_dead_lettered",
+                    endpoint=self.endpoint,
+                    detail={
+                        "bundle_id": bundle_id,
+                        "error_class": type(error).__name__,
+                        "status": error.status,
+                    },
+                )
+            )

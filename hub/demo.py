@@ -80,87 +80,163 @@ def _alert(kind: str, org: str, **fields: Any) -> dict[str, Any]:
         "sent_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source": {
             "kind": kind,
-            "organisation": {"code": org, "name": "West Yorkshire Police" if kind == "custody"
-                             else "Leeds Magistrates' Court"},
+            "organisation": {
+                "code": org,
+                "name": "West Yorkshire Police"
+                if kind == "custody"
+                else "Leeds Magistrates' Court",
+            },
             "location": "Elland Road Custody Suite" if kind == "custody" else "Court 3",
             "reference": fields.pop("reference"),
-            "reported_by": {"role": "custody_sergeant" if kind == "custody"
-                            else "court_ld_practitioner", "id": "WY4411"},
+            "reported_by": {
+                "role": "custody_sergeant" if kind == "custody" else "court_ld_practitioner",
+                "id": "WY4411",
+            },
         },
         "urgency": "routine",
-        "consent": {"status": "given", "share_with_justice": True,
-                    "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                 time.gmtime(time.time() - 600)),
-                    "recorded_by": "WY4411"},
+        "consent": {
+            "status": "given",
+            "share_with_justice": True,
+            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600)),
+            "recorded_by": "WY4411",
+        },
     }
     if kind == "court":
-        alert["hearing"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                time.gmtime(time.time() + 86400)),
-                            "court": "Leeds Magistrates' Court"}
+        alert["hearing"] = {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400)),
+            "court": "Leeds Magistrates' Court",
+        }
     alert.update(fields)
     return alert
 
 
 def demo_alerts() -> list[tuple[str, str, dict[str, Any]]]:
     """(label, routing key, alert) for the demo run."""
-    person = {"name": {"given": ["Sam"], "family": "Okafor"}, "date_of_birth": "1988-04-12",
-              "sex": "male", "nhs_number": "9991000003", "pnc_id": "2019/0123456E",
-              "address": {"lines": ["14 Example Street", "Leeds"], "postcode": "LS11 5AB"}}
-    youth = {"name": {"given": ["Casey"], "family": "Doyle"}, "date_of_birth": "2010-02-03",
-             "sex": "female", "nhs_number": "9991000011"}
-    court_person = {"name": {"given": ["Alex"], "family": "Ward"},
-                    "date_of_birth": "1979-09-30", "sex": "other"}
+    person = {
+        "name": {"given": ["Sam"], "family": "Okafor"},
+        "date_of_birth": "1988-04-12",
+        "sex": "male",
+        "nhs_number": "9991000003",
+        "pnc_id": "2019/0123456E",
+        "address": {"lines": ["14 Example Street", "Leeds"], "postcode": "LS11 5AB"},
+    }
+    youth = {
+        "name": {"given": ["Casey"], "family": "Doyle"},
+        "date_of_birth": "2010-02-03",
+        "sex": "female",
+        "nhs_number": "9991000011",
+    }
+    court_person = {
+        "name": {"given": ["Alex"], "family": "Ward"},
+        "date_of_birth": "1979-09-30",
+        "sex": "other",
+    }
     return [
-        ("adult custody: mental health + drugs, consent to share",
-         "custody.WYP01.identification",
-         _alert("custody", "WYP01", reference="WY-2026-0001", person=person, pathway="adult",
+        (
+            "adult custody: mental health + drugs, consent to share",
+            "custody.WYP01.identification",
+            _alert(
+                "custody",
+                "WYP01",
+                reference="WY-2026-0001",
+                person=person,
+                pathway="adult",
                 urgency="urgent",
                 vulnerabilities=[
                     {"type": "mental_health", "detail": "Hearing voices, low mood"},
-                    {"type": "substance_misuse", "detail": "Daily heroin use"}])),
-        ("youth custody: learning disability, consent without sharing",
-         "custody.WYP01.identification",
-         _alert("custody", "WYP01", reference="WY-2026-0002", person=youth, pathway="youth",
+                    {"type": "substance_misuse", "detail": "Daily heroin use"},
+                ],
+            ),
+        ),
+        (
+            "youth custody: learning disability, consent without sharing",
+            "custody.WYP01.identification",
+            _alert(
+                "custody",
+                "WYP01",
+                reference="WY-2026-0002",
+                person=youth,
+                pathway="youth",
                 vulnerabilities=[{"type": "learning_disability", "detail": "Attends SEN school"}],
-                consent={"status": "given", "share_with_justice": False,
-                         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                      time.gmtime(time.time() - 60)),
-                         "recorded_by": "WY4411"})),
-        ("adult court: housing + self-harm, consent refused",
-         "court.LMC01.identification",
-         _alert("court", "LMC01", reference="LMC-2026-7781", person=court_person,
+                consent={
+                    "status": "given",
+                    "share_with_justice": False,
+                    "recorded_at": time.strftime(
+                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60)
+                    ),
+                    "recorded_by": "WY4411",
+                },
+            ),
+        ),
+        (
+            "adult court: housing + self-harm, consent refused",
+            "court.LMC01.identification",
+            _alert(
+                "court",
+                "LMC01",
+                reference="LMC-2026-7781",
+                person=court_person,
                 pathway="adult",
                 vulnerabilities=[
                     {"type": "unstable_accommodation", "detail": "Sofa surfing"},
-                    {"type": "self_harm_suicide_risk", "detail": "Recent overdose"}],
-                consent={"status": "refused", "share_with_justice": False,
-                         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                      time.gmtime(time.time() - 60)),
-                         "recorded_by": "CLD22"})),
-        ("adult custody: emergency, lacks capacity",
-         "custody.WYP01.identification",
-         _alert("custody", "WYP01", reference="WY-2026-0003",
+                    {"type": "self_harm_suicide_risk", "detail": "Recent overdose"},
+                ],
+                consent={
+                    "status": "refused",
+                    "share_with_justice": False,
+                    "recorded_at": time.strftime(
+                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60)
+                    ),
+                    "recorded_by": "CLD22",
+                },
+            ),
+        ),
+        (
+            "adult custody: emergency, lacks capacity",
+            "custody.WYP01.identification",
+            _alert(
+                "custody",
+                "WYP01",
+                reference="WY-2026-0003",
                 person={**person, "nhs_number": "9991000038", "pnc_id": "2008/0004321T"},
-                pathway="adult", urgency="emergency",
+                pathway="adult",
+                urgency="emergency",
                 vulnerabilities=[{"type": "mental_health", "detail": "Acutely psychotic"}],
-                consent={"status": "lacks_capacity", "share_with_justice": False,
-                         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                      time.gmtime(time.time() - 60)),
-                         "recorded_by": "WY4411"})),
-        ("invalid: bad NHS number, unknown vulnerability, youth pathway for an adult",
-         "custody.WYP01.identification",
-         _alert("custody", "WYP01", reference="WY-2026-0004",
-                person={**person, "nhs_number": "9991000004"}, pathway="youth",
-                vulnerabilities=[{"type": "gambling", "detail": "Debts"}])),
+                consent={
+                    "status": "lacks_capacity",
+                    "share_with_justice": False,
+                    "recorded_at": time.strftime(
+                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60)
+                    ),
+                    "recorded_by": "WY4411",
+                },
+            ),
+        ),
+        (
+            "invalid: bad NHS number, unknown vulnerability, youth pathway for an adult",
+            "custody.WYP01.identification",
+            _alert(
+                "custody",
+                "WYP01",
+                reference="WY-2026-0004",
+                person={**person, "nhs_number": "9991000004"},
+                pathway="youth",
+                vulnerabilities=[{"type": "gambling", "detail": "Debts"}],
+            ),
+        ),
     ]
 
 
 def _replies(endpoint: str, bundle: dict[str, Any]) -> list[Reply]:
     plan = [Reply(OutcomeStatus.ACCEPTED)]
     if endpoint in ("wy-ld", "leeds-yjh"):
-        plan += [Reply(OutcomeStatus.ASSESSED,
-                       recommendation="Fit to be interviewed with an appropriate adult present",
-                       note="PHQ-9 score 19; history of psychosis")]
+        plan += [
+            Reply(
+                OutcomeStatus.ASSESSED,
+                recommendation="Fit to be interviewed with an appropriate adult present",
+                note="PHQ-9 score 19; history of psychosis",
+            )
+        ]
     return plan
 
 
@@ -175,8 +251,9 @@ def run_demo(*, verbose: bool = False, out: Any = None) -> int:
     configure_logging(level="INFO", stream=sys.stderr if verbose else io.StringIO())
     workdir = Path(tempfile.mkdtemp(prefix="hub-demo-"))
     api_port = _free_port()
-    trust = FakeTrust(services=SERVICES, hub_base_url=f"http://127.0.0.1:{api_port}/fhir",
-                      replies=_replies).start()
+    trust = FakeTrust(
+        services=SERVICES, hub_base_url=f"http://127.0.0.1:{api_port}/fhir", replies=_replies
+    ).start()
     (workdir / "hub.yaml").write_text(_hub_yaml(trust, api_port))
     (workdir / "routes.yaml").write_text(ROUTES)
     settings = load_settings(workdir, env={"HUB_DB_URL": f"sqlite:///{workdir / 'ledger.db'}"})
@@ -186,8 +263,7 @@ def run_demo(*, verbose: bool = False, out: Any = None) -> int:
     lock = threading.Lock()
     # The justice side's own outcome queue, bound to every organisation's outcomes.
     justice = Connection("memory://", transport_options={"polling_interval": 0.01})
-    queue = Queue("justice.demo.outcomes", declared_exchange(OUTCOMES_EXCHANGE),
-                  routing_key="#")
+    queue = Queue("justice.demo.outcomes", declared_exchange(OUTCOMES_EXCHANGE), routing_key="#")
 
     def collect(body: Any, message: Any) -> None:
         doc = json.loads(message.body)
@@ -202,8 +278,12 @@ def run_demo(*, verbose: bool = False, out: Any = None) -> int:
     publisher = KombuPublisher("memory://")
     started = time.monotonic()
     for _, key, alert in alerts:
-        publisher.publish(exchange=ALERTS_EXCHANGE, routing_key=key,
-                          body=json.dumps(alert).encode(), message_id=alert["alert_id"])
+        publisher.publish(
+            exchange=ALERTS_EXCHANGE,
+            routing_key=key,
+            body=json.dumps(alert).encode(),
+            message_id=alert["alert_id"],
+        )
     expected = {a["alert_id"]: _expected_count(ledger, a["alert_id"]) for _, _, a in alerts}
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -217,9 +297,11 @@ def run_demo(*, verbose: bool = False, out: Any = None) -> int:
                 break
     elapsed = time.monotonic() - started
     complete = _print_journeys(out, alerts, ledger, outcomes, trust)
-    print(f"\n{len(alerts)} alerts, {len(trust.delivered())} referrals delivered, "
-          f"{sum(len(v) for v in outcomes.values())} outcomes returned in {elapsed:.1f}s",
-          file=out)
+    print(
+        f"\n{len(alerts)} alerts, {len(trust.delivered())} referrals delivered, "
+        f"{sum(len(v) for v in outcomes.values())} outcomes returned in {elapsed:.1f}s",
+        file=out,
+    )
     consumer.cancel()
     justice.release()
     hub.stop()
@@ -239,9 +321,13 @@ def _expected_count(ledger: SqlLedger, alert_id: str) -> int:
     return total
 
 
-def _print_journeys(out: Any, alerts: list[tuple[str, str, dict[str, Any]]],
-                    ledger: SqlLedger, outcomes: dict[str, list[dict[str, Any]]],
-                    trust: FakeTrust) -> bool:
+def _print_journeys(
+    out: Any,
+    alerts: list[tuple[str, str, dict[str, Any]]],
+    ledger: SqlLedger,
+    outcomes: dict[str, list[dict[str, Any]]],
+    trust: FakeTrust,
+) -> bool:
     complete = True
     for label, _, alert in alerts:
         alert_id = alert["alert_id"]
@@ -259,15 +345,19 @@ def _print_journeys(out: Any, alerts: list[tuple[str, str, dict[str, Any]]],
             if routed:
                 print(f"   → referral built; rules {', '.join(routed.detail['rules'])}", file=out)
             for referral in ledger.referrals_for(alert_id):
-                print(f"   → delivered to {referral.endpoint} ({referral.state}, "
-                      f"{referral.attempts} attempt(s), Bundle {referral.bundle_id})", file=out)
+                print(
+                    f"   → delivered to {referral.endpoint} ({referral.state}, "
+                    f"{referral.attempts} attempt(s), Bundle {referral.bundle_id})",
+                    file=out,
+                )
         got = sorted(outcomes.get(alert_id, []), key=lambda o: o["at"])
         for o in got:
             service = o["service"]["name"] if o.get("service") else "-"
             extra = f" detail={json.dumps(o['detail'])}" if o.get("detail") else ""
             reasons = f" ({len(o.get('reasons', []))} reasons)" if o.get("reasons") else ""
-            print(f"   ← outcome to justice: {o['status']} from {service}{reasons}{extra}",
-                  file=out)
+            print(
+                f"   ← outcome to justice: {o['status']} from {service}{reasons}{extra}", file=out
+            )
         if not got:
             complete = False
             print("   ← NO OUTCOME RETURNED", file=out)

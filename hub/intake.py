@@ -27,13 +27,20 @@ from hub.messages import (
 )
 from hub.outcomes import OUTCOME_NAMESPACE, publish_outcome
 from hub.pipeline import H_ALERT_ID, H_ENDPOINT, H_ORIGINAL_ROUTING_KEY, Clock, header_str
-from hub.ports import AlertFacts, AlertState, Envelope, JourneyEvent, Ledger, Publisher
-from hub.ports import ReferralRecord, Seen
+from hub.ports import (
+    AlertFacts,
+    AlertState,
+    Envelope,
+    JourneyEvent,
+    Ledger,
+    Publisher,
+    ReferralRecord,
+    Seen,
+)
 from hub.routes.rules import RouteTable, select_endpoints
 from hub.transforms.alert_to_referral import build_referral, bundle_bytes, referral_ids
 
 log = get_logger("hub.intake")
-
 
 
 def source_from_routing_key(envelope: Envelope) -> tuple[str, str | None]:
@@ -98,17 +105,26 @@ class IntakeStage:
         )
         if seen is Seen.CONFLICT:
             raise AlertConflict(
-                [Problem("alert_id", "already received with a different body; send changes "
-                         "as a new alert or an update, never under the same alert_id")],
-                alert_id=alert.alert_id, stage=self.name,
+                [
+                    Problem(
+                        "alert_id",
+                        "already received with a different body; send changes "
+                        "as a new alert or an update, never under the same alert_id",
+                    )
+                ],
+                alert_id=alert.alert_id,
+                stage=self.name,
             )
         if seen is Seen.DUPLICATE and record.state is AlertState.ROUTED:
             log.info("alert_duplicate_ignored", alert_id=alert.alert_id)
             self._event(alert.alert_id, "alert_duplicate_ignored", {})
             return
         if seen is Seen.NEW:
-            self._event(alert.alert_id, "alert_validated",
-                        {"kind": str(alert.source.kind), "organisation": org or ""})
+            self._event(
+                alert.alert_id,
+                "alert_validated",
+                {"kind": str(alert.source.kind), "organisation": org or ""},
+            )
         self._route(alert)
 
     def _check_envelope(self, envelope: Envelope, alert: Alert, org: str | None) -> None:
@@ -116,8 +132,11 @@ class IntakeStage:
         if envelope.message_id and envelope.message_id != alert.alert_id:
             problems.append(Problem("$message_id", "AMQP message_id does not match alert_id"))
         if org is not None and org != alert.source.organisation.code:
-            problems.append(Problem("source.organisation.code",
-                                    "does not match the organisation in the routing key"))
+            problems.append(
+                Problem(
+                    "source.organisation.code", "does not match the organisation in the routing key"
+                )
+            )
         if problems:
             raise InvalidMessage(problems, alert_id=alert.alert_id, stage=self.name)
 
@@ -132,14 +151,19 @@ class IntakeStage:
             urgency=str(alert.urgency),
         )
         referrals = [
-            ReferralRecord(bundle_id=ids.bundle_id, alert_id=alert.alert_id, endpoint=endpoint,
-                           request_id=ids.request_id)
+            ReferralRecord(
+                bundle_id=ids.bundle_id,
+                alert_id=alert.alert_id,
+                endpoint=endpoint,
+                request_id=ids.request_id,
+            )
             for endpoint in decision.endpoints
             for ids in [referral_ids(alert.alert_id, endpoint)]
         ]
         rule = ",".join(decision.rules)
-        self.ledger.mark_routed(alert.alert_id, rule=rule, referrals=referrals, at=now,
-                                routed=False)
+        self.ledger.mark_routed(
+            alert.alert_id, rule=rule, referrals=referrals, at=now, routed=False
+        )
         for referral in referrals:
             endpoint = referral.endpoint
             bundle = build_referral(alert, recipient=self.recipients[endpoint], hub=self.hub)
@@ -161,11 +185,18 @@ class IntakeStage:
         self._event(
             alert.alert_id,
             "referral_routed",
-            {"rules": list(decision.rules), "endpoints": list(decision.endpoints),
-             "used_default": decision.used_default},
+            {
+                "rules": list(decision.rules),
+                "endpoints": list(decision.endpoints),
+                "used_default": decision.used_default,
+            },
         )
-        log.info("alert_routed", alert_id=alert.alert_id, endpoints=list(decision.endpoints),
-                 rules=list(decision.rules))
+        log.info(
+            "alert_routed",
+            alert_id=alert.alert_id,
+            endpoints=list(decision.endpoints),
+            rules=list(decision.rules),
+        )
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         kind, org = source_from_routing_key(envelope)
@@ -181,10 +212,12 @@ class IntakeStage:
             at=now,
         )
         outcome = ReferralOutcome(
-            outcome_id=str(uuid.uuid5(
-                OUTCOME_NAMESPACE,
-                f"{alert_id}|rejected|{hashlib.sha256(envelope.body).hexdigest()}",
-            )),
+            outcome_id=str(
+                uuid.uuid5(
+                    OUTCOME_NAMESPACE,
+                    f"{alert_id}|rejected|{hashlib.sha256(envelope.body).hexdigest()}",
+                )
+            ),
             alert_id=alert_id,
             reference=reference,
             source_kind=SourceKind(kind) if kind in ("custody", "court") else SourceKind.CUSTODY,
@@ -194,19 +227,29 @@ class IntakeStage:
             reasons=error.problems,
         )
         publish_outcome(self.publisher, outcome)
-        self._event(alert_id, "alert_rejected",
-                    {"problems": [p.as_dict() for p in error.problems],
-                     "conflict": isinstance(error, AlertConflict)})
-        log.warning("alert_rejected", alert_id=alert_id, problem_count=len(error.problems),
-                    paths=[p.path for p in error.problems])
+        self._event(
+            alert_id,
+            "alert_rejected",
+            {
+                "problems": [p.as_dict() for p in error.problems],
+                "conflict": isinstance(error, AlertConflict),
+            },
+        )
+        log.warning(
+            "alert_rejected",
+            alert_id=alert_id,
+            problem_count=len(error.problems),
+            paths=[p.path for p in error.problems],
+        )
 
     def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
         pass
 
     def _event(self, alert_id: str, event: str, detail: dict[str, object]) -> None:
         self.ledger.add_event(
-            JourneyEvent(alert_id=alert_id, at=self.clock(), stage=self.name, event=event,
-                         detail=detail)
+            JourneyEvent(
+                alert_id=alert_id, at=self.clock(), stage=self.name, event=event, detail=detail
+            )
         )
 
 

@@ -38,8 +38,10 @@ def publish_outcome(publisher: Publisher, outcome: ReferralOutcome) -> None:
     body = outcome.to_json_dict()
     problems = validate_outcome(body)
     if problems:  # a bug on our side: never send the justice side something off-contract
-        raise PermanentError("outgoing outcome breaks its own schema: "
-                             + "; ".join(f"{p.path}: {p.problem}" for p in problems))
+        raise PermanentError(
+            "outgoing outcome breaks its own schema: "
+            + "; ".join(f"{p.path}: {p.problem}" for p in problems)
+        )
     publisher.publish(
         exchange=OUTCOMES_EXCHANGE,
         routing_key=outcome.routing_key,
@@ -115,8 +117,11 @@ class OutcomeStage:
         bind_correlation(referral.alert_id)
         alert = self.ledger.get_alert(referral.alert_id)
         if alert is None:
-            raise PermanentError("referral without its alert in the ledger",
-                                 alert_id=referral.alert_id, stage=self.name)
+            raise PermanentError(
+                "referral without its alert in the ledger",
+                alert_id=referral.alert_id,
+                stage=self.name,
+            )
         outcome = build_outcome(
             alert=alert,
             referral=referral,
@@ -130,22 +135,41 @@ class OutcomeStage:
         )
         publish_outcome(self.publisher, outcome)
         new = self.ledger.record_outcome(
-            outcome_id=outcome.outcome_id, alert_id=referral.alert_id,
-            bundle_id=referral.bundle_id, status=str(outcome.status), at=self.clock(),
+            outcome_id=outcome.outcome_id,
+            alert_id=referral.alert_id,
+            bundle_id=referral.bundle_id,
+            status=str(outcome.status),
+            at=self.clock(),
         )
         if new:
-            self.ledger.add_event(JourneyEvent(
-                alert_id=referral.alert_id, at=self.clock(), stage=self.name,
-                event="outcome_returned", endpoint=referral.endpoint,
-                detail={"status": str(outcome.status), "outcome_id": outcome.outcome_id,
-                        "detail_shared": bool(outcome.detail)},
-            ))
-        log.info("outcome_returned", alert_id=referral.alert_id, endpoint=referral.endpoint,
-                 status=str(outcome.status), detail_shared=bool(outcome.detail))
+            self.ledger.add_event(
+                JourneyEvent(
+                    alert_id=referral.alert_id,
+                    at=self.clock(),
+                    stage=self.name,
+                    event="outcome_returned",
+                    endpoint=referral.endpoint,
+                    detail={
+                        "status": str(outcome.status),
+                        "outcome_id": outcome.outcome_id,
+                        "detail_shared": bool(outcome.detail),
+                    },
+                )
+            )
+        log.info(
+            "outcome_returned",
+            alert_id=referral.alert_id,
+            endpoint=referral.endpoint,
+            status=str(outcome.status),
+            detail_shared=bool(outcome.detail),
+        )
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
-        log.warning("service_response_rejected", problem_count=len(error.problems),
-                    paths=[p.path for p in error.problems])
+        log.warning(
+            "service_response_rejected",
+            problem_count=len(error.problems),
+            paths=[p.path for p in error.problems],
+        )
 
     def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
         pass

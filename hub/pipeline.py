@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from hub.adapters.rabbitmq import (
@@ -57,7 +58,11 @@ class RetryPolicy:
     deadline: timedelta = timedelta(hours=72)
 
     def next_delay(
-        self, *, failures: int, first_failure: datetime, now: datetime,
+        self,
+        *,
+        failures: int,
+        first_failure: datetime,
+        now: datetime,
         retry_after: float | None = None,
     ) -> int | None:
         """Seconds to wait before the next attempt, or None when the deadline has passed."""
@@ -118,21 +123,27 @@ class Dispatcher:
         try:
             self.stage.process(envelope)
             return Disposition.ACK
-        except InvalidMessage as error:
-            return self._guard(lambda: self._reject(envelope, error))
-        except TransientError as error:
-            return self._guard(lambda: self._retry_or_dead_letter(envelope, error))
-        except PermanentError as error:
-            return self._guard(lambda: self._dead_letter(envelope, error))
+        except InvalidMessage as invalid:
+            return self._guard(partial(self._reject, envelope, invalid))
+        except TransientError as transient:
+            return self._guard(partial(self._retry_or_dead_letter, envelope, transient))
+        except PermanentError as permanent:
+            return self._guard(partial(self._dead_letter, envelope, permanent))
         except Exception as exc:  # noqa: BLE001 - the pipeline's single outer boundary
-            error = PermanentError(
+            crash = PermanentError(
                 f"unexpected {type(exc).__name__} in stage {self.stage.name}: "
                 + "".join(traceback.format_exception_only(exc)).strip()[:500],
                 stage=self.stage.name,
             )
-            log.error("stage_crashed", stage=self.stage.name, error_class=type(exc).__name__,
-                      where=_where(exc))
-            return self._guard(lambda: self._dead_letter(envelope, error, error_class="Unexpected"))
+            log.error(
+                "stage_crashed",
+                stage=self.stage.name,
+                error_class=type(exc).__name__,
+                where=_where(exc),
+            )
+            return self._guard(
+                partial(self._dead_letter, envelope, crash, error_class="Unexpected")
+            )
 
     def _guard(self, action: Callable[[], None]) -> Disposition:
         """Dead-lettering or scheduling a retry publishes; if that cannot be done durably,
@@ -158,7 +169,9 @@ class Dispatcher:
         if delay is None:
             expired = PermanentError(
                 f"gave up after {failures} attempts over {self.retry.deadline}: {error.message}",
-                stage=error.stage, endpoint=error.endpoint, status=error.status,
+                stage=error.stage,
+                endpoint=error.endpoint,
+                status=error.status,
             )
             self._dead_letter(envelope, expired, error_class="RetriesExhausted")
             return
@@ -171,8 +184,14 @@ class Dispatcher:
             message_id=envelope.message_id,
             content_type=envelope.content_type or "application/json",
         )
-        log.info("retry_scheduled", stage=self.stage.name, endpoint=error.endpoint,
-                 attempt=failures, delay_s=delay, reason=error.message)
+        log.info(
+            "retry_scheduled",
+            stage=self.stage.name,
+            endpoint=error.endpoint,
+            attempt=failures,
+            delay_s=delay,
+            reason=error.message,
+        )
 
     def _dead_letter(
         self, envelope: Envelope, error: HubError, *, error_class: str | None = None
@@ -192,11 +211,22 @@ class Dispatcher:
             message_id=envelope.message_id,
             content_type=envelope.content_type or "application/octet-stream",
         )
-        log.warning("message_dead_lettered", stage=self.stage.name, endpoint=error.endpoint,
-                    error_class=headers[H_ERROR_CLASS], attempts=failures, reason=error.message)
+        log.warning(
+            "message_dead_lettered",
+            stage=self.stage.name,
+            endpoint=error.endpoint,
+            error_class=headers[H_ERROR_CLASS],
+            attempts=failures,
+            reason=error.message,
+        )
 
     def _failure_headers(
-        self, envelope: Envelope, error: HubError, *, failures: int, first: datetime,
+        self,
+        envelope: Envelope,
+        error: HubError,
+        *,
+        failures: int,
+        first: datetime,
         now: datetime,
     ) -> dict[str, Any]:
         headers: dict[str, Any] = {

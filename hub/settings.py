@@ -133,7 +133,11 @@ _HUB_SCHEMA: dict[str, Any] = _section(
         ),
         "amqp": _section(
             {
-                "url": {"type": "string", "pattern": r"^(amqps?|memory)://", "x-hint": "an amqp(s):// URL (memory:// for the embedded demo)"},
+                "url": {
+                    "type": "string",
+                    "pattern": r"^(amqps?|memory)://",
+                    "x-hint": "an amqp(s):// URL (memory:// for the embedded demo)",
+                },
                 "prefetch": {"type": "integer", "minimum": 1, "maximum": 1000},
             }
         ),

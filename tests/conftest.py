@@ -57,8 +57,10 @@ def free_port() -> int:
 def _rabbitmqctl(*args: str) -> None:
     result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
-        pytest.fail(f"rabbitmqctl {' '.join(args)} failed ({result.stderr.strip()}); "
-                    f"is RabbitMQ running? {START_RABBIT}")
+        pytest.fail(
+            f"rabbitmqctl {' '.join(args)} failed ({result.stderr.strip()}); "
+            f"is RabbitMQ running? {START_RABBIT}"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +90,14 @@ def amqp_url(rabbitmq_available: None) -> Iterator[str]:
     subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
 
 
-def write_config(directory: Path, *, trust: FakeTrust, api_port: int,
-                 routes: str = ROUTES, extra_endpoint_yaml: str = "") -> Path:
+def write_config(
+    directory: Path,
+    *,
+    trust: FakeTrust,
+    api_port: int,
+    routes: str = ROUTES,
+    extra_endpoint_yaml: str = "",
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     endpoints = "\n".join(
         f"  {name}:\n    kind: fhir-rest\n    url: {trust.url(name)}\n"
@@ -123,20 +131,28 @@ class Justice:
         self._sub = pika.BlockingConnection(params)
         self._sub_ch = self._sub.channel()
         self._queue = f"justice.test.{uuid.uuid4().hex[:8]}"
-        self._sub_ch.queue_declare(self._queue, durable=True,
-                                   arguments={"x-queue-type": "quorum"})
+        self._sub_ch.queue_declare(self._queue, durable=True, arguments={"x-queue-type": "quorum"})
         self._sub_ch.queue_bind(self._queue, "justice.outcomes", routing_key="#")
 
-    def publish(self, body: bytes | dict[str, Any], *, routing_key: str,
-                message_id: str | None = None, content_type: str = "application/json",
-                **props: Any) -> None:
+    def publish(
+        self,
+        body: bytes | dict[str, Any],
+        *,
+        routing_key: str,
+        message_id: str | None = None,
+        content_type: str = "application/json",
+        **props: Any,
+    ) -> None:
         if isinstance(body, dict):
             message_id = message_id or body.get("alert_id")
             body = json.dumps(body).encode()
         self._pub_ch.basic_publish(
-            "justice.alerts", routing_key, body,
-            pika.BasicProperties(content_type=content_type, delivery_mode=2,
-                                 message_id=message_id, **props),
+            "justice.alerts",
+            routing_key,
+            body,
+            pika.BasicProperties(
+                content_type=content_type, delivery_mode=2, message_id=message_id, **props
+            ),
             mandatory=True,
         )
 
@@ -149,8 +165,9 @@ class Justice:
             doc["_routing_key"] = method.routing_key
             self.outcomes.append(doc)
 
-    def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool],
-                 timeout: float = 15.0) -> list[dict[str, Any]]:
+    def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.drain()
@@ -190,9 +207,14 @@ class Justice:
 def standard_replies(endpoint: str, bundle: dict[str, Any]) -> list[Reply]:
     from hub.messages import OutcomeStatus
 
-    return [Reply(OutcomeStatus.ACCEPTED),
-            Reply(OutcomeStatus.ASSESSED, recommendation="Suitable for interview with an "
-                  "appropriate adult", note="Clinical note: psychosis history")]
+    return [
+        Reply(OutcomeStatus.ACCEPTED),
+        Reply(
+            OutcomeStatus.ASSESSED,
+            recommendation="Suitable for interview with an appropriate adult",
+            note="Clinical note: psychosis history",
+        ),
+    ]
 
 
 @dataclass
@@ -210,14 +232,24 @@ class HubRig:
 def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable[..., HubRig]]:
     made: list[HubRig] = []
 
-    def make(*, replies: Any = standard_replies, behaviour: Any = None,
-             retry: RetryPolicy | None = None, db_url: str | None = None,
-             routes: str = ROUTES) -> HubRig:
+    def make(
+        *,
+        replies: Any = standard_replies,
+        behaviour: Any = None,
+        retry: RetryPolicy | None = None,
+        db_url: str | None = None,
+        routes: str = ROUTES,
+    ) -> HubRig:
         api_port = free_port()
-        trust = FakeTrust(services=SERVICES, hub_base_url=f"http://127.0.0.1:{api_port}/fhir",
-                          replies=replies, behaviour=behaviour).start()
-        config = write_config(tmp_path / f"config-{len(made)}", trust=trust, api_port=api_port,
-                              routes=routes)
+        trust = FakeTrust(
+            services=SERVICES,
+            hub_base_url=f"http://127.0.0.1:{api_port}/fhir",
+            replies=replies,
+            behaviour=behaviour,
+        ).start()
+        config = write_config(
+            tmp_path / f"config-{len(made)}", trust=trust, api_port=api_port, routes=routes
+        )
         url = db_url or pg_url
         settings = load_settings(config, env={"HUB_AMQP_URL": amqp_url, "HUB_DB_URL": url})
         hub = Hub(settings, retry=retry or RetryPolicy(delays=(1, 2), deadline=_td(30)))

@@ -34,16 +34,23 @@ ERROR_SYSTEM = "https://fhir.nhs.uk/Codesystem/http-error-codes"
 
 
 def operation_outcome(
-    status: int, code: str, issue_code: str, text: str, *, echo: Mapping[str, str],
+    status: int,
+    code: str,
+    issue_code: str,
+    text: str,
+    *,
+    echo: Mapping[str, str],
     severity: str = "error",
 ) -> Response:
     body = {
         "resourceType": "OperationOutcome",
-        "issue": [{
-            "severity": severity,
-            "code": issue_code,
-            "details": {"coding": [{"system": ERROR_SYSTEM, "code": code}], "text": text},
-        }],
+        "issue": [
+            {
+                "severity": severity,
+                "code": issue_code,
+                "details": {"coding": [{"system": ERROR_SYSTEM, "code": code}], "text": text},
+            }
+        ],
     }
     return JSONResponse(body, status_code=status, headers=dict(echo), media_type=FHIR_JSON)
 
@@ -57,22 +64,35 @@ def build_app(
     readiness: Callable[[], dict[str, bool]] | None = None,
 ) -> Starlette:
     async def process_message(request: Request) -> Response:
-        echo = {k: request.headers[k] for k in ("x-request-id", "x-correlation-id")
-                if k in request.headers}
+        echo = {
+            k: request.headers[k]
+            for k in ("x-request-id", "x-correlation-id")
+            if k in request.headers
+        }
         if len(echo) < 2:
-            return operation_outcome(400, "REC_BAD_REQUEST", "invalid",
-                                     "X-Request-Id and X-Correlation-Id headers are required",
-                                     echo=echo)
+            return operation_outcome(
+                400,
+                "REC_BAD_REQUEST",
+                "invalid",
+                "X-Request-Id and X-Correlation-Id headers are required",
+                echo=echo,
+            )
         declared = int(request.headers.get("content-length") or 0)
         if declared > max_body_bytes:
-            return operation_outcome(413, "REC_BAD_REQUEST", "too-costly",
-                                     f"body over {max_body_bytes} bytes", echo=echo)
+            return operation_outcome(
+                413, "REC_BAD_REQUEST", "too-costly", f"body over {max_body_bytes} bytes", echo=echo
+            )
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > max_body_bytes:
-                return operation_outcome(413, "REC_BAD_REQUEST", "too-costly",
-                                         f"body over {max_body_bytes} bytes", echo=echo)
+                return operation_outcome(
+                    413,
+                    "REC_BAD_REQUEST",
+                    "too-costly",
+                    f"body over {max_body_bytes} bytes",
+                    echo=echo,
+                )
         # The confirmed publish blocks: run it in the thread pool, not on the event loop.
         return await run_in_threadpool(_accept, body, echo)
 
@@ -80,8 +100,9 @@ def build_app(
         try:
             bundle = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return operation_outcome(400, "REC_BAD_REQUEST", "structure",
-                                     "body is not a JSON document", echo=echo)
+            return operation_outcome(
+                400, "REC_BAD_REQUEST", "structure", "body is not a JSON document", echo=echo
+            )
         try:
             response = parse_service_response(bundle)
         except InvalidMessage as exc:
@@ -89,35 +110,53 @@ def build_app(
             return operation_outcome(422, "REC_UNPROCESSABLE_ENTITY", "invalid", text, echo=echo)
         referral = ledger.get_referral(response.response_to)
         if referral is None:
-            return operation_outcome(404, "REC_NOT_FOUND", "not-found",
-                                     "MessageHeader.response.identifier names no referral "
-                                     "this hub sent", echo=echo)
+            return operation_outcome(
+                404,
+                "REC_NOT_FOUND",
+                "not-found",
+                "MessageHeader.response.identifier names no referral this hub sent",
+                echo=echo,
+            )
         bind_correlation(referral.alert_id)
         recipient = recipients.get(referral.endpoint)
         if recipient is None or recipient.ods_code != response.sender_ods:
-            log.warning("outcome_from_wrong_service", alert_id=referral.alert_id,
-                        endpoint=referral.endpoint)
-            return operation_outcome(403, "REC_FORBIDDEN", "forbidden",
-                                     "the sender did not receive this referral", echo=echo)
+            log.warning(
+                "outcome_from_wrong_service", alert_id=referral.alert_id, endpoint=referral.endpoint
+            )
+            return operation_outcome(
+                403,
+                "REC_FORBIDDEN",
+                "forbidden",
+                "the sender did not receive this referral",
+                echo=echo,
+            )
         try:
             publisher.publish(
                 exchange=WORK_EXCHANGE,
                 routing_key=OUTCOMES_INBOUND_QUEUE,
                 body=body,
-                headers={H_ALERT_ID: referral.alert_id,
-                         "x-hub-received-request-id": echo["x-request-id"]},
+                headers={
+                    H_ALERT_ID: referral.alert_id,
+                    "x-hub-received-request-id": echo["x-request-id"],
+                },
                 message_id=response.message_id,
                 correlation_id=referral.alert_id,
                 content_type=FHIR_JSON,
             )
         except TransientError:
             log.error("outcome_not_queued", alert_id=referral.alert_id)
-            return operation_outcome(503, "REC_UNAVAILABLE", "transient",
-                                     "could not queue the message; retry", echo=echo)
-        log.info("service_response_queued", alert_id=referral.alert_id,
-                 endpoint=referral.endpoint, status=str(response.status))
-        return operation_outcome(200, "OK", "informational", "queued", echo=echo,
-                                 severity="information")
+            return operation_outcome(
+                503, "REC_UNAVAILABLE", "transient", "could not queue the message; retry", echo=echo
+            )
+        log.info(
+            "service_response_queued",
+            alert_id=referral.alert_id,
+            endpoint=referral.endpoint,
+            status=str(response.status),
+        )
+        return operation_outcome(
+            200, "OK", "informational", "queued", echo=echo, severity="information"
+        )
 
     def healthz(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -127,19 +166,22 @@ def build_app(
         ok = all(checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    return Starlette(routes=[
-        Route("/fhir/$process-message", process_message, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/fhir/$process-message", process_message, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ]
+    )
 
 
 class ApiServer:
     """uvicorn in a background thread; `stop()` finishes in-flight requests first."""
 
     def __init__(self, app: Starlette, *, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                lifespan="off")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
 

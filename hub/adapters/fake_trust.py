@@ -116,21 +116,36 @@ class FakeTrust:
         with self._lock:
             duplicate = request_id in self._seen
             self._seen.add(request_id)
-            self.received.append(Received(endpoint, request_id, correlation_id,
-                                          str(bundle.get("id")), body,
-                                          dict(request.headers.items()), duplicate))
+            self.received.append(
+                Received(
+                    endpoint,
+                    request_id,
+                    correlation_id,
+                    str(bundle.get("id")),
+                    body,
+                    dict(request.headers.items()),
+                    duplicate,
+                )
+            )
         if duplicate:
             self._answer(request, 409, echo, _oo("error", "duplicate", "REC_CONFLICT"))
             return
         self._answer(request, 200, echo, _oo("information", "informational", "OK"))
         if self.replies and self.hub_base_url:
             plan = self.replies(endpoint, bundle)
-            threading.Thread(target=self._send_replies, args=(endpoint, bundle, plan,
-                                                              correlation_id),
-                             daemon=True).start()
+            threading.Thread(
+                target=self._send_replies,
+                args=(endpoint, bundle, plan, correlation_id),
+                daemon=True,
+            ).start()
 
-    def _answer(self, request: BaseHTTPRequestHandler, status: int, headers: Mapping[str, str],
-                payload: bytes) -> None:
+    def _answer(
+        self,
+        request: BaseHTTPRequestHandler,
+        status: int,
+        headers: Mapping[str, str],
+        payload: bytes,
+    ) -> None:
         request.send_response(status)
         request.send_header("Content-Type", "application/fhir+json")
         request.send_header("Content-Length", str(len(payload)))
@@ -139,29 +154,42 @@ class FakeTrust:
         request.end_headers()
         request.wfile.write(payload)
 
-    def _send_replies(self, endpoint: str, bundle: dict[str, Any], plan: list[Reply],
-                      correlation_id: str) -> None:
+    def _send_replies(
+        self, endpoint: str, bundle: dict[str, Any], plan: list[Reply], correlation_id: str
+    ) -> None:
         ods, name = self.services[endpoint]
         for reply in plan:
             time.sleep(reply.delay)
             message = build_service_response(
-                referral_bundle_id=str(bundle["id"]), service_ods=ods, service_name=name,
-                status=reply.status, at=datetime.now(UTC), message_id=str(uuid.uuid4()),
-                recommendation=reply.recommendation, note=reply.note,
+                referral_bundle_id=str(bundle["id"]),
+                service_ods=ods,
+                service_name=name,
+                status=reply.status,
+                at=datetime.now(UTC),
+                message_id=str(uuid.uuid4()),
+                recommendation=reply.recommendation,
+                note=reply.note,
                 referred_to=reply.referred_to,
             )
             self.reply_results.append(self.post_to_hub(message, correlation_id=correlation_id))
 
-    def post_to_hub(self, message: dict[str, Any], *, correlation_id: str,
-                    token: str | None = None) -> int:
+    def post_to_hub(
+        self, message: dict[str, Any], *, correlation_id: str, token: str | None = None
+    ) -> int:
         assert self.hub_base_url
-        headers = {"Content-Type": "application/fhir+json", "X-Request-Id": str(uuid.uuid4()),
-                   "X-Correlation-Id": correlation_id}
+        headers = {
+            "Content-Type": "application/fhir+json",
+            "X-Request-Id": str(uuid.uuid4()),
+            "X-Correlation-Id": correlation_id,
+        }
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        req = urllib.request.Request(self.hub_base_url.rstrip("/") + "/$process-message",
-                                     data=json.dumps(message).encode(), headers=headers,
-                                     method="POST")
+        req = urllib.request.Request(
+            self.hub_base_url.rstrip("/") + "/$process-message",
+            data=json.dumps(message).encode(),
+            headers=headers,
+            method="POST",
+        )
         for _ in range(20):  # BaRS: the sender retries when the receiver is unavailable
             try:
                 with urllib.request.urlopen(req, timeout=10) as resp:
@@ -176,9 +204,22 @@ class FakeTrust:
 
 
 def _oo(severity: str, code: str, error_code: str) -> bytes:
-    return json.dumps({
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": severity, "code": code,
-                   "details": {"coding": [{"system": "https://fhir.nhs.uk/Codesystem/http-error-codes",
-                                           "code": error_code}]}}],
-    }).encode()
+    return json.dumps(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": severity,
+                    "code": code,
+                    "details": {
+                        "coding": [
+                            {
+                                "system": "https://fhir.nhs.uk/Codesystem/http-error-codes",
+                                "code": error_code,
+                            }
+                        ]
+                    },
+                }
+            ],
+        }
+    ).encode()

@@ -104,12 +104,14 @@ class Topology:
             for queue, extra_bindings in self._queues():
                 bound = queue(channel)
                 bound.declare()
-                for exchange, key in extra_bindings:
-                    bound.bind_to(exchange=exchange, routing_key=key)
+                for exchange_name, key in extra_bindings:
+                    bound.bind_to(exchange=exchange_name, routing_key=key)
         except connection.channel_errors as exc:
             raise ConfigError(
-                [f"RabbitMQ refused the hub's topology ({exc}); a queue or exchange probably "
-                 "exists with other arguments: delete it or rename it"]
+                [
+                    f"RabbitMQ refused the hub's topology ({exc}); a queue or exchange probably "
+                    "exists with other arguments: delete it or rename it"
+                ]
             ) from exc
         except connection.connection_errors as exc:
             raise TransientError(f"cannot declare topology: broker unreachable ({exc})") from exc
@@ -117,8 +119,14 @@ class Topology:
             channel.close()
 
     def _exchanges(self) -> list[Exchange]:
-        names = [UNROUTED_EXCHANGE, ALERTS_EXCHANGE, OUTCOMES_EXCHANGE, WORK_EXCHANGE,
-                 DLQ_EXCHANGE, *(retry_exchange(d) for d in self.retry_delays)]
+        names = [
+            UNROUTED_EXCHANGE,
+            ALERTS_EXCHANGE,
+            OUTCOMES_EXCHANGE,
+            WORK_EXCHANGE,
+            DLQ_EXCHANGE,
+            *(retry_exchange(d) for d in self.retry_delays),
+        ]
         return [declared_exchange(n) for n in names]
 
     def all_queue_names(self) -> list[str]:
@@ -284,8 +292,9 @@ class QueueWorker(ConsumerMixin):
         log.info("consumer_started", queue=self.queue, prefetch=self.prefetch)
 
     def on_connection_error(self, exc: Exception, interval: float) -> None:
-        log.warning("broker_connection_lost", queue=self.queue, retry_in=interval,
-                    error=type(exc).__name__)
+        log.warning(
+            "broker_connection_lost", queue=self.queue, retry_in=interval, error=type(exc).__name__
+        )
 
     def _on_message(self, message: Any) -> None:
         props = message.properties

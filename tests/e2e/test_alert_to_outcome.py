@@ -23,8 +23,9 @@ def now_iso(delta: timedelta = timedelta()) -> str:
 
 def fresh_custody(**overrides: Any) -> dict[str, Any]:
     """A custody alert sent now that the test routes send to one endpoint (wy-ld)."""
-    overrides.setdefault("vulnerabilities",
-                         [{"type": "mental_health", "detail": "Hearing voices, low mood"}])
+    overrides.setdefault(
+        "vulnerabilities", [{"type": "mental_health", "detail": "Hearing voices, low mood"}]
+    )
     return custody_alert(sent_at=now_iso(), **overrides)
 
 
@@ -49,12 +50,14 @@ def test_custody_alert_is_delivered_as_a_bars_bundle_and_outcomes_come_back(rig:
     assert header["eventCoding"]["code"] == "servicerequest-request"
 
     outcomes = rig.justice.wait_for(
-        lambda got: {o["status"] for o in got} >= {"received", "accepted", "assessed"})
+        lambda got: {o["status"] for o in got} >= {"received", "accepted", "assessed"}
+    )
     for outcome in outcomes:
         assert validate_outcome({k: v for k, v in outcome.items() if k != "_routing_key"}) == []
         assert outcome["reference"] == alert["source"]["reference"]
         assert outcome["_routing_key"] == (
-            f"custody.{alert['source']['organisation']['code']}.{outcome['status']}")
+            f"custody.{alert['source']['organisation']['code']}.{outcome['status']}"
+        )
     assessed = next(o for o in outcomes if o["status"] == "assessed")
     # consent given with share_with_justice: the recommendation crosses, the clinical note never
     assert alert["consent"]["share_with_justice"] is True
@@ -78,7 +81,8 @@ def test_court_alert_reaches_its_queue_and_outcome_goes_back_under_court_key(rig
 
     outcomes = rig.justice.wait_for(lambda got: any(o["status"] == "received" for o in got))
     assert outcomes[0]["_routing_key"].startswith(
-        f"court.{alert['source']['organisation']['code']}.")
+        f"court.{alert['source']['organisation']['code']}."
+    )
 
 
 def test_alert_matching_two_rules_goes_to_each_endpoint_once(rig: HubRig) -> None:
@@ -97,12 +101,27 @@ def test_same_alert_published_twice_produces_one_referral(rig: HubRig) -> None:
     rig.justice.publish(alert, routing_key=key_for(alert))
 
     rig.justice.wait_for(lambda got: any(o["status"] == "assessed" for o in got))
-    wait_until(lambda: rig.hub.ledger is not None and any(
-        e.event == "alert_duplicate_ignored" for e in rig.hub.ledger.journey(alert["alert_id"])),
-        what="the duplicate to be absorbed")
+    wait_until(
+        lambda: (
+            rig.hub.ledger is not None
+            and any(
+                e.event == "alert_duplicate_ignored"
+                for e in rig.hub.ledger.journey(alert["alert_id"])
+            )
+        ),
+        what="the duplicate to be absorbed",
+    )
     assert len(rig.trust.received) == 1
-    assert len({o["outcome_id"] for o in rig.justice.for_alert(alert["alert_id"])
-                if o["status"] == "received"}) == 1
+    assert (
+        len(
+            {
+                o["outcome_id"]
+                for o in rig.justice.for_alert(alert["alert_id"])
+                if o["status"] == "received"
+            }
+        )
+        == 1
+    )
 
 
 def test_same_alert_id_with_a_different_body_is_rejected_as_a_conflict(rig: HubRig) -> None:
@@ -126,14 +145,26 @@ INVALID_CASES = [
     ("bad json", b"{not json", "$", "not valid JSON"),
     ("wrong schema version", {"schema": "ld.identification-alert/2"}, "schema", "version"),
     ("missing field", {"urgency": None}, "urgency", "required"),
-    ("nhs number fails modulus 11", {"person.nhs_number": "9990000027"}, "person.nhs_number",
-     "Modulus 11"),
+    (
+        "nhs number fails modulus 11",
+        {"person.nhs_number": "9990000027"},
+        "person.nhs_number",
+        "Modulus 11",
+    ),
     ("malformed pnc", {"person.pnc_id": "2019/0448213C"}, "person.pnc_id", "check"),
     ("youth with adult dob", {"pathway": "youth"}, "pathway", "under 18"),
-    ("unknown vulnerability", {"vulnerabilities[0].type": "gambling"}, "vulnerabilities[0].type",
-     "one of"),
-    ("future date of birth", {"person.date_of_birth": "2099-01-01"}, "person.date_of_birth",
-     "future"),
+    (
+        "unknown vulnerability",
+        {"vulnerabilities[0].type": "gambling"},
+        "vulnerabilities[0].type",
+        "one of",
+    ),
+    (
+        "future date of birth",
+        {"person.date_of_birth": "2099-01-01"},
+        "person.date_of_birth",
+        "future",
+    ),
     ("non utf-8", "latin1", "$", "UTF-8"),
     ("over the size limit", "huge", "$", "limit"),
 ]
@@ -145,8 +176,11 @@ def _invalid_body(alert: dict[str, Any], change: Any) -> bytes:
     if isinstance(change, bytes):
         return change
     if change == "latin1":
-        return json.dumps(alert, ensure_ascii=False).replace(
-            alert["person"]["name"]["family"], "Müller").encode("latin-1")
+        return (
+            json.dumps(alert, ensure_ascii=False)
+            .replace(alert["person"]["name"]["family"], "Müller")
+            .encode("latin-1")
+        )
     if change == "huge":
         return to_body(alert) + b" " * 70000  # valid JSON, over the 64 KiB limit
     if "urgency" in change and change["urgency"] is None:
@@ -154,8 +188,9 @@ def _invalid_body(alert: dict[str, Any], change: Any) -> bytes:
     return to_body(with_changes(alert, change))
 
 
-@pytest.mark.parametrize(("case", "change", "path", "words"), INVALID_CASES,
-                         ids=[c[0] for c in INVALID_CASES])
+@pytest.mark.parametrize(
+    ("case", "change", "path", "words"), INVALID_CASES, ids=[c[0] for c in INVALID_CASES]
+)
 def test_invalid_alert_is_dead_lettered_with_reasons_and_answered_rejected(
     rig: HubRig, case: str, change: Any, path: str, words: str
 ) -> None:
@@ -167,9 +202,11 @@ def test_invalid_alert_is_dead_lettered_with_reasons_and_answered_rejected(
     rejected = next(o for o in outcomes if o["status"] == "rejected")
     assert rejected["alert_id"] == alert["alert_id"]
     assert rejected["_routing_key"] == (
-        f"custody.{alert['source']['organisation']['code']}.rejected")
-    assert any(r["path"] == path and words.lower() in r["problem"].lower()
-               for r in rejected["reasons"]), rejected["reasons"]
+        f"custody.{alert['source']['organisation']['code']}.rejected"
+    )
+    assert any(
+        r["path"] == path and words.lower() in r["problem"].lower() for r in rejected["reasons"]
+    ), rejected["reasons"]
     method, props, dead = rig.justice.get_one("hub.dlq.intake")
     assert dead == body
     headers = props.headers
@@ -183,10 +220,16 @@ def test_invalid_alert_is_dead_lettered_with_reasons_and_answered_rejected(
 
 def test_alert_with_several_faults_reports_every_one(rig: HubRig) -> None:
     alert = fresh_custody()
-    body = to_body(with_changes(alert, {
-        "person.nhs_number": "9990000027", "vulnerabilities[0].type": "gambling",
-        "sent_at": now_iso(timedelta(days=2)),
-    }))
+    body = to_body(
+        with_changes(
+            alert,
+            {
+                "person.nhs_number": "9990000027",
+                "vulnerabilities[0].type": "gambling",
+                "sent_at": now_iso(timedelta(days=2)),
+            },
+        )
+    )
     rig.justice.publish(body, routing_key=key_for(alert), message_id=alert["alert_id"])
 
     outcomes = rig.justice.wait_for(lambda got: any(o["status"] == "rejected" for o in got))
@@ -210,9 +253,13 @@ def test_service_response_for_an_unknown_referral_is_refused_with_404(rig: HubRi
     from hub.transforms.response_to_outcome import build_service_response
 
     message = build_service_response(
-        referral_bundle_id="6f1c5a3e-0000-4000-8000-000000000000", service_ods="RXX01",
-        service_name="West Yorkshire L&D", status=OutcomeStatus.ACCEPTED,
-        at=datetime.now(UTC), message_id="9d7e8f00-0000-4000-8000-000000000001")
+        referral_bundle_id="6f1c5a3e-0000-4000-8000-000000000000",
+        service_ods="RXX01",
+        service_name="West Yorkshire L&D",
+        status=OutcomeStatus.ACCEPTED,
+        at=datetime.now(UTC),
+        message_id="9d7e8f00-0000-4000-8000-000000000001",
+    )
     status = rig.trust.post_to_hub(message, correlation_id="6f1c5a3e-0000-4000-8000-00000000000a")
     assert status == 404
 
@@ -228,9 +275,13 @@ def test_service_response_from_a_service_that_never_got_the_referral_is_refused(
     wait_until(lambda: len(rig.trust.delivered()) == 1, what="the referral")
     referral = rig.trust.delivered()[0]
     message = build_service_response(
-        referral_bundle_id=referral.bundle_id, service_ods="RXX03",  # the DAT, not wy-ld
-        service_name="Leeds Drug and Alcohol Team", status=OutcomeStatus.DECLINED,
-        at=datetime.now(UTC), message_id="9d7e8f00-0000-4000-8000-000000000002")
+        referral_bundle_id=referral.bundle_id,
+        service_ods="RXX03",  # the DAT, not wy-ld
+        service_name="Leeds Drug and Alcohol Team",
+        status=OutcomeStatus.DECLINED,
+        at=datetime.now(UTC),
+        message_id="9d7e8f00-0000-4000-8000-000000000002",
+    )
     assert rig.trust.post_to_hub(message, correlation_id=alert["alert_id"]) == 403
 
 

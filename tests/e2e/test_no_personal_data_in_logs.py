@@ -1,0 +1,85 @@
+"""Alerts full of personal data go through the whole flow (valid, invalid, outcomes back);
+none of it may appear in what the hub logs."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from hub.log import configure_logging
+from tests.conftest import HubRig, wait_until
+from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
+from tests.fixtures.alerts import to_body, with_changes
+
+pytestmark = pytest.mark.e2e
+
+FAMILY = "Featherstonehaugh"
+GIVEN = "Perpetua"
+DOB = "1984-07-19"
+POSTCODE = "LS6 2QT"
+STREET = "27 Quarry Mount Terrace"
+DETAIL = "Disclosed thoughts of jumping from the bridge"
+NHS = "9991000046"
+PNC = "2008/0004321T"
+
+
+def personal_alert(**changes: Any) -> dict[str, Any]:
+    alert = fresh_custody(
+        person={
+            "name": {"given": [GIVEN], "family": FAMILY},
+            "date_of_birth": DOB,
+            "sex": "female",
+            "nhs_number": NHS,
+            "pnc_id": PNC,
+            "address": {"lines": [STREET, "Leeds"], "postcode": POSTCODE},
+        },
+        vulnerabilities=[{"type": "mental_health", "detail": DETAIL}],
+    )
+    return with_changes(alert, changes) if changes else alert
+
+
+def test_personal_data_never_reaches_the_logs(rig: HubRig) -> None:
+    stream = io.StringIO()
+    configure_logging(level="DEBUG", stream=stream)
+    try:
+        good = personal_alert()
+        rig.justice.publish(good, routing_key=key_for(good))
+        bad = personal_alert(**{"person.nhs_number": "9991000047", "pathway": "youth"})
+        rig.justice.publish(to_body(bad), routing_key=key_for(bad), message_id=bad["alert_id"])
+        # a body that is not even JSON, carrying personal data in its text
+        raw = f'{{"name": "{GIVEN} {FAMILY}", "dob": "{DOB}", nhs {NHS}'.encode()
+        rig.justice.publish(raw, routing_key=key_for(good), message_id="m-raw-1")
+        rig.justice.wait_for(
+            lambda got: (
+                any(o["status"] == "assessed" for o in got)
+                and sum(o["status"] == "rejected" for o in got) == 2
+            )
+        )
+        wait_until(lambda: "outcome_returned" in stream.getvalue(), what="log lines")
+    finally:
+        configure_logging(level="INFO")
+    logged = stream.getvalue()
+    lines = [json.loads(line) for line in logged.splitlines() if line.strip()]
+    assert any(line.get("event") == "alert_rejected" for line in lines)
+    assert all(
+        "correlation_id" in line
+        for line in lines
+        if line.get("event") in ("alert_routed", "referral_delivered", "outcome_returned")
+    )
+    for secret in (
+        FAMILY,
+        GIVEN,
+        DOB,
+        POSTCODE,
+        STREET,
+        DETAIL,
+        NHS,
+        PNC,
+        "Quarry",
+        "jumping",
+        "9991000047",
+    ):
+        assert secret not in logged, f"{secret!r} leaked into the logs"
