@@ -77,6 +77,7 @@ class Hub:
                 hub=s.hub,
                 clock=self.clock,
                 max_body_bytes=s.max_body_bytes,
+                source_users=s.source_orgs,
             )
 
         for kind, queue in ALERT_QUEUES.items():

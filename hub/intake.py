@@ -68,6 +68,7 @@ class IntakeStage:
         hub: HubIdentity,
         clock: Clock,
         max_body_bytes: int,
+        source_users: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.ledger = ledger
         self.publisher = publisher
@@ -76,6 +77,7 @@ class IntakeStage:
         self.hub = hub
         self.clock = clock
         self.max_body_bytes = max_body_bytes
+        self.source_users = dict(source_users or {})
 
     def process(self, envelope: Envelope) -> None:
         now = self.clock()
@@ -137,6 +139,18 @@ class IntakeStage:
                     "source.organisation.code", "does not match the organisation in the routing key"
                 )
             )
+        if self.source_users:
+            # RabbitMQ guarantees user_id equals the publishing connection's user, so this is
+            # who really sent it; a mismatch is a spoofing attempt, parked like any bad alert.
+            allowed = self.source_users.get(alert.source.organisation.code, ())
+            if envelope.user_id not in allowed:
+                problems.append(
+                    Problem(
+                        "$user_id",
+                        "publisher is not allowed to send alerts for this organisation "
+                        "(AMQP user_id missing or not mapped to it in hub.yaml sources)",
+                    )
+                )
         if problems:
             raise InvalidMessage(problems, alert_id=alert.alert_id, stage=self.name)
 

@@ -432,6 +432,8 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
             found["api_port"] = int(port)
         else:
             problems.append("environment HUB_API_PORT: must be a port number from 1 to 65535")
+    if host := env.get("HUB_API_HOST"):
+        found["api_host"] = host
     if level := env.get("HUB_LOG_LEVEL"):
         if level.upper() in LogLevel.__members__:
             found["log_level"] = level.upper()

@@ -97,6 +97,7 @@ def write_config(
     api_port: int,
     routes: str = ROUTES,
     extra_endpoint_yaml: str = "",
+    sources_yaml: str = "",
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     endpoints = "\n".join(
@@ -108,7 +109,7 @@ def write_config(
         "hub: {ods_code: X26HUB, name: L&D Integration Hub, "
         f"endpoint: 'http://127.0.0.1:{api_port}/fhir'}}\n"
         f"api: {{host: 127.0.0.1, port: {api_port}}}\n"
-        f"endpoints:\n{endpoints}\n{extra_endpoint_yaml}"
+        f"endpoints:\n{endpoints}\n{extra_endpoint_yaml}{sources_yaml}"
     )
     (directory / "routes.yaml").write_text(routes)
     return directory
@@ -239,6 +240,7 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
         retry: RetryPolicy | None = None,
         db_url: str | None = None,
         routes: str = ROUTES,
+        sources_yaml: str = "",
     ) -> HubRig:
         api_port = free_port()
         trust = FakeTrust(
@@ -248,7 +250,11 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
             behaviour=behaviour,
         ).start()
         config = write_config(
-            tmp_path / f"config-{len(made)}", trust=trust, api_port=api_port, routes=routes
+            tmp_path / f"config-{len(made)}",
+            trust=trust,
+            api_port=api_port,
+            routes=routes,
+            sources_yaml=sources_yaml,
         )
         url = db_url or pg_url
         settings = load_settings(config, env={"HUB_AMQP_URL": amqp_url, "HUB_DB_URL": url})
