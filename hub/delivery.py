@@ -24,6 +24,14 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
 from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.messages import OutcomeStatus, Recipient
@@ -136,6 +144,13 @@ def classify(result: HttpResult, *, request_id: str, correlation_id: str) -> Jud
     )
 
 
+def _worth_a_quick_retry(error: BaseException) -> bool:
+    """Transient, and the peer did not ask us to stay away for longer than a blip."""
+    if not isinstance(error, TransientError):
+        return False
+    return error.retry_after is None or error.retry_after <= 2
+
+
 @dataclass(frozen=True, slots=True)
 class FhirTarget:
     """Where and how one fhir-rest endpoint is reached (built from configuration)."""
@@ -177,7 +192,11 @@ class DeliveryStage:
         ledger: Ledger,
         publisher: Publisher,
         clock: Clock,
+        quick_attempts: int = 3,
+        quick_seconds: float = 5.0,
     ) -> None:
+        self.quick_attempts = quick_attempts
+        self.quick_seconds = quick_seconds
         self.endpoint = endpoint
         self.target = target
         self.client = client
@@ -204,11 +223,50 @@ class DeliveryStage:
         headers = self.target.headers(
             request_id=referral.request_id, correlation_id=referral.alert_id
         )
+        # A few quick in-process retries, bounded in time and jittered, for blips; anything
+        # longer goes back to the broker's delayed retry queues (the Dispatcher decides).
+        quick = Retrying(
+            stop=stop_after_attempt(self.quick_attempts) | stop_after_delay(self.quick_seconds),
+            wait=wait_random_exponential(multiplier=0.2, max=2),
+            retry=retry_if_exception(_worth_a_quick_retry),
+            reraise=True,
+        )
+        updated, result = quick(self._post_once, referral, envelope.body, headers)
+        log.info(
+            "referral_delivered",
+            alert_id=referral.alert_id,
+            endpoint=self.endpoint,
+            bundle_id=referral.bundle_id,
+            http_status=result.status,
+            attempts=updated.attempts,
+            elapsed_ms=round(result.elapsed_ms, 1),
+        )
+        self.ledger.add_event(
+            JourneyEvent(
+                alert_id=referral.alert_id,
+                at=self.clock(),
+                stage=self.name,
+                event="referral_delivered",
+                endpoint=self.endpoint,
+                detail={
+                    "bundle_id": referral.bundle_id,
+                    "request_id": referral.request_id,
+                    "http_status": result.status,
+                    "attempts": updated.attempts,
+                },
+            )
+        )
+        self._tell_justice_received(updated)
+
+    def _post_once(
+        self, referral: ReferralRecord, body: bytes, headers: dict[str, str]
+    ) -> tuple[ReferralRecord, HttpResult]:
+        """One POST, recorded in the ledger whatever happens; raises the verdict's error."""
         started = self.clock()
         try:
             result = self.client.post_message(
                 url=self.target.url.rstrip("/") + "/$process-message",
-                body=envelope.body,
+                body=body,
                 headers=headers,
                 timeout=self.target.timeout_seconds,
             )
@@ -245,31 +303,7 @@ class DeliveryStage:
             raise PermanentError(
                 judgement.reason, operation_outcome=judgement.operation_outcome, **context
             )
-        log.info(
-            "referral_delivered",
-            alert_id=referral.alert_id,
-            endpoint=self.endpoint,
-            bundle_id=referral.bundle_id,
-            http_status=result.status,
-            attempts=updated.attempts,
-            elapsed_ms=round(result.elapsed_ms, 1),
-        )
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=referral.alert_id,
-                at=self.clock(),
-                stage=self.name,
-                event="referral_delivered",
-                endpoint=self.endpoint,
-                detail={
-                    "bundle_id": referral.bundle_id,
-                    "request_id": referral.request_id,
-                    "http_status": result.status,
-                    "attempts": updated.attempts,
-                },
-            )
-        )
-        self._tell_justice_received(updated)
+        return updated, result
 
     def _attempt(
         self, bundle_id: str, result: str, status: int | None, detail: str, duration_ms: float
