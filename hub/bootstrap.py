@@ -24,6 +24,7 @@ from hub.adapters.rabbitmq import (
     start_worker,
 )
 from hub.delivery import DeliveryStage, FhirTarget
+from hub.errors import TransientError
 from hub.intake import IntakeStage
 from hub.log import get_logger
 from hub.outcomes import OutcomeStage
@@ -120,7 +121,9 @@ class Hub:
             self._api = ApiServer(app, host=s.api_host, port=s.api_port)
             self._api.start()
         for worker, _ in self._workers:
-            worker.ready.wait(timeout=15)
+            if not worker.ready.wait(timeout=15):
+                self.stop()
+                raise TransientError(f"consumer for {worker.queue} did not start within 15 s")
         log.info(
             "hub_started",
             consumers=len(self._workers),

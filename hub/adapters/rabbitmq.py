@@ -292,6 +292,7 @@ class QueueWorker(ConsumerMixin):
         log.info("consumer_started", queue=self.queue, prefetch=self.prefetch)
 
     def on_connection_error(self, exc: Exception, interval: float) -> None:
+        self.ready.clear()  # /readyz reports the gap until consuming resumes
         log.warning(
             "broker_connection_lost", queue=self.queue, retry_in=interval, error=type(exc).__name__
         )

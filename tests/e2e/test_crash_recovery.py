@@ -37,8 +37,10 @@ DLQ_QUEUES = ("hub.dlq.intake", "hub.dlq.deliver", "hub.dlq.outcome", "hub.unrou
 # By the default routes in conftest: no substance/alcohol misuse → default [wy-ld];
 # substance_misuse → rule `substance` → [leeds-dat, wy-ld].
 ONE_ENDPOINT = [{"type": "mental_health", "detail": "Reports low mood and hearing voices."}]
-TWO_ENDPOINTS = [*ONE_ENDPOINT,
-                 {"type": "substance_misuse", "detail": "Daily heroin use, on no script."}]
+TWO_ENDPOINTS = [
+    *ONE_ENDPOINT,
+    {"type": "substance_misuse", "detail": "Daily heroin use, on no script."},
+]
 
 
 def now_iso() -> str:
@@ -73,8 +75,9 @@ class HubProcess:
         with self.log.open("ab") as out:
             out.write(f"\n===== hub start #{self.starts} =====\n".encode())
             out.flush()
-            self.proc = subprocess.Popen(self.command, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, cwd=Path.cwd())
+            self.proc = subprocess.Popen(
+                self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=Path.cwd()
+            )
         self.wait_ready()
 
     def wait_ready(self) -> None:
@@ -83,8 +86,10 @@ class HubProcess:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                pytest.fail(f"the hub exited with {self.proc.returncode} before it was ready; "
-                            f"log tail:\n{log_tail(self.log)}")
+                pytest.fail(
+                    f"the hub exited with {self.proc.returncode} before it was ready; "
+                    f"log tail:\n{log_tail(self.log)}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200:
@@ -92,8 +97,9 @@ class HubProcess:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
-        pytest.fail(f"the hub was not ready within {READY_TIMEOUT:g}s; "
-                    f"log tail:\n{log_tail(self.log)}")
+        pytest.fail(
+            f"the hub was not ready within {READY_TIMEOUT:g}s; log tail:\n{log_tail(self.log)}"
+        )
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -119,26 +125,35 @@ def trust() -> Iterator[FakeTrust]:
 
 
 def test_hub_killed_mid_stream_delivers_every_alert_once_in_effect(
-    amqp_url: str, pg_url: str, tmp_path: Path, trust: FakeTrust,
+    amqp_url: str,
+    pg_url: str,
+    tmp_path: Path,
+    trust: FakeTrust,
     request: pytest.FixtureRequest,
 ) -> None:
     started = time.monotonic()
     port = free_port()
     config = write_config(tmp_path / "config", trust=trust, api_port=port)
-    env = {**os.environ, "HUB_AMQP_URL": amqp_url, "HUB_DB_URL": pg_url,
-           "HUB_API_PORT": str(port)}
+    env = {**os.environ, "HUB_AMQP_URL": amqp_url, "HUB_DB_URL": pg_url, "HUB_API_PORT": str(port)}
     hub = HubProcess(config, env, port, tmp_path / "hub.log")
 
-    alerts = [custody_alert(sent_at=now_iso(),
-                            vulnerabilities=TWO_ENDPOINTS if i % 2 else ONE_ENDPOINT)
-              for i in range(N_ALERTS)]
-    expected_pairs = {(a["alert_id"], endpoint) for i, a in enumerate(alerts)
-                      for endpoint in (("leeds-dat", "wy-ld") if i % 2 else ("wy-ld",))}
-    expected_ids = {referral_ids(alert_id, endpoint).bundle_id: (alert_id, endpoint)
-                    for alert_id, endpoint in expected_pairs}
-    expected_request_ids = {referral_ids(alert_id, endpoint).bundle_id:
-                            referral_ids(alert_id, endpoint).request_id
-                            for alert_id, endpoint in expected_pairs}
+    alerts = [
+        custody_alert(sent_at=now_iso(), vulnerabilities=TWO_ENDPOINTS if i % 2 else ONE_ENDPOINT)
+        for i in range(N_ALERTS)
+    ]
+    expected_pairs = {
+        (a["alert_id"], endpoint)
+        for i, a in enumerate(alerts)
+        for endpoint in (("leeds-dat", "wy-ld") if i % 2 else ("wy-ld",))
+    }
+    expected_ids = {
+        referral_ids(alert_id, endpoint).bundle_id: (alert_id, endpoint)
+        for alert_id, endpoint in expected_pairs
+    }
+    expected_request_ids = {
+        referral_ids(alert_id, endpoint).bundle_id: referral_ids(alert_id, endpoint).request_id
+        for alert_id, endpoint in expected_pairs
+    }
     expected = len(expected_pairs)
     assert expected == N_ALERTS // 2 * 3
 
@@ -168,8 +183,11 @@ def test_hub_killed_mid_stream_delivers_every_alert_once_in_effect(
         publisher.start()
 
         kill_at = int(expected * KILL_AFTER_FRACTION)
-        wait_until(lambda: len(trust.delivered()) >= kill_at, timeout=30,
-                   what=f"{kill_at} referrals at the trust before the kill")
+        wait_until(
+            lambda: len(trust.delivered()) >= kill_at,
+            timeout=30,
+            what=f"{kill_at} referrals at the trust before the kill",
+        )
         delivered_before_kill = len(trust.delivered())
         published_before_kill = published
         hub.kill()
@@ -181,8 +199,11 @@ def test_hub_killed_mid_stream_delivers_every_alert_once_in_effect(
         assert not publisher_errors, f"publishing failed: {publisher_errors!r}"
         assert published == N_ALERTS
 
-        wait_until(lambda: {r.bundle_id for r in trust.delivered()} >= set(expected_ids),
-                   timeout=DRAIN_TIMEOUT, what="every expected referral at the trust")
+        wait_until(
+            lambda: {r.bundle_id for r in trust.delivered()} >= set(expected_ids),
+            timeout=DRAIN_TIMEOUT,
+            what="every expected referral at the trust",
+        )
         time.sleep(0.5)  # let a late repeat (if any) land before counting
 
         delivered = trust.delivered()
@@ -202,7 +223,8 @@ def test_hub_killed_mid_stream_delivers_every_alert_once_in_effect(
             by_bundle[r.bundle_id].add(r.request_id)
             by_request[r.request_id].add(r.bundle_id)
         assert all(len(ids) == 1 for ids in by_bundle.values()), {
-            b: ids for b, ids in by_bundle.items() if len(ids) > 1}
+            b: ids for b, ids in by_bundle.items() if len(ids) > 1
+        }
         assert all(len(ids) == 1 for ids in by_request.values())
         assert {b: next(iter(ids)) for b, ids in by_bundle.items()} == expected_request_ids
         first_body = {r.request_id: r.body for r in delivered}
@@ -231,10 +253,12 @@ def test_hub_killed_mid_stream_delivers_every_alert_once_in_effect(
         repeated_outcomes = len(justice.outcomes) - len(outcomes)
 
         elapsed = time.monotonic() - started
-        summary = (f"crash recovery: {N_ALERTS} alerts, {expected} referrals; killed after "
-                   f"{delivered_before_kill} delivered / {published_before_kill} published; "
-                   f"{len(repeats)} repeat POSTs answered 409 duplicate; "
-                   f"{repeated_outcomes} repeated received outcomes; {elapsed:.1f}s")
+        summary = (
+            f"crash recovery: {N_ALERTS} alerts, {expected} referrals; killed after "
+            f"{delivered_before_kill} delivered / {published_before_kill} published; "
+            f"{len(repeats)} repeat POSTs answered 409 duplicate; "
+            f"{repeated_outcomes} repeated received outcomes; {elapsed:.1f}s"
+        )
         print(summary)
         request.node.user_properties.append(("duplicates_409", len(repeats)))
         request.node.user_properties.append(("repeated_outcomes", repeated_outcomes))
