@@ -270,6 +270,21 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
         rig.justice.close()
         rig.hub.stop()
         rig.trust.stop()
+    # Every Bundle any test made the hub send must be valid FHIR R4 after a JSON round trip.
+    for rig in made:
+        for received in rig.trust.received:
+            assert_valid_r4_bundle(received.body)
+
+
+def assert_valid_r4_bundle(body: bytes) -> None:
+    from fhir.resources.R4B import get_fhir_model_class
+    from fhir.resources.R4B.bundle import Bundle
+
+    doc = json.loads(json.dumps(json.loads(body)))
+    Bundle.model_validate(doc)
+    for entry in doc["entry"]:
+        resource = entry["resource"]
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
 
 def _td(seconds: float) -> Any:
