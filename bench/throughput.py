@@ -115,24 +115,41 @@ class Result:
         return percentile(self.latencies_ms, q)
 
 
-def publish_confirmed(url: str, messages: list[tuple[str, bytes]], *, exchange: str,
-                      routing_key: str, stamps: dict[str, int],
-                      headers: Callable[[int], dict[str, Any]] | None = None) -> float:
+def publish_confirmed(
+    url: str,
+    messages: list[tuple[str, bytes]],
+    *,
+    exchange: str,
+    routing_key: str,
+    stamps: dict[str, int],
+    headers: Callable[[int], dict[str, Any]] | None = None,
+    rate: float = 0.0,
+) -> float:
     """Publish each message and wait for its confirm (pika BlockingChannel, as the justice
-    side does). Records time.time_ns() just before each publish; returns seconds taken."""
+    side does), at most `rate` a second when given. Records time.time_ns() just before each
+    publish; returns seconds taken."""
     conn = pika.BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
     ch.confirm_delivery()
     started = time.perf_counter()
     try:
-        for message_id, body in messages:
+        for i, (message_id, body) in enumerate(messages):
+            if rate > 0:
+                wait = started + i / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
             now = time.time_ns()
             stamps[message_id] = now
             ch.basic_publish(
-                exchange, routing_key, body,
-                pika.BasicProperties(content_type="application/json", delivery_mode=2,
-                                     message_id=message_id,
-                                     headers=headers(now) if headers else None),
+                exchange,
+                routing_key,
+                body,
+                pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=2,
+                    message_id=message_id,
+                    headers=headers(now) if headers else None,
+                ),
                 mandatory=True,
             )
         return time.perf_counter() - started
@@ -144,7 +161,9 @@ def publish_confirmed(url: str, messages: list[tuple[str, bytes]], *, exchange: 
 # 1. raw broker baseline
 
 
-def run_baseline(url: str, messages: list[tuple[str, bytes]], *, prefetch: int) -> Result:
+def run_baseline(
+    url: str, messages: list[tuple[str, bytes]], *, prefetch: int, rate: float = 0.0
+) -> Result:
     params = pika.URLParameters(url)
     q_in, q_out = "bench.baseline.in", "bench.baseline.out"
     setup = pika.BlockingConnection(params)
@@ -168,11 +187,18 @@ def run_baseline(url: str, messages: list[tuple[str, bytes]], *, prefetch: int) 
         cch.basic_qos(prefetch_count=prefetch)
 
         def on_message(chan: Any, method: Any, props: Any, body: bytes) -> None:
-            pch.basic_publish("", q_out, body,
-                              pika.BasicProperties(content_type=props.content_type,
-                                                   delivery_mode=2, message_id=props.message_id,
-                                                   headers=props.headers),
-                              mandatory=True)  # returns once confirmed
+            pch.basic_publish(
+                "",
+                q_out,
+                body,
+                pika.BasicProperties(
+                    content_type=props.content_type,
+                    delivery_mode=2,
+                    message_id=props.message_id,
+                    headers=props.headers,
+                ),
+                mandatory=True,
+            )  # returns once confirmed
             now = time.time_ns()
             latencies.append((now - int(props.headers[H_PUBLISHED])) / 1e6)
             done[props.message_id] = now
@@ -196,13 +222,21 @@ def run_baseline(url: str, messages: list[tuple[str, bytes]], *, prefetch: int) 
     thread.start()
     ready.wait(15)
     stamps: dict[str, int] = {}
-    pub_seconds = publish_confirmed(url, messages, exchange="", routing_key=q_in, stamps=stamps,
-                                    headers=lambda ns: {H_PUBLISHED: ns})
+    pub_seconds = publish_confirmed(
+        url,
+        messages,
+        exchange="",
+        routing_key=q_in,
+        stamps=stamps,
+        headers=lambda ns: {H_PUBLISHED: ns},
+        rate=rate,
+    )
     finished.wait(timeout=max(60.0, n * 0.1))
     first = min(stamps.values())
     last = max(done.values()) if done else time.time_ns()
-    return Result("baseline", n, (last - first) / 1e9, pub_seconds, latencies,
-                  missing=n - len(done))
+    return Result(
+        "baseline", n, (last - first) / 1e9, pub_seconds, latencies, missing=n - len(done)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,8 +271,15 @@ class TimedTrust(FakeTrust):
         return True
 
 
-def write_hub_config(directory: Path, *, trust: FakeTrust, api_port: int, max_in_flight: int,
-                     prefetch: int, log_level: str) -> Path:
+def write_hub_config(
+    directory: Path,
+    *,
+    trust: FakeTrust,
+    api_port: int,
+    max_in_flight: int,
+    prefetch: int,
+    log_level: str,
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "hub.yaml").write_text(
         "hub: {ods_code: X26HUB, name: L&D Integration Hub, "
@@ -269,12 +310,18 @@ def peak_rss_kib(pid: int) -> int | None:
 class HubProcess:
     """`python -m hub run --config DIR` as a child process, log to a file."""
 
-    def __init__(self, config: Path, env: dict[str, str], log_path: Path, api_port: int,
-                 profile: Path | None) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str], log_path: Path, api_port: int, profile: Path | None
+    ) -> None:
         self.log_path = log_path
         self.log = log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "hub", "run", "--config", str(config)],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hub", "run", "--config", str(config)],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.pid = self.proc.pid
         self.api_port = api_port
         self.profile = profile
@@ -286,8 +333,9 @@ class HubProcess:
             if self.proc.poll() is not None:
                 raise SystemExit(f"hub exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/readyz",
-                                            timeout=2) as resp:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.api_port}/readyz", timeout=2
+                ) as resp:
                     if json.loads(resp.read()).get("ready"):
                         return
             except OSError:
@@ -299,9 +347,24 @@ class HubProcess:
         if self.profile:
             spy = os.environ.get("PY_SPY", "py-spy")
             self.spy = subprocess.Popen(
-                [spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200",
-                 "--output", str(self.profile), "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(self.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--output",
+                    str(self.profile),
+                    "--nonblocking",
+                    "--threads",
+                    "--idle",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def stop_profile(self) -> None:
         if self.spy:
@@ -355,14 +418,31 @@ class HubInProcess:
         self.log.close()
 
 
-def run_hub(url: str, messages: list[tuple[str, bytes]], *, db_url: str, workdir: Path,
-            mode: str, max_in_flight: int, prefetch: int, log_level: str, warmup: int,
-            profile: Path | None) -> Result:
+def run_hub(
+    url: str,
+    messages: list[tuple[str, bytes]],
+    *,
+    db_url: str,
+    workdir: Path,
+    mode: str,
+    max_in_flight: int,
+    prefetch: int,
+    log_level: str,
+    warmup: int,
+    profile: Path | None,
+    rate: float = 0.0,
+    db_stats: Callable[[], dict[str, int]] | None = None,
+) -> Result:
     api_port = free_port()
     trust = TimedTrust(services={ENDPOINT: SERVICE}, hub_base_url=None, replies=None).start()
-    config = write_hub_config(workdir / "config", trust=trust, api_port=api_port,
-                              max_in_flight=max_in_flight, prefetch=prefetch,
-                              log_level=log_level)
+    config = write_hub_config(
+        workdir / "config",
+        trust=trust,
+        api_port=api_port,
+        max_in_flight=max_in_flight,
+        prefetch=prefetch,
+        log_level=log_level,
+    )
     env = {**os.environ, "HUB_AMQP_URL": url, "HUB_DB_URL": db_url, "HUB_LOG_LEVEL": log_level}
     log_path = workdir / "hub.log"
     hub: HubProcess | HubInProcess
@@ -375,38 +455,73 @@ def run_hub(url: str, messages: list[tuple[str, bytes]], *, db_url: str, workdir
         hub.wait_ready()
         if warmup:  # first alerts pay for connections, SQL compilation, imports
             warm = make_alerts(warmup)
-            publish_confirmed(url, warm, exchange="justice.alerts", routing_key=ROUTING_KEY,
-                              stamps={})
+            publish_confirmed(
+                url, warm, exchange="justice.alerts", routing_key=ROUTING_KEY, stamps={}
+            )
             if not trust.wait_for({a for a, _ in warm}, timeout=60):
-                print(f"warning: warm-up alerts not all delivered; see {log_path}",
-                      file=sys.stderr)
+                print(f"warning: warm-up alerts not all delivered; see {log_path}", file=sys.stderr)
         hub.start_profile()
         stamps: dict[str, int] = {}
-        pub_seconds = publish_confirmed(url, messages, exchange="justice.alerts",
-                                        routing_key=ROUTING_KEY, stamps=stamps)
+        cpu0, machine0, wall0 = cpu_seconds(hub.pid), machine_busy(), time.perf_counter()
+        pub_seconds = publish_confirmed(
+            url,
+            messages,
+            exchange="justice.alerts",
+            routing_key=ROUTING_KEY,
+            stamps=stamps,
+            rate=rate,
+        )
         ids = {a for a, _ in messages}
         trust.wait_for(ids, timeout=max(120.0, n * 0.5))
+        cpu1, machine1, wall1 = cpu_seconds(hub.pid), machine_busy(), time.perf_counter()
         hub.stop_profile()
         rss = hub.peak_rss_kib()
     finally:
         hub.stop()
         trust.stop()
+    extra: dict[str, Any] = {
+        "hub_cpu_pct": 100 * (cpu1 - cpu0) / (wall1 - wall0),
+        "machine_busy_pct": 100 * (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1]),
+    }
+    if db_stats:  # read after the hub closed its connections, so its backends flushed stats
+        time.sleep(0.5)
+        extra["db_per_alert"] = {k: round(v / (n + warmup), 1) for k, v in db_stats().items()}
     arrivals = {a: trust.arrivals[a] for a in ids if a in trust.arrivals}
     latencies = [(arrivals[a] - stamps[a]) / 1e6 for a in arrivals]
     first = min(stamps.values())
     last = max(arrivals.values()) if arrivals else time.time_ns()
     duplicates = len([r for r in trust.received if r.duplicate])
-    return Result("hub", n, (last - first) / 1e9, pub_seconds, latencies,
-                  missing=n - len(arrivals),
-                  extra={"peak_rss_kib": rss, "duplicates": duplicates, "log": str(log_path)})
+    return Result(
+        "hub",
+        n,
+        (last - first) / 1e9,
+        pub_seconds,
+        latencies,
+        missing=n - len(arrivals),
+        extra={**extra, "peak_rss_kib": rss, "duplicates": duplicates, "log": str(log_path)},
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies over all CPUs, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 # ---------------------------------------------------------------------------------------------
 # databases
 
 
-def postgres_database() -> tuple[str, Callable[[], None]]:
-    """A fresh database on the local server; returns its URL and a function dropping it."""
+def postgres_database() -> tuple[str, Callable[[], None], Callable[[], dict[str, int]]]:
+    """A fresh database on the local server: its URL, a function dropping it, and one reading
+    its transaction and row counters (pg_stat_database)."""
     import psycopg
 
     name = f"ldbench_{uuid.uuid4().hex[:10]}"
@@ -418,58 +533,115 @@ def postgres_database() -> tuple[str, Callable[[], None]]:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    return f"{base}/{name}", drop
+    def stats() -> dict[str, int]:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_returned "
+                "FROM pg_stat_database WHERE datname = %s",
+                (name,),
+            ).fetchone()
+        keys = ("commits", "rollbacks", "rows_inserted", "rows_updated", "rows_returned")
+        return dict(zip(keys, row or (0,) * 5, strict=True))
+
+    return f"{base}/{name}", drop, stats
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-def print_table(base: Result, hub: Result, *, n: int, db: str, mode: str,
-                max_in_flight: int) -> None:
+def print_table(
+    base: Result, hub: Result, *, n: int, db: str, mode: str, max_in_flight: int, rate: float
+) -> None:
     def row(name: str, r: Result) -> str:
-        return (f"| {name:<9} | {r.rate:>9.1f} | {r.publish_rate:>9.1f} | {r.p(50):>8.1f} | "
-                f"{r.p(99):>8.1f} | {max(r.latencies_ms, default=float('nan')):>8.1f} | "
-                f"{r.missing:>7} |")
+        return (
+            f"| {name:<9} | {r.rate:>9.1f} | {r.publish_rate:>9.1f} | {r.p(50):>8.1f} | "
+            f"{r.p(99):>8.1f} | {max(r.latencies_ms, default=float('nan')):>8.1f} | "
+            f"{r.missing:>7} |"
+        )
 
     print()
-    print(f"N={n}  db={db}  hub={mode}  max_in_flight={max_in_flight}  "
-          f"cpus={os.cpu_count()}  python={platform.python_version()}  "
-          f"host={platform.node()}  at={datetime.now(UTC).isoformat(timespec='seconds')}")
+    print(
+        f"N={n}  db={db}  hub={mode}  max_in_flight={max_in_flight}  "
+        f"rate={'max' if rate <= 0 else f'{rate:g}/s'}  "
+        f"cpus={os.cpu_count()}  python={platform.python_version()}  "
+        f"host={platform.node()}  at={datetime.now(UTC).isoformat(timespec='seconds')}"
+    )
     print("| run       |   msgs/s  | publish/s |  p50 ms  |  p99 ms  |  max ms  | missing |")
     print("|-----------|-----------|-----------|----------|----------|----------|---------|")
     print(row("baseline", base))
     print(row("hub", hub))
     ratio = hub.rate / base.rate if base.rate else float("nan")
-    print(f"ratio hub/baseline throughput: {ratio:.3f}  "
-          f"(p50 x{hub.p(50) / base.p(50):.1f}, p99 x{hub.p(99) / base.p(99):.1f})")
+    print(
+        f"ratio hub/baseline throughput: {ratio:.3f}  "
+        f"(p50 x{hub.p(50) / base.p(50):.1f}, p99 x{hub.p(99) / base.p(99):.1f})"
+    )
     rss = hub.extra.get("peak_rss_kib")
     if rss:
         what = "hub process" if mode == "subprocess" else "whole benchmark process"
         print(f"peak RSS ({what}): {rss / 1024:.1f} MiB")
+    print(
+        f"during the hub run: hub process CPU {hub.extra['hub_cpu_pct']:.0f}% of one core, "
+        f"machine {hub.extra['machine_busy_pct']:.0f}% busy ({os.cpu_count()} cores)"
+    )
+    if "db_per_alert" in hub.extra:
+        print(
+            "PostgreSQL per alert: "
+            + ", ".join(f"{k} {v:g}" for k, v in hub.extra["db_per_alert"].items())
+        )
     if hub.extra.get("duplicates"):
         print(f"duplicate deliveries seen by the trust: {hub.extra['duplicates']}")
     own = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"benchmark process: peak RSS {own.ru_maxrss / 1024:.1f} MiB, "
-          f"CPU {own.ru_utime + own.ru_stime:.1f}s; hub log: {hub.extra.get('log')}")
+    print(
+        f"benchmark process: peak RSS {own.ru_maxrss / 1024:.1f} MiB, "
+        f"CPU {own.ru_utime + own.ru_stime:.1f}s; hub log: {hub.extra.get('log')}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--alerts", type=int, default=1000, help="N messages/alerts per run")
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="postgres")
-    ap.add_argument("--amqp-url", default=None,
-                    help="broker URL incl. vhost (default: a fresh vhost, deleted at the end)")
-    ap.add_argument("--hub-mode", choices=("subprocess", "inprocess"), default="subprocess",
-                    help="run the hub as `python -m hub run` (default) or Hub() in this process")
-    ap.add_argument("--max-in-flight", type=int, default=4,
-                    help="the endpoint's max_in_flight (delivery consumers); 4 as shipped")
-    ap.add_argument("--prefetch", type=int, default=10,
-                    help="amqp.prefetch of the hub, and the baseline consumer's prefetch")
+    ap.add_argument(
+        "--amqp-url",
+        default=None,
+        help="broker URL incl. vhost (default: a fresh vhost, deleted at the end)",
+    )
+    ap.add_argument(
+        "--hub-mode",
+        choices=("subprocess", "inprocess"),
+        default="subprocess",
+        help="run the hub as `python -m hub run` (default) or Hub() in this process",
+    )
+    ap.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=4,
+        help="the endpoint's max_in_flight (delivery consumers); 4 as shipped",
+    )
+    ap.add_argument(
+        "--prefetch",
+        type=int,
+        default=10,
+        help="amqp.prefetch of the hub, and the baseline consumer's prefetch",
+    )
     ap.add_argument("--log-level", default="INFO", help="the hub's log level (INFO as shipped)")
-    ap.add_argument("--warmup", type=int, default=20, help="alerts through the hub first, unmeasured")
-    ap.add_argument("--profile", type=Path, default=None,
-                    help="py-spy raw (collapsed) stacks of the hub during the measured run "
-                         "(subprocess mode; py-spy on PATH or $PY_SPY)")
+    ap.add_argument(
+        "--warmup", type=int, default=20, help="alerts through the hub first, unmeasured"
+    )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy raw (collapsed) stacks of the hub during the measured run "
+        "(subprocess mode; py-spy on PATH or $PY_SPY)",
+    )
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="publish at most this many a second (default 0: as fast as confirms "
+        "allow, i.e. a backlog; a low rate shows latency without queueing)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -483,32 +655,70 @@ def main(argv: list[str] | None = None) -> int:
             cleanups.append(lambda: rabbitmqctl("delete_vhost", vhost))
             rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
             url = f"amqp://guest:guest@{AMQP_HOST}:5672/{vhost}"
+        db_stats = None
         if args.db == "postgres":
-            db_url, drop = postgres_database()
+            db_url, drop, db_stats = postgres_database()
             cleanups.append(drop)
         else:
             db_url = f"sqlite:///{workdir / 'hub.db'}"
 
         alerts = make_alerts(args.alerts)
         size = len(alerts[0][1])
-        filler = [(str(uuid.uuid4()), os.urandom(size // 2).hex().encode()[:size])
-                  for _ in range(args.alerts)]
+        filler = [
+            (str(uuid.uuid4()), os.urandom(size // 2).hex().encode()[:size])
+            for _ in range(args.alerts)
+        ]
         print(f"baseline: {args.alerts} x {size} B through two quorum queues ...", flush=True)
-        base = run_baseline(url, filler, prefetch=args.prefetch)
+        base = run_baseline(url, filler, prefetch=args.prefetch, rate=args.rate)
         print(f"hub ({args.hub_mode}, {args.db}): {args.alerts} alerts ...", flush=True)
-        hub = run_hub(url, alerts, db_url=db_url, workdir=workdir, mode=args.hub_mode,
-                      max_in_flight=args.max_in_flight, prefetch=args.prefetch,
-                      log_level=args.log_level, warmup=args.warmup, profile=args.profile)
-        print_table(base, hub, n=args.alerts, db=args.db, mode=args.hub_mode,
-                    max_in_flight=args.max_in_flight)
+        hub = run_hub(
+            url,
+            alerts,
+            db_url=db_url,
+            workdir=workdir,
+            mode=args.hub_mode,
+            max_in_flight=args.max_in_flight,
+            prefetch=args.prefetch,
+            log_level=args.log_level,
+            warmup=args.warmup,
+            profile=args.profile,
+            rate=args.rate,
+            db_stats=db_stats,
+        )
+        print_table(
+            base,
+            hub,
+            n=args.alerts,
+            db=args.db,
+            mode=args.hub_mode,
+            max_in_flight=args.max_in_flight,
+            rate=args.rate,
+        )
         if args.json:
-            args.json.write_text(json.dumps({
-                "n": args.alerts, "db": args.db, "cpus": os.cpu_count(), "body_bytes": size,
-                "hub_mode": args.hub_mode, "max_in_flight": args.max_in_flight,
-                **{r.name: {"rate": r.rate, "publish_rate": r.publish_rate, "p50_ms": r.p(50),
-                            "p99_ms": r.p(99), "missing": r.missing, **r.extra}
-                   for r in (base, hub)},
-            }, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "n": args.alerts,
+                        "db": args.db,
+                        "cpus": os.cpu_count(),
+                        "body_bytes": size,
+                        "hub_mode": args.hub_mode,
+                        "max_in_flight": args.max_in_flight,
+                        **{
+                            r.name: {
+                                "rate": r.rate,
+                                "publish_rate": r.publish_rate,
+                                "p50_ms": r.p(50),
+                                "p99_ms": r.p(99),
+                                "missing": r.missing,
+                                **r.extra,
+                            }
+                            for r in (base, hub)
+                        },
+                    },
+                    indent=2,
+                )
+            )
         return 0
     finally:
         for cleanup in reversed(cleanups):
