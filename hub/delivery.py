@@ -1,23 +1,28 @@
-"""Delivery stage: one referral Bundle off hub.deliver.<endpoint> → POST to the endpoint's
-$process-message → the answer judged by one rule table → ledger → `received` outcome.
+"""Delivery stage: one delivery job off hub.deliver.<endpoint> → its endpoint kind's Sender
+(hub/senders.py) → every attempt recorded in the ledger → `received` outcome to the justice side.
+Quick in-process retries for blips; anything longer is the Dispatcher's (broker TTL queues).
 
-The rule table (`classify`) is pure and is the single place an HTTP answer is judged:
+The HTTP rule table (`classify`) is pure and is the single place an HTTP answer is judged, for
+both HTTP kinds (fhir-rest, webhook):
 
 | answer                                                        | verdict   |
 |---------------------------------------------------------------|-----------|
 | 2xx with X-Request-Id and X-Correlation-Id echoed, JSON body  | delivered |
 | 2xx without the echo headers, or with an unparsable body      | transient |
+| webhook only (echo_required=False): 2xx without the echo      | delivered |
+| headers, and 2xx with an empty body (204) (BaRS headers are a |           |
+| FHIR-receiver contract; a webhook receiver need not know it). |           |
+| A non-empty body that is not JSON is still transient.         |           |
 | 409 whose OperationOutcome has issue code `duplicate` (BaRS)  | delivered |
 | 408, 429, 500, 502, 503, 504, any other 5xx                   | transient (Retry-After honoured) |
 | connection refused / reset, timeout (raised by the client)   | transient |
 | any other 4xx (and 1xx/3xx)                                   | permanent, OperationOutcome kept |
 
-X-Request-Id and the Bundle bytes stay identical on every retry (BaRS idempotency).
+X-Request-Id and the payload bytes stay identical on every retry (BaRS idempotency).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,14 +43,16 @@ from hub.messages import OutcomeStatus, Recipient
 from hub.outcomes import build_outcome, publish_outcome
 from hub.pipeline import H_ALERT_ID, Clock, header_str
 from hub.ports import (
+    Delivered,
+    DeliveryJob,
     Envelope,
-    FhirClient,
     HttpResult,
     JourneyEvent,
     Ledger,
     Publisher,
     ReferralRecord,
     ReferralState,
+    Sender,
 )
 
 log = get_logger("hub.delivery")
@@ -109,10 +116,12 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
             return None
 
 
-def classify(result: HttpResult, *, request_id: str, correlation_id: str) -> Judgement:
+def classify(
+    result: HttpResult, *, request_id: str, correlation_id: str, echo_required: bool = True
+) -> Judgement:
     status = result.status
     if 200 <= status < 300:
-        if (
+        if echo_required and (
             result.headers.get("x-request-id") != request_id
             or result.headers.get("x-correlation-id") != correlation_id
         ):
@@ -120,6 +129,8 @@ def classify(result: HttpResult, *, request_id: str, correlation_id: str) -> Jud
                 Verdict.TRANSIENT,
                 f"HTTP {status} without the BaRS X-Request-Id/X-Correlation-Id echo",
             )
+        if not echo_required and not result.body.strip():
+            return Judgement(Verdict.DELIVERED, f"HTTP {status}")
         try:
             json.loads(result.body)
         except (ValueError, UnicodeDecodeError):
@@ -151,35 +162,6 @@ def _worth_a_quick_retry(error: BaseException) -> bool:
     return error.retry_after is None or error.retry_after <= 2
 
 
-@dataclass(frozen=True, slots=True)
-class FhirTarget:
-    """Where and how one fhir-rest endpoint is reached (built from configuration)."""
-
-    recipient: Recipient
-    url: str  # FHIR base; the hub POSTs to <url>/$process-message
-    timeout_seconds: float
-    authorization: str | None = None  # full header value, from the environment
-
-    def headers(self, *, request_id: str, correlation_id: str) -> dict[str, str]:
-        headers = {
-            "Content-Type": "application/fhir+json",
-            "Accept": "application/fhir+json",
-            "X-Request-Id": request_id,
-            "X-Correlation-Id": correlation_id,
-        }
-        if self.recipient.service_id:
-            target = {
-                "system": "https://fhir.nhs.uk/Id/dos-service-id",
-                "value": self.recipient.service_id,
-            }
-            headers["NHSD-Target-Identifier"] = base64.b64encode(
-                json.dumps(target, separators=(",", ":")).encode()
-            ).decode()
-        if self.authorization:
-            headers["Authorization"] = self.authorization
-        return headers
-
-
 class DeliveryStage:
     name = "deliver"
 
@@ -187,8 +169,8 @@ class DeliveryStage:
         self,
         *,
         endpoint: str,
-        target: FhirTarget,
-        client: FhirClient,
+        recipient: Recipient,
+        sender: Sender,
         ledger: Ledger,
         publisher: Publisher,
         clock: Clock,
@@ -198,8 +180,8 @@ class DeliveryStage:
         self.quick_attempts = quick_attempts
         self.quick_seconds = quick_seconds
         self.endpoint = endpoint
-        self.target = target
-        self.client = client
+        self.recipient = recipient
+        self.sender = sender
         self.ledger = ledger
         self.publisher = publisher
         self.clock = clock
@@ -220,9 +202,7 @@ class DeliveryStage:
             # side heard (same outcome id, so it de-duplicates).
             self._tell_justice_received(referral)
             return
-        headers = self.target.headers(
-            request_id=referral.request_id, correlation_id=referral.alert_id
-        )
+        job = DeliveryJob(referral=referral, body=envelope.body, content_type=envelope.content_type)
         # A few quick in-process retries, bounded in time and jittered, for blips; anything
         # longer goes back to the broker's delayed retry queues (the Dispatcher decides).
         quick = Retrying(
@@ -231,15 +211,16 @@ class DeliveryStage:
             retry=retry_if_exception(_worth_a_quick_retry),
             reraise=True,
         )
-        updated, result = quick(self._post_once, referral, envelope.body, headers)
+        updated, delivered = quick(self._send_once, job)
         log.info(
             "referral_delivered",
             alert_id=referral.alert_id,
             endpoint=self.endpoint,
             bundle_id=referral.bundle_id,
-            http_status=result.status,
+            http_status=delivered.status,
+            answer=delivered.answer,
             attempts=updated.attempts,
-            elapsed_ms=round(result.elapsed_ms, 1),
+            elapsed_ms=round(delivered.elapsed_ms, 1),
         )
         self.ledger.add_event(
             JourneyEvent(
@@ -251,59 +232,35 @@ class DeliveryStage:
                 detail={
                     "bundle_id": referral.bundle_id,
                     "request_id": referral.request_id,
-                    "http_status": result.status,
+                    "http_status": delivered.status,
+                    "answer": delivered.answer,
                     "attempts": updated.attempts,
                 },
             )
         )
         self._tell_justice_received(updated)
 
-    def _post_once(
-        self, referral: ReferralRecord, body: bytes, headers: dict[str, str]
-    ) -> tuple[ReferralRecord, HttpResult]:
-        """One POST, recorded in the ledger whatever happens; raises the verdict's error."""
+    def _send_once(self, job: DeliveryJob) -> tuple[ReferralRecord, Delivered]:
+        """One attempt through the endpoint's Sender, recorded in the ledger whatever happens;
+        re-raises the Sender's verdict with this delivery's context."""
+        referral = job.referral
         started = self.clock()
         try:
-            result = self.client.post_message(
-                url=self.target.url.rstrip("/") + "/$process-message",
-                body=body,
-                headers=headers,
-                timeout=self.target.timeout_seconds,
-            )
-        except TransientError as exc:
-            self._attempt(
-                referral.bundle_id,
-                "transient",
-                None,
-                exc.message,
-                (self.clock() - started).total_seconds() * 1000,
-            )
-            raise TransientError(
-                exc.message, alert_id=referral.alert_id, stage=self.name, endpoint=self.endpoint
-            ) from exc
-        judgement = classify(
-            result, request_id=referral.request_id, correlation_id=referral.alert_id
-        )
+            delivered = self.sender.send(job)
+        except (TransientError, PermanentError) as exc:
+            result = "transient" if isinstance(exc, TransientError) else "permanent"
+            elapsed = (self.clock() - started).total_seconds() * 1000
+            self._attempt(referral.bundle_id, result, exc.status, exc.message, elapsed)
+            exc.alert_id, exc.stage, exc.endpoint = referral.alert_id, self.name, self.endpoint
+            raise
         updated = self._attempt(
             referral.bundle_id,
-            str(judgement.verdict),
-            result.status,
-            judgement.reason,
-            result.elapsed_ms,
+            str(Verdict.DELIVERED),
+            delivered.status,
+            delivered.answer,
+            delivered.elapsed_ms,
         )
-        context = {
-            "alert_id": referral.alert_id,
-            "stage": self.name,
-            "endpoint": self.endpoint,
-            "status": result.status,
-        }
-        if judgement.verdict is Verdict.TRANSIENT:
-            raise TransientError(judgement.reason, retry_after=judgement.retry_after, **context)
-        if judgement.verdict is Verdict.PERMANENT:
-            raise PermanentError(
-                judgement.reason, operation_outcome=judgement.operation_outcome, **context
-            )
-        return updated, result
+        return updated, delivered
 
     def _attempt(
         self, bundle_id: str, result: str, status: int | None, detail: str, duration_ms: float
@@ -328,7 +285,7 @@ class DeliveryStage:
         outcome = build_outcome(
             alert=alert,
             referral=referral,
-            recipient=self.target.recipient,
+            recipient=self.recipient,
             status=OutcomeStatus.RECEIVED,
             at=referral.delivered_at or self.clock(),
             answers="received",

@@ -1,5 +1,7 @@
 """Intake stage: an alert off hub.alerts.<kind> → validated → ledger (idempotent) → one
-delivery job per chosen endpoint, durably queued, before the alert is acked.
+delivery job per chosen endpoint, durably queued, before the alert is acked. Each job's body is
+the payload rendered for its endpoint's kind (FHIR Bundle, HL7 v2 REF^I12, webhook JSON), so the
+delivery stage sends exactly those bytes on every attempt.
 
 Also answers every invalid alert with a `rejected` outcome to the organisation named by the
 routing key. Logs ids and counts only.
@@ -35,10 +37,11 @@ from hub.ports import (
     Ledger,
     Publisher,
     ReferralRecord,
+    Render,
     Seen,
 )
 from hub.routes.rules import RouteTable, select_endpoints
-from hub.transforms.alert_to_referral import build_referral, bundle_bytes, referral_ids
+from hub.transforms.alert_to_referral import referral_ids
 
 log = get_logger("hub.intake")
 
@@ -69,7 +72,10 @@ class IntakeStage:
         clock: Clock,
         max_body_bytes: int,
         source_users: Mapping[str, tuple[str, ...]] | None = None,
+        renderers: Mapping[str, Render],
     ) -> None:
+        """`recipients` and `renderers` are keyed by endpoint name; a renderer is the endpoint
+        kind's pure render function (bootstrap picks it from the configuration)."""
         self.ledger = ledger
         self.publisher = publisher
         self.routes = routes
@@ -78,6 +84,7 @@ class IntakeStage:
         self.clock = clock
         self.max_body_bytes = max_body_bytes
         self.source_users = dict(source_users or {})
+        self.renderers = dict(renderers)
 
     def process(self, envelope: Envelope) -> None:
         now = self.clock()
@@ -180,11 +187,11 @@ class IntakeStage:
         )
         for referral in referrals:
             endpoint = referral.endpoint
-            bundle = build_referral(alert, recipient=self.recipients[endpoint], hub=self.hub)
+            payload = self.renderers[endpoint](alert, self.recipients[endpoint], self.hub)
             self.publisher.publish(
                 exchange=WORK_EXCHANGE,
                 routing_key=delivery_queue(endpoint),
-                body=bundle_bytes(bundle),
+                body=payload.body,
                 headers={
                     H_ALERT_ID: alert.alert_id,
                     H_ENDPOINT: endpoint,
@@ -193,7 +200,7 @@ class IntakeStage:
                 },
                 message_id=referral.bundle_id,
                 correlation_id=alert.alert_id,
-                content_type="application/fhir+json",
+                content_type=payload.content_type,
             )
         self.ledger.mark_routed(alert.alert_id, rule=rule, referrals=referrals, at=now)
         self._event(

@@ -10,7 +10,7 @@ import pytest
 
 from hub.errors import ConfigError
 from hub.messages import HubIdentity, Recipient
-from hub.settings import BearerAuth, EndpointKind, load_settings
+from hub.settings import BearerAuth, EndpointKind, SigningKey, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -143,6 +143,104 @@ def test_a_bad_environment_value_is_reported_without_quoting_it(tmp_path: Path) 
     ]
 
 
+# --- endpoint kinds ----------------------------------------------------------------------------
+
+MLLP_ENDPOINT = """\
+  leeds-pas:
+    kind: hl7v2-mllp
+    host: pas.leeds.example
+    port: 2575
+    timeout_seconds: 5
+    ods_code: XLP01
+    organisation_name: Leeds PAS
+"""
+WEBHOOK_ENDPOINT = """\
+  leeds-asc:
+    kind: webhook
+    url: https://asc.leeds.example/hooks/ld
+    secret_env: LEEDS_ASC_KEY
+    timeout_seconds: 15
+    ods_code: XLA01
+    organisation_name: Leeds Adult Social Care
+"""
+
+
+def test_hl7v2_mllp_and_webhook_endpoints_load_with_their_own_fields(tmp_path: Path) -> None:
+    config = write(tmp_path, hub=HUB_YAML + MLLP_ENDPOINT + WEBHOOK_ENDPOINT)
+    settings = load_settings(config, env={"LEEDS_ASC_KEY": "k3y-material"})
+
+    pas = settings.endpoints["leeds-pas"]
+    assert pas.kind is EndpointKind.HL7V2_MLLP
+    assert (pas.host, pas.port, pas.timeout_seconds, pas.url) == (
+        "pas.leeds.example",
+        2575,
+        5,
+        None,
+    )
+    assert pas.recipient == Recipient("leeds-pas", "XLP01", "Leeds PAS", None)
+    asc = settings.endpoints["leeds-asc"]
+    assert asc.kind is EndpointKind.WEBHOOK
+    assert (asc.url, asc.timeout_seconds) == ("https://asc.leeds.example/hooks/ld", 15)
+    assert asc.signing == SigningKey("LEEDS_ASC_KEY", b"k3y-material")
+    assert "k3y-material" not in repr(settings)
+
+
+def test_a_webhook_whose_secret_variable_is_not_set_is_an_error_naming_it(tmp_path: Path) -> None:
+    hub = HUB_YAML + WEBHOOK_ENDPOINT
+    config = write(tmp_path, hub=hub)
+    assert problems(config, env={}) == [
+        f"{config}/hub.yaml:{line_of(hub, 'secret_env')}: endpoint 'leeds-asc': environment "
+        "variable LEEDS_ASC_KEY is not set"
+    ]
+
+
+def test_a_webhook_without_url_or_secret_env_is_an_error(tmp_path: Path) -> None:
+    hub = HUB_YAML + WEBHOOK_ENDPOINT.replace(
+        "    url: https://asc.leeds.example/hooks/ld\n", ""
+    ).replace("    secret_env: LEEDS_ASC_KEY\n", "")
+    config = write(tmp_path, hub=hub)
+    line = line_of(hub, "leeds-asc:")
+    assert problems(config) == [
+        f"{config}/hub.yaml:{line}: endpoints.leeds-asc: missing required key 'secret_env'",
+        f"{config}/hub.yaml:{line}: endpoints.leeds-asc: missing required key 'url'",
+    ]
+
+
+def test_a_literal_webhook_secret_in_the_file_is_an_error_that_never_quotes_it(
+    tmp_path: Path,
+) -> None:
+    hub = HUB_YAML + WEBHOOK_ENDPOINT + "    secret: k3y-material\n"
+    config = write(tmp_path, hub=hub)
+    [problem] = problems(config, env={"LEEDS_ASC_KEY": "k3y-material"})
+    assert problem.startswith(
+        f"{config}/hub.yaml:{line_of(hub, 'secret:')}: endpoints.leeds-asc.secret: secrets never "
+        "live in files"
+    )
+    assert "k3y-material" not in problem
+
+
+def test_an_mllp_endpoint_needs_host_and_a_port_number(tmp_path: Path) -> None:
+    hub = HUB_YAML + MLLP_ENDPOINT.replace("    host: pas.leeds.example\n", "").replace(
+        "2575", "70000"
+    )
+    config = write(tmp_path, hub=hub)
+    assert problems(config) == [
+        f"{config}/hub.yaml:{line_of(hub, 'leeds-pas:')}: endpoints.leeds-pas: missing required "
+        "key 'host'",
+        f"{config}/hub.yaml:{line_of(hub, 'port:')}: endpoints.leeds-pas.port: 70000 is greater "
+        "than the maximum of 65535",
+    ]
+
+
+def test_a_field_of_another_kind_is_an_unknown_key(tmp_path: Path) -> None:
+    hub = HUB_YAML + MLLP_ENDPOINT + "    url: http://127.0.0.1:9009/fhir\n"
+    config = write(tmp_path, hub=hub)
+    assert problems(config) == [
+        f"{config}/hub.yaml:{line_of(hub, 'url: http://127.0.0.1:9009')}: unknown key 'url' in "
+        "endpoints.leeds-pas"
+    ]
+
+
 # --- errors name file and line -----------------------------------------------------------------
 
 
@@ -190,7 +288,7 @@ def test_an_unknown_endpoint_kind_is_an_error(tmp_path: Path) -> None:
     config = write(tmp_path, hub=hub)
     assert problems(config) == [
         f"{config}/hub.yaml:{line_of(hub, 'kind: mllp')}: endpoints.leeds-yot.kind: 'mllp' is not "
-        "one of: fhir-rest"
+        "one of: fhir-rest, hl7v2-mllp, webhook"
     ]
 
 
