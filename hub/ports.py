@@ -5,13 +5,14 @@ No implementation here and no third-party imports.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from hub.messages import Problem
+from hub.messages import Alert, HubIdentity, Problem, Recipient
 
 
 class AlertState(StrEnum):
@@ -207,3 +208,197 @@ class FhirClient(Protocol):
     ) -> HttpResult:
         """POST; raise TransientError for connection refused/reset and timeouts."""
         ...
+
+
+# -- operations: the failed-message store and the ledger's read side ------------------------
+
+
+class FailedState(StrEnum):
+    FAILED = "failed"  # parked, waiting for an operator
+    REPLAYED = "replayed"
+    DISCARDED = "discarded"
+
+
+@dataclass(frozen=True, slots=True)
+class NewFailure:
+    """One dead-lettered message as read off `hub.dlq.<stage>`: why it failed, and the
+    original bytes and headers so it can be replayed exactly."""
+
+    fingerprint: str  # sha256 of body + headers: a redelivered copy is the same failure
+    stage: str
+    endpoint: str | None
+    error_class: str
+    error_message: str
+    attempts: int
+    first_failure: datetime
+    last_failure: datetime
+    original_exchange: str | None
+    original_routing_key: str | None
+    original_queue: str | None
+    http_status: int | None
+    operation_outcome: str | None
+    message_id: str | None
+    alert_id: str | None
+    content_type: str | None
+    body: bytes
+    headers: Mapping[str, Any]  # JSON-safe
+    group_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailedMessage:
+    id: int
+    failure: NewFailure
+    state: FailedState
+    received_at: datetime
+    state_by: str | None = None
+    state_reason: str | None = None
+    state_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureGroup:
+    group_key: str
+    stage: str
+    endpoint: str | None
+    error_class: str
+    sample_error: str
+    count: int  # rows still in state FAILED
+    total: int
+    first_failure: datetime
+    last_failure: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    action: str  # replay | discard | reveal
+    failed_id: int
+    by: str
+    reason: str
+
+
+class FailedStore(Protocol):
+    """Every dead-lettered message, kept until an operator acts; nothing expires."""
+
+    def add(self, failure: NewFailure, *, at: datetime) -> tuple[bool, int]:
+        """Store it unless its fingerprint is known. Returns (new, id)."""
+        ...
+
+    def get(self, failed_id: int) -> FailedMessage | None: ...
+
+    def list(
+        self,
+        *,
+        group: str | None = None,
+        stage: str | None = None,
+        endpoint: str | None = None,
+        since: datetime | None = None,
+        alert_id: str | None = None,
+        state: FailedState | None = None,
+    ) -> builtins.list[FailedMessage]: ...
+
+    def groups(self) -> builtins.list[FailureGroup]: ...
+
+    def mark_replayed(
+        self, ids: Sequence[int], *, by: str, reason: str, at: datetime
+    ) -> builtins.list[int]:
+        """Move FAILED rows to REPLAYED and audit it, in one transaction; returns the ids moved."""
+        ...
+
+    def mark_discarded(
+        self, ids: Sequence[int], *, by: str, reason: str, at: datetime
+    ) -> builtins.list[int]: ...
+
+    def audit(self, action: str, ids: Sequence[int], *, by: str, reason: str, at: datetime) -> None:
+        """Append to the audit log (which has no update or delete)."""
+        ...
+
+    def audit_log(self, failed_id: int | None = None) -> builtins.list[AuditEntry]: ...
+
+    def count(self, state: FailedState | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    bundle_id: str
+    at: datetime
+    result: str
+    http_status: int | None
+    reason_code: str | None
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    outcome_id: str
+    alert_id: str
+    bundle_id: str | None
+    status: str
+    at: datetime
+
+
+# --- delivery: what intake renders and how each endpoint kind sends it -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """The exact bytes one endpoint is sent for one referral, rendered once at intake so every
+    retry (and a dead letter) carries the same bytes."""
+
+    body: bytes
+    content_type: str
+
+
+class Render(Protocol):
+    """Pure: the payload an endpoint kind is sent for one alert (FHIR Bundle, HL7 v2, JSON)."""
+
+    def __call__(self, alert: Alert, recipient: Recipient, hub: HubIdentity) -> Payload: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryJob:
+    """One referral to send: its ledger record and the payload intake rendered for it."""
+
+    referral: ReferralRecord
+    body: bytes
+    content_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """The endpoint took the referral. `answer` is for the ledger: ids and codes, no personal
+    data (e.g. "HTTP 200", "ACK AA")."""
+
+    answer: str
+    status: int | None  # the HTTP status; None for kinds that do not speak HTTP
+    elapsed_ms: float
+
+
+class Sender(Protocol):
+    """Makes one attempt to hand one referral to one endpoint (one implementation per endpoint
+    kind). Returns Delivered, or raises TransientError (retry later) or PermanentError
+    (dead-letter, with what the peer said in `operation_outcome`)."""
+
+    def send(self, job: DeliveryJob) -> Delivered: ...
+
+
+class LedgerReader(Protocol):
+    """The ledger's read side for operators (`hub trace`): additive queries, ids only."""
+
+    def get_alert(self, alert_id: str) -> AlertRecord | None: ...
+
+    def referrals_for(self, alert_id: str) -> list[ReferralRecord]: ...
+
+    def journey(self, alert_id: str) -> list[JourneyEvent]: ...
+
+    def find_alert_ids(self, any_id: str) -> list[str]:
+        """Alert ids known by an alert id, source reference, Bundle id, X-Request-Id or
+        outcome id."""
+        ...
+
+    def attempts_for(self, bundle_id: str) -> list[AttemptRecord]: ...
+
+    def outcomes_for(self, alert_id: str) -> list[OutcomeRecord]: ...

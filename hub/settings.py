@@ -12,10 +12,12 @@ file and line, as one ConfigError. The only module that reads os.environ.
     sources: {<org code>: [<amqp user id>, ...]}   # who may publish for whom; may be empty
     endpoints:                             # required, at least one
       <name>:                              # lower-case words joined by '-' (used in queue names)
-        kind: fhir-rest                    # selects the kind's own fields (see _KIND_FIELDS)
+        kind: fhir-rest | hl7v2-mllp | webhook  # selects the kind's own fields (_KIND_FIELDS)
         ods_code, organisation_name, service_id?, timeout_seconds?, max_in_flight?, paused?
         url: <FHIR base>                   # fhir-rest: the hub POSTs to url + '/$process-message'
         auth: {type: bearer, token_env: NAME}   # fhir-rest, optional; the token is read from env
+        host, port                         # hl7v2-mllp: the receiver's MLLP listener
+        url, secret_env: NAME              # webhook: POST target; HMAC key read from env NAME
 
 Secrets never live in files: a `token`/`password`/`secret` key, or a URL carrying a password, is
 a config error; credentials come from the environment.
@@ -50,7 +52,9 @@ _Path = tuple[str | int, ...]
 
 
 class EndpointKind(StrEnum):
-    FHIR_REST = "fhir-rest"  # later: hl7v2-mllp, mesh, webhook, each with its own fields
+    FHIR_REST = "fhir-rest"  # BaRS-shaped FHIR Bundle to <url>/$process-message
+    HL7V2_MLLP = "hl7v2-mllp"  # HL7 v2.5 REF^I12 over MLLP to host:port
+    WEBHOOK = "webhook"  # signed plain JSON POSTed to url (social-care systems)
 
 
 class LogLevel(StrEnum):
@@ -71,20 +75,35 @@ class BearerAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class SigningKey:
+    """The webhook kind's HMAC-SHA256 key, read from the environment variable `key_env`."""
+
+    key_env: str
+    key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointConfig:
+    """One endpoint; which of the kind-specific fields are set depends on `kind`."""
+
     name: str
     kind: EndpointKind
-    url: str  # fhir-rest: the FHIR base URL
     ods_code: str
     organisation_name: str
+    url: str | None = None  # fhir-rest: the FHIR base URL; webhook: the URL POSTed to
+    host: str | None = None  # hl7v2-mllp
+    port: int | None = None  # hl7v2-mllp
     service_id: str | None = None
     timeout_seconds: float = 10.0
     max_in_flight: int = 1
     paused: bool = False
-    auth: BearerAuth | None = None
+    auth: BearerAuth | None = None  # fhir-rest, optional
+    signing: SigningKey | None = None  # webhook
 
     @property
     def process_message_url(self) -> str:
+        if self.url is None:
+            raise ValueError(f"endpoint {self.name!r} ({self.kind}) has no FHIR base URL")
         return self.url.rstrip("/") + "/$process-message"
 
     @property
@@ -184,6 +203,11 @@ _COMMON_FIELDS: dict[str, Any] = {
     "paused": {"type": "boolean"},
 }
 _KIND_ONLY = {"kind": _COMMON_FIELDS["kind"]}
+_ENV_NAME = {
+    "type": "string",
+    "pattern": r"^[A-Z_][A-Z0-9_]*$",
+    "x-hint": "an environment variable name",
+}
 # A new kind adds an entry here (its own fields and required ones) and a branch in _endpoint.
 _KIND_FIELDS: dict[EndpointKind, tuple[dict[str, Any], list[str]]] = {
     EndpointKind.FHIR_REST: (
@@ -192,17 +216,25 @@ _KIND_FIELDS: dict[EndpointKind, tuple[dict[str, Any], list[str]]] = {
             "auth": _section(
                 {
                     "type": {"type": "string", "enum": ["bearer"]},
-                    "token_env": {
-                        "type": "string",
-                        "pattern": r"^[A-Z_][A-Z0-9_]*$",
-                        "x-hint": "an environment variable name",
-                    },
+                    "token_env": _ENV_NAME,
                 },
                 required=["type", "token_env"],
             ),
         },
         ["url"],
     ),
+    EndpointKind.HL7V2_MLLP: (
+        {
+            "host": {
+                "type": "string",
+                "pattern": r"^[A-Za-z0-9.:\[\]-]+$",
+                "x-hint": "a host name",
+            },
+            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        },
+        ["host", "port"],
+    ),
+    EndpointKind.WEBHOOK: ({"url": _HTTP_URL, "secret_env": _ENV_NAME}, ["url", "secret_env"]),
 }
 
 
@@ -385,30 +417,45 @@ def _endpoint(
         kind_only = {"type": "object", "required": ["kind"], "properties": _KIND_ONLY}
         return None, _schema_problems(doc, raw, kind_only, path)
     problems = _schema_problems(doc, raw, _endpoint_schema(kind), path)
-    auth = None
-    raw_auth = raw.get("auth")
-    if isinstance(raw_auth, Mapping) and isinstance(raw_auth.get("token_env"), str):
-        var = raw_auth["token_env"]
-        token = env.get(var, "")
-        if not token:
+
+    def from_env(var: Any, at: _Path) -> str | None:
+        """The value of environment variable `var`; a problem naming it when unset or empty."""
+        if not isinstance(var, str):
+            return None  # a wrong type is already a schema problem
+        value = env.get(var, "")
+        if not value:
             problems.append(
-                f"{doc.locate((*path, 'auth', 'token_env'))}: endpoint {name!r}: environment "
-                f"variable {var} is not set"
+                f"{doc.locate((*path, *at))}: endpoint {name!r}: environment variable {var} "
+                "is not set"
             )
-        auth = BearerAuth(token_env=var, token=token)
+        return value
+
+    auth = signing = None
+    raw_auth = raw.get("auth")
+    if kind is EndpointKind.FHIR_REST and isinstance(raw_auth, Mapping):
+        token = from_env(raw_auth.get("token_env"), ("auth", "token_env"))
+        if token is not None:
+            auth = BearerAuth(token_env=raw_auth["token_env"], token=token)
+    if kind is EndpointKind.WEBHOOK:
+        key = from_env(raw.get("secret_env"), ("secret_env",))
+        if key is not None:
+            signing = SigningKey(key_env=raw["secret_env"], key=key.encode("utf-8"))
     if problems:
         return None, problems
     endpoint = EndpointConfig(
         name=name,
         kind=kind,
-        url=raw["url"],
         ods_code=raw["ods_code"],
         organisation_name=raw["organisation_name"],
+        url=raw.get("url"),
+        host=raw.get("host"),
+        port=raw.get("port"),
         service_id=raw.get("service_id"),
         timeout_seconds=float(raw.get("timeout_seconds", 10.0)),
         max_in_flight=raw.get("max_in_flight", 1),
         paused=raw.get("paused", False),
         auth=auth,
+        signing=signing,
     )
     return endpoint, []
 
@@ -513,3 +560,11 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
         source_orgs={code: tuple(users) for code, users in hub.get("sources", {}).items()},
         **values,
     )
+
+
+def operator_name(env: Mapping[str, str] | None = None) -> str | None:
+    """Who is running an operator command (`hub failed …`), from HUB_OPERATOR; None if unset.
+    Recorded in the audit log with each replay, discard and reveal."""
+    env = os.environ if env is None else env
+    name = env.get("HUB_OPERATOR", "").strip()
+    return name or None

@@ -241,6 +241,9 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
         db_url: str | None = None,
         routes: str = ROUTES,
         sources_yaml: str = "",
+        park_dead_letters: bool = False,
+        extra_endpoint_yaml: str = "",
+        env: dict[str, str] | None = None,
     ) -> HubRig:
         api_port = free_port()
         trust = FakeTrust(
@@ -255,10 +258,19 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
             api_port=api_port,
             routes=routes,
             sources_yaml=sources_yaml,
+            extra_endpoint_yaml=extra_endpoint_yaml,
         )
         url = db_url or pg_url
-        settings = load_settings(config, env={"HUB_AMQP_URL": amqp_url, "HUB_DB_URL": url})
-        hub = Hub(settings, retry=retry or RetryPolicy(delays=(1, 2), deadline=_td(30)))
+        settings = load_settings(
+            config, env={**(env or {}), "HUB_AMQP_URL": amqp_url, "HUB_DB_URL": url}
+        )
+        # Off unless asked for: most tests read the pipeline's dead letters off hub.dlq.*
+        # themselves; tests of the failed-message store turn the ingester on.
+        hub = Hub(
+            settings,
+            retry=retry or RetryPolicy(delays=(1, 2), deadline=_td(30)),
+            park_dead_letters=park_dead_letters,
+        )
         hub.start()
         justice = Justice(amqp_url)
         rig = HubRig(hub, trust, justice, config, amqp_url, url, api_port)

@@ -1,6 +1,7 @@
 """The ledger on SQLite (default) or PostgreSQL, through SQLAlchemy Core: one code path for both.
 
-The only module that imports SQLAlchemy; its connection errors become `TransientError` here.
+With `failed_store.py`, the only modules that import SQLAlchemy; its connection errors become
+`TransientError` here.
 
 What the ledger holds, and what it must never hold. Every column is an id, a code, a state, a
 count or a time: no names, dates of birth, NHS/PNC numbers, addresses or free text, so a copy of
@@ -43,7 +44,9 @@ from hub.ports import (
     AlertFacts,
     AlertRecord,
     AlertState,
+    AttemptRecord,
     JourneyEvent,
+    OutcomeRecord,
     ReferralRecord,
     ReferralState,
     Seen,
@@ -431,6 +434,59 @@ class SqlLedger:
         """Readiness: return if the database answers, else raise `TransientError`."""
         with self._translated("ping"), self._engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
+
+    # -- read side for operators (hub trace) --------------------------------------------------
+
+    def find_alert_ids(self, any_id: str) -> list[str]:
+        """The alert ids known by `any_id`: an alert id, the source's reference (custody record
+        or case number), a Bundle id, an X-Request-Id or an outcome id. Rejected alerts count."""
+        a, r, j, o = alerts_table.c, referrals_table.c, rejections_table.c, outcomes_table.c
+        queries = [
+            sa.select(a.alert_id).where(sa.or_(a.alert_id == any_id, a.reference == any_id)),
+            sa.select(r.alert_id).where(sa.or_(r.bundle_id == any_id, r.request_id == any_id)),
+            sa.select(j.alert_id).where(sa.or_(j.alert_id == any_id, j.reference == any_id)),
+            sa.select(o.alert_id).where(sa.or_(o.outcome_id == any_id, o.bundle_id == any_id)),
+        ]
+        found: dict[str, None] = {}
+        with self._translated("find_alert_ids"), self._engine.connect() as conn:
+            for query in queries:
+                found.update(dict.fromkeys(conn.scalars(query)))
+        return list(found)
+
+    def attempts_for(self, bundle_id: str) -> list[AttemptRecord]:
+        """Every delivery attempt of one referral, oldest first."""
+        c = attempts_table.c
+        query = sa.select(attempts_table).where(c.bundle_id == bundle_id).order_by(c.at, c.id)
+        with self._translated("attempts_for"), self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            AttemptRecord(
+                bundle_id=row.bundle_id,
+                at=row.at,
+                result=row.result,
+                http_status=row.http_status,
+                reason_code=row.reason_code,
+                duration_ms=row.duration_ms,
+            )
+            for row in rows
+        ]
+
+    def outcomes_for(self, alert_id: str) -> list[OutcomeRecord]:
+        """Every outcome sent to the justice side for one alert, oldest first."""
+        c = outcomes_table.c
+        query = sa.select(outcomes_table).where(c.alert_id == alert_id).order_by(c.at)
+        with self._translated("outcomes_for", alert_id=alert_id), self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            OutcomeRecord(
+                outcome_id=row.outcome_id,
+                alert_id=row.alert_id,
+                bundle_id=row.bundle_id,
+                status=row.status,
+                at=row.at,
+            )
+            for row in rows
+        ]
 
     @contextmanager
     def _translated(self, operation: str, *, alert_id: str | None = None) -> Iterator[None]:

@@ -17,7 +17,9 @@ from hub.ports import (
     AlertFacts,
     AlertRecord,
     AlertState,
+    AttemptRecord,
     JourneyEvent,
+    OutcomeRecord,
     ReferralRecord,
     ReferralState,
     Seen,
@@ -195,6 +197,40 @@ class MemoryLedger:
         with self._lock:
             found = [e for e in self._events if e[2].alert_id == alert_id]
         return [event for _, _, event in sorted(found, key=lambda e: (e[0], e[1]))]
+
+    def find_alert_ids(self, any_id: str) -> list[str]:
+        with self._lock:
+            found = [
+                *(a for a, r in self._alerts.items() if any_id in (a, r.facts.reference)),
+                *(
+                    r.alert_id
+                    for r in self._referrals.values()
+                    if any_id in (r.bundle_id, r.request_id)
+                ),
+                *(j.alert_id for j in self._rejections if any_id in (j.alert_id, j.reference)),
+                *(
+                    o.alert_id
+                    for o in self._outcomes.values()
+                    if any_id in (o.outcome_id, o.bundle_id)
+                ),
+            ]
+        return list(dict.fromkeys(found))
+
+    def attempts_for(self, bundle_id: str) -> list[AttemptRecord]:
+        with self._lock:
+            found = [a for a in self._attempts if a.bundle_id == bundle_id]
+        return [
+            AttemptRecord(a.bundle_id, a.at, a.result, a.http_status, a.reason_code, a.duration_ms)
+            for a in sorted(found, key=lambda a: a.at)
+        ]
+
+    def outcomes_for(self, alert_id: str) -> list[OutcomeRecord]:
+        with self._lock:
+            found = [o for o in self._outcomes.values() if o.alert_id == alert_id]
+        return [
+            OutcomeRecord(o.outcome_id, o.alert_id, o.bundle_id, o.status, o.at)
+            for o in sorted(found, key=lambda o: o.at)
+        ]
 
     def close(self) -> None:
         pass

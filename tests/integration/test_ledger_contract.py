@@ -30,8 +30,10 @@ from hub.messages import Problem
 from hub.ports import (
     AlertFacts,
     AlertState,
+    AttemptRecord,
     JourneyEvent,
     Ledger,
+    OutcomeRecord,
     ReferralRecord,
     ReferralState,
     Seen,
@@ -53,9 +55,16 @@ HUB_TABLES = {
 
 
 class CheckedLedger(Ledger, Protocol):
-    """The Ledger port plus the readiness check both implementations add."""
+    """The Ledger port plus what both implementations add: the readiness check and the
+    operators' read side (hub.ports.LedgerReader)."""
 
     def ping(self) -> None: ...
+
+    def find_alert_ids(self, any_id: str) -> list[str]: ...
+
+    def attempts_for(self, bundle_id: str) -> list[AttemptRecord]: ...
+
+    def outcomes_for(self, alert_id: str) -> list[OutcomeRecord]: ...
 
 
 # -- backends ---------------------------------------------------------------------------------
@@ -405,6 +414,44 @@ def test_journey_returns_events_in_time_order_with_detail_preserved(ledger: Chec
         ledger.add_event(event)
 
     assert ledger.journey(alert_id) == [early, same_time_second, late]
+
+
+def test_an_alert_is_found_by_any_of_its_ids(ledger: CheckedLedger) -> None:
+    alert_id = routed_alert(ledger)
+    (stored,) = ledger.referrals_for(alert_id)
+    reference = ledger.get_alert(alert_id).facts.reference  # type: ignore[union-attr]
+    ledger.record_outcome(
+        outcome_id=new_id("outcome"),
+        alert_id=alert_id,
+        bundle_id=stored.bundle_id,
+        status="accepted",
+        at=T0 + timedelta(seconds=5),
+    )
+
+    for any_id in (alert_id, reference, stored.bundle_id, stored.request_id):
+        assert ledger.find_alert_ids(any_id) == [alert_id], any_id
+    assert ledger.find_alert_ids(new_id("nothing")) == []
+
+
+def test_attempts_and_outcomes_are_read_back_in_order(ledger: CheckedLedger) -> None:
+    alert_id = routed_alert(ledger)
+    (stored,) = ledger.referrals_for(alert_id)
+    attempt(ledger, stored.bundle_id, "transient", seconds=2)
+    attempt(ledger, stored.bundle_id, "delivered", seconds=3)
+    outcome_id = new_id("outcome")
+    ledger.record_outcome(
+        outcome_id=outcome_id,
+        alert_id=alert_id,
+        bundle_id=stored.bundle_id,
+        status="accepted",
+        at=T0 + timedelta(seconds=5),
+    )
+
+    attempts = ledger.attempts_for(stored.bundle_id)
+    outcomes = ledger.outcomes_for(alert_id)
+
+    assert [(a.result, a.http_status) for a in attempts] == [("transient", 503), ("delivered", 200)]
+    assert [(o.outcome_id, o.status) for o in outcomes] == [(outcome_id, "accepted")]
 
 
 def test_times_come_back_tz_aware_utc(ledger: CheckedLedger) -> None:

@@ -1,0 +1,348 @@
+"""What an operator can do with parked failures and the ledger: list, show (masked unless
+revealed, and a reveal is audited), replay, discard, and trace one referral by any of its ids.
+
+No click and no adapters built here: the store, ledger, publisher and clock come in as
+arguments, so `hub.cli` is a thin shell and tests drive these functions directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hub.adapters.rabbitmq import WORK_EXCHANGE
+from hub.log import scrub_text
+from hub.masking import view_body
+from hub.pipeline import (
+    H_ATTEMPTS,
+    H_ERROR,
+    H_ERROR_CLASS,
+    H_FIRST_FAILURE,
+    H_HTTP_STATUS,
+    H_LAST_FAILURE,
+    H_OPERATION_OUTCOME,
+    H_PROBLEMS,
+    H_STAGE,
+)
+from hub.ports import FailedMessage, FailedState, FailedStore, LedgerReader, Publisher
+
+H_REPLAYED_FROM = "x-hub-replayed-from"
+
+# Failure headers a replay drops: the message starts its retries afresh (a kept first-failure
+# time would put it straight past the retry deadline). The x-hub-original-* headers stay:
+# intake reads the original routing key to know who sent the alert.
+_FAILURE_HEADERS = frozenset(
+    {H_FIRST_FAILURE, H_LAST_FAILURE, H_ERROR_CLASS, H_ERROR, H_STAGE, H_HTTP_STATUS}
+    | {H_OPERATION_OUTCOME, H_PROBLEMS}
+)
+# Free text in headers that may quote a message's content.
+_TEXT_HEADERS = (H_ERROR, H_OPERATION_OUTCOME, H_PROBLEMS)
+
+
+class OperationRefused(Exception):
+    """The operator asked for something the hub will not do (no reason, unknown id…)."""
+
+
+# -- selecting ----------------------------------------------------------------------------
+
+
+def select_ids(
+    store: FailedStore, *, ids: Sequence[int] = (), group: str | None = None
+) -> list[int]:
+    """The failed ids an action applies to: the ids given, or every still-failed message of
+    a group (key or key prefix). Unknown ids are refused, not skipped."""
+    if bool(ids) == bool(group):
+        raise OperationRefused("give message ids or --group, not both and not neither")
+    if group:
+        return [m.id for m in store.list(group=group, state=FailedState.FAILED)]
+    unknown = [i for i in ids if store.get(i) is None]
+    if unknown:
+        raise OperationRefused(f"no failed message with id {', '.join(map(str, unknown))}")
+    return list(dict.fromkeys(ids))
+
+
+_AGE_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, *, now: datetime) -> datetime:
+    """`--since`: an ISO time (UTC if no offset) or an age such as 30m, 6h, 2d."""
+    text = text.strip()
+    unit = _AGE_UNITS.get(text[-1:].lower())
+    if unit and text[:-1].isdigit():
+        return now - timedelta(seconds=int(text[:-1]) * unit)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise OperationRefused(f"--since {text!r}: use an ISO time or an age like 6h") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- viewing ------------------------------------------------------------------------------
+
+
+def summary(message: FailedMessage) -> dict[str, Any]:
+    """One line of `hub failed list`: ids, codes and a scrubbed error, no message content."""
+    f = message.failure
+    return {
+        "id": message.id,
+        "state": str(message.state),
+        "stage": f.stage,
+        "endpoint": f.endpoint,
+        "error_class": f.error_class,
+        "error": scrub_text(f.error_message),
+        "http_status": f.http_status,
+        "attempts": f.attempts,
+        "last_failure": f.last_failure.isoformat(),
+        "alert_id": f.alert_id,
+        "group": f.group_key[:12],
+    }
+
+
+def show(
+    store: FailedStore,
+    failed_id: int,
+    *,
+    reveal: bool = False,
+    by: str | None = None,
+    now: datetime,
+    reason: str = "show --reveal",
+) -> dict[str, Any]:
+    """Everything about one failed message, personal data masked unless `reveal` (which
+    needs an operator name and is written to the audit log first)."""
+    message = store.get(failed_id)
+    if message is None:
+        raise OperationRefused(f"no failed message with id {failed_id}")
+    if reveal:
+        if not by:
+            raise OperationRefused("revealing personal data needs an operator name (--as)")
+        store.audit("reveal", [failed_id], by=by, reason=reason, at=now)
+    f = message.failure
+    headers = dict(f.headers)
+    if not reveal:
+        for key in _TEXT_HEADERS:
+            if isinstance(headers.get(key), str):
+                headers[key] = scrub_text(headers[key])
+    view = summary(message)
+    view.update(
+        {
+            "group": f.group_key,
+            "error": f.error_message if reveal else scrub_text(f.error_message),
+            "first_failure": f.first_failure.isoformat(),
+            "original_exchange": f.original_exchange,
+            "original_routing_key": f.original_routing_key,
+            "original_queue": f.original_queue,
+            "operation_outcome": _maybe(f.operation_outcome, reveal),
+            "message_id": f.message_id,
+            "content_type": f.content_type,
+            "received_at": message.received_at.isoformat(),
+            "state_by": message.state_by,
+            "state_reason": message.state_reason,
+            "masked": not reveal,
+            "headers": headers,
+            "body": view_body(f.body, reveal=reveal),
+            "audit": [
+                {"at": a.at.isoformat(), "action": a.action, "by": a.by, "reason": a.reason}
+                for a in store.audit_log(failed_id)
+            ],
+        }
+    )
+    return view
+
+
+def _maybe(text: str | None, reveal: bool) -> str | None:
+    return text if reveal or text is None else scrub_text(text)
+
+
+# -- acting -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    done: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)  # id → why
+
+
+def replay_headers(message: FailedMessage) -> dict[str, Any]:
+    headers = {
+        k: v
+        for k, v in message.failure.headers.items()
+        if k not in _FAILURE_HEADERS
+        and not k.startswith(("x-death", "x-first-death"))
+        and not k.startswith("x-last-death")
+    }
+    headers[H_ATTEMPTS] = 0
+    headers[H_REPLAYED_FROM] = str(message.id)
+    return headers
+
+
+def replay(
+    store: FailedStore,
+    publisher: Publisher,
+    ids: Sequence[int],
+    *,
+    by: str,
+    reason: str,
+    now: datetime,
+) -> ActionResult:
+    """Republish each still-failed message, as it was first sent, to the queue it failed on
+    (through hub.work), then mark it replayed and audit it. The message_id (alert or Bundle
+    id) is kept, so the ledger and the receiver absorb a replay of something that had, after
+    all, got through. A publish that is not confirmed stops the run: what was replayed so far
+    is marked, the rest stays failed."""
+    _need(by=by, reason=reason)
+    result = ActionResult()
+    for failed_id in ids:
+        message = store.get(failed_id)
+        if message is None:
+            result.skipped[failed_id] = "unknown id"
+            continue
+        if message.state is not FailedState.FAILED:
+            result.skipped[failed_id] = f"already {message.state}"
+            continue
+        queue = message.failure.original_queue
+        if not queue:
+            result.skipped[failed_id] = "the queue it came from is not known"
+            continue
+        publisher.publish(
+            exchange=WORK_EXCHANGE,
+            routing_key=queue,
+            body=message.failure.body,
+            headers=replay_headers(message),
+            message_id=message.failure.message_id,
+            correlation_id=message.failure.alert_id,
+            content_type=message.failure.content_type or "application/json",
+        )
+        # Marked one by one: a crash between publish and mark at worst leaves a replayed
+        # message looking failed, and replaying it again is absorbed by the stable ids.
+        result.done.extend(store.mark_replayed([failed_id], by=by, reason=reason, at=now))
+    return result
+
+
+def discard(
+    store: FailedStore, ids: Sequence[int], *, by: str, reason: str, now: datetime
+) -> ActionResult:
+    """Give up on still-failed messages, saying who and why (kept, never deleted)."""
+    _need(by=by, reason=reason)
+    done = store.mark_discarded(ids, by=by, reason=reason, at=now)
+    skipped = {}
+    for failed_id in ids:
+        if failed_id not in done:
+            message = store.get(failed_id)
+            skipped[failed_id] = "unknown id" if message is None else f"already {message.state}"
+    return ActionResult(done=done, skipped=skipped)
+
+
+def _need(*, by: str, reason: str) -> None:
+    if not by or not by.strip():
+        raise OperationRefused("an operator name is needed (--as NAME or HUB_OPERATOR)")
+    if not reason or not reason.strip():
+        raise OperationRefused("a reason is needed (--reason TEXT)")
+
+
+# -- tracing ------------------------------------------------------------------------------
+
+
+def trace(
+    ledger: LedgerReader, any_id: str, *, store: FailedStore | None = None
+) -> list[dict[str, Any]]:
+    """The journey of each referral known by `any_id` (alert id, custody record or case
+    number, Bundle id, X-Request-Id, outcome id), from the ledger: ids, codes and times only.
+    An empty list means the hub has never seen it."""
+    return [_trace_alert(ledger, alert_id, store) for alert_id in ledger.find_alert_ids(any_id)]
+
+
+def _trace_alert(ledger: LedgerReader, alert_id: str, store: FailedStore | None) -> dict[str, Any]:
+    record = ledger.get_alert(alert_id)
+    events = ledger.journey(alert_id)
+    referrals = ledger.referrals_for(alert_id)
+    outcomes = ledger.outcomes_for(alert_id)
+    parked = store.list(alert_id=alert_id) if store is not None else []
+    trace: dict[str, Any] = {"alert_id": alert_id}
+    if record is not None:
+        facts = record.facts
+        trace.update(
+            {
+                "state": str(record.state),
+                "rules": record.rule.split(",") if record.rule else [],
+                "source": {
+                    "kind": facts.source_kind,
+                    "organisation_code": facts.organisation_code,
+                    "reference": facts.reference,
+                },
+                "pathway": facts.pathway,
+                "urgency": facts.urgency,
+                "consent_status": facts.consent_status,
+                "share_with_justice": facts.share_with_justice,
+                "received_at": facts.received_at.isoformat(),
+            }
+        )
+    else:
+        rejected = any(e.event == "alert_rejected" for e in events)
+        trace["state"] = "rejected" if rejected else "unknown"
+    trace["referrals"] = [
+        {
+            "endpoint": r.endpoint,
+            "bundle_id": r.bundle_id,
+            "request_id": r.request_id,
+            "state": str(r.state),
+            "attempts": r.attempts,
+            "delivered_at": r.delivered_at.isoformat() if r.delivered_at else None,
+            "attempt_log": [
+                {
+                    "at": a.at.isoformat(),
+                    "result": a.result,
+                    "http_status": a.http_status,
+                    "reason_code": a.reason_code,
+                    "duration_ms": round(a.duration_ms, 1),
+                }
+                for a in ledger.attempts_for(r.bundle_id)
+            ],
+        }
+        for r in referrals
+    ]
+    trace["outcomes"] = [
+        {
+            "outcome_id": o.outcome_id,
+            "status": o.status,
+            "bundle_id": o.bundle_id,
+            "at": o.at.isoformat(),
+        }
+        for o in outcomes
+    ]
+    trace["events"] = [
+        {
+            "at": e.at.isoformat(),
+            "stage": e.stage,
+            "event": e.event,
+            "endpoint": e.endpoint,
+            "detail": dict(e.detail),
+        }
+        for e in events
+    ]
+    trace["failed_messages"] = [
+        {
+            "id": m.id,
+            "stage": m.failure.stage,
+            "endpoint": m.failure.endpoint,
+            "error_class": m.failure.error_class,
+            "state": str(m.state),
+        }
+        for m in parked
+    ]
+    trace["current"] = _current(trace)
+    return trace
+
+
+def _current(trace: Mapping[str, Any]) -> str:
+    """One line an operator can read: where the referral stands now."""
+    if trace["state"] in ("rejected", "unknown"):
+        return str(trace["state"])
+    parts = [f"{r['endpoint']} {r['state']}" for r in trace["referrals"]] or ["no referrals"]
+    if trace["outcomes"]:
+        parts.append(f"last outcome {trace['outcomes'][-1]['status']}")
+    waiting = [m["id"] for m in trace["failed_messages"] if m["state"] == "failed"]
+    if waiting:
+        parts.append("parked as " + ", ".join(f"#{i}" for i in waiting))
+    return f"{trace['state']}: " + "; ".join(parts)
