@@ -121,7 +121,10 @@ class Hub:
             )
 
         for kind, queue in ALERT_QUEUES.items():
-            self._spawn(queue, intake(), name=f"intake-{kind}", prefetch=s.prefetch)
+            # Competing consumers: intake waits on the ledger and on confirms, so more than one
+            # per queue keeps the broker busy; the ledger makes their races harmless.
+            for n in range(s.intake_consumers):
+                self._spawn(queue, intake(), name=f"intake-{kind}-{n}", prefetch=s.prefetch)
         self._spawn(
             OUTCOMES_INBOUND_QUEUE,
             OutcomeStage(

@@ -5,7 +5,7 @@ file and line, as one ConfigError. The only module that reads os.environ.
 `hub.yaml` (see the shipped config/hub.yaml for a commented example)::
 
     hub: {ods_code, name, endpoint}        # required: who the hub is; endpoint = its FHIR base URL
-    amqp: {url, prefetch}                  # HUB_AMQP_URL overrides url
+    amqp: {url, prefetch, intake_consumers} # HUB_AMQP_URL overrides url
     ledger: {url}                          # HUB_DB_URL overrides url
     api: {host, port, max_body_bytes}      # HUB_API_PORT overrides port
     logging: {level}                       # HUB_LOG_LEVEL overrides level
@@ -126,6 +126,7 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     prefetch: int = 10
+    intake_consumers: int = 2  # competing consumers per alert queue (intake is ledger-bound)
     max_body_bytes: int = 65536
     source_orgs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     log_level: str = LogLevel.INFO.value
@@ -158,6 +159,7 @@ _HUB_SCHEMA: dict[str, Any] = _section(
                     "x-hint": "an amqp(s):// URL (memory:// for the embedded demo)",
                 },
                 "prefetch": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "intake_consumers": {"type": "integer", "minimum": 1, "maximum": 32},
             }
         ),
         "ledger": _section(
@@ -549,6 +551,7 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
         "api_host": section["api"].get("host", "127.0.0.1"),
         "api_port": section["api"].get("port", 8080),
         "prefetch": section["amqp"].get("prefetch", 10),
+        "intake_consumers": section["amqp"].get("intake_consumers", 2),
         "max_body_bytes": section["api"].get("max_body_bytes", 65536),
         "log_level": section["logging"].get("level", LogLevel.INFO.value),
     }
