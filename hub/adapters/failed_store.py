@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from hub.adapters.ledger import (
     _CONNECTION_ERRORS,
     _build_engine,
+    _create_tables,
     _describe,
     _normalise_url,
     _reason,
@@ -94,7 +95,7 @@ class SqlFailedStore:
         self._where = _describe(parsed)
         self._engine: Engine = _build_engine(parsed, timeout=timeout)
         with self._translated("create tables"):
-            _create_tables(self._engine)
+            _create_tables(self._engine, metadata)
 
     def add(self, failure: NewFailure, *, at: datetime) -> tuple[bool, int]:
         row = _failure_row(failure)
@@ -294,22 +295,6 @@ def _audit_rows(
     return [
         {"at": at, "action": action, "failed_id": int(i), "by": by, "reason": reason} for i in ids
     ]
-
-
-def _create_tables(engine: Engine) -> None:
-    # As in the ledger: workers starting together may race to create a table; each collision
-    # means one more table exists, so one pass per table plus one always finishes.
-    passes = len(metadata.tables) + 1
-    for attempt in range(passes):
-        try:
-            metadata.create_all(engine)
-            return
-        except sa_exc.DBAPIError as exc:
-            collided = isinstance(exc, sa_exc.IntegrityError | sa_exc.ProgrammingError) or (
-                "already exists" in str(exc.orig)
-            )
-            if not collided or attempt == passes - 1:
-                raise
 
 
 _FAILURE_FIELDS = tuple(NewFailure.__dataclass_fields__)

@@ -567,14 +567,14 @@ def _enable_wal(cursor: Any, *, deadline: float) -> None:
             time.sleep(0.02)
 
 
-def _create_tables(engine: Engine) -> None:
+def _create_tables(engine: Engine, tables: sa.MetaData = metadata) -> None:
     # create_all checks, then creates: workers starting together can both see a table missing
     # and one then fails on "already exists". Each such failure means one more table now
     # exists, so one pass per table plus one always ends with them all in place.
-    passes = len(metadata.tables) + 1
+    passes = len(tables.tables) + 1
     for attempt in range(passes):
         try:
-            metadata.create_all(engine)
+            tables.create_all(engine)
             return
         except sa_exc.DBAPIError as exc:
             collided = isinstance(exc, sa_exc.IntegrityError | sa_exc.ProgrammingError) or (
