@@ -1,0 +1,120 @@
+"""`hub endpoint pause|resume|list`: operators stop and restart delivery to one endpoint on a
+running hub without losing anything.
+
+The switch is a row in the ledger's database (hub.adapters.endpoint_switches); every running
+hub polls it (every 2 s) and cancels or resumes that endpoint's consumers, so its referrals wait
+in hub.deliver.<endpoint> on the broker. A pause outlives hub restarts until resumed. An endpoint
+paused in hub.yaml (`paused: true`) stays paused whatever the switch says.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hub.errors import ConfigError, TransientError
+
+
+@click.group()
+def endpoint() -> None:
+    """Pause or resume delivery to one endpoint on the running hub."""
+
+
+_config = click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("config"),
+    show_default=True,
+    help="directory with hub.yaml (HUB_DB_URL overrides the ledger URL)",
+)
+_as = click.option(
+    "--as", "operator", metavar="NAME", help="who is acting (default: $HUB_OPERATOR)"
+)
+
+
+@contextmanager
+def _switches(config_dir: Path, name: str | None) -> Iterator[tuple[Any, Any]]:
+    from hub.adapters.endpoint_switches import SqlEndpointSwitches
+    from hub.settings import load_settings
+
+    try:
+        settings = load_settings(config_dir)
+        if name is not None and name not in settings.endpoints:
+            known = ", ".join(sorted(settings.endpoints))
+            raise click.UsageError(f"no endpoint {name!r} in {config_dir}/hub.yaml ({known})")
+        switches = SqlEndpointSwitches(settings.db_url)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    except TransientError as exc:
+        click.echo(f"cannot reach the database: {exc.message}", err=True)
+        sys.exit(3)
+    try:
+        yield settings, switches
+    except TransientError as exc:
+        click.echo(f"failed: {exc.message}", err=True)
+        sys.exit(3)
+    finally:
+        switches.close()
+
+
+def _who(given: str | None) -> str:
+    from hub.settings import operator_name
+
+    name = (given or "").strip() or operator_name()
+    if not name:
+        raise click.UsageError("say who you are: --as NAME or HUB_OPERATOR")
+    return name
+
+
+@endpoint.command("pause")
+@click.argument("name")
+@click.option("--reason", default=None, help="why, for the record")
+@_config
+@_as
+def pause(name: str, reason: str | None, config_dir: Path, operator: str | None) -> None:
+    """Stop delivering to NAME; its referrals wait in hub.deliver.NAME."""
+    who = _who(operator)
+    with _switches(config_dir, name) as (_, switches):
+        switches.set_paused(name, paused=True, at=datetime.now(UTC), by=who, reason=reason)
+    click.echo(f"{name}: paused (running hubs stop consuming within a few seconds)")
+
+
+@endpoint.command("resume")
+@click.argument("name")
+@_config
+@_as
+def resume(name: str, config_dir: Path, operator: str | None) -> None:
+    """Resume delivering to NAME."""
+    who = _who(operator)
+    with _switches(config_dir, name) as (settings, switches):
+        switches.set_paused(name, paused=False, at=datetime.now(UTC), by=who)
+        if settings.endpoints[name].paused:
+            click.echo(f"{name}: still paused by `paused: true` in hub.yaml", err=True)
+            sys.exit(1)
+    click.echo(f"{name}: resumed")
+
+
+@endpoint.command("list")
+@_config
+def list_(config_dir: Path) -> None:
+    """Every configured endpoint and whether it is paused, by whom and when."""
+    with _switches(config_dir, None) as (settings, switches):
+        by_name = {s.endpoint: s for s in switches.all()}
+        for name, configured in sorted(settings.endpoints.items()):
+            switch = by_name.get(name)
+            if configured.paused:
+                state = "paused (hub.yaml)"
+            elif switch and switch.paused:
+                state = f"paused by {switch.changed_by} at {switch.changed_at:%Y-%m-%d %H:%M:%S}"
+                state += f" ({switch.reason})" if switch.reason else ""
+            else:
+                state = "delivering"
+            click.echo(f"{name:24} {configured.kind:11} {state}")
