@@ -7,13 +7,20 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from hub.adapters.api import ApiServer, build_app
+from hub.adapters.console import ConsoleApp, ConsoleDeps, build_console
+from hub.adapters.endpoint_switches import SqlEndpointSwitches
 from hub.adapters.failed_store import SqlFailedStore
 from hub.adapters.fhir_endpoint import HttpxFhirClient
 from hub.adapters.ledger import SqlLedger
+from hub.adapters.mesh import MeshSender
+from hub.adapters.metrics import PrometheusMetrics
 from hub.adapters.mllp import MllpClient, MllpSender
 from hub.adapters.rabbitmq import (
     ALERT_QUEUES,
@@ -23,18 +30,31 @@ from hub.adapters.rabbitmq import (
     Topology,
     connect,
     delivery_queue,
+    queue_depth,
+    queue_depths,
     start_worker,
 )
+from hub.adapters.rabbitmq_management import head_message_ages
 from hub.dead_letters import DLQ_QUEUES, DeadLetterIngester
 from hub.delivery import DeliveryStage
-from hub.errors import TransientError
+from hub.endpoint_control import CircuitSender, EndpointGate, PauseWatcher, gate_for
+from hub.errors import ConfigError, TransientError
 from hub.intake import IntakeStage
 from hub.log import get_logger
+from hub.oauth2 import OAuth2TokenSource
 from hub.outcomes import OutcomeStage
 from hub.payloads import render_fhir_bundle, render_hl7v2_ref_i12, render_webhook_json
 from hub.pipeline import Clock, Dispatcher, RetryPolicy, Stage, utc_now
-from hub.ports import FhirClient, Ledger, Render, Sender
-from hub.senders import FhirRestSender, FhirTarget, Hl7v2MllpSender, WebhookSender, WebhookTarget
+from hub.ports import FailedState, FhirClient, Ledger, Metrics, Render, Sender
+from hub.queue_watch import QueueWatch
+from hub.senders import (
+    FhirRestSender,
+    FhirTarget,
+    Hl7v2MllpSender,
+    MeshReferralSender,
+    WebhookSender,
+    WebhookTarget,
+)
 from hub.settings import EndpointConfig, EndpointKind, Settings
 
 log = get_logger("hub.bootstrap")
@@ -44,11 +64,19 @@ RENDERERS: dict[EndpointKind, Render] = {
     EndpointKind.FHIR_REST: render_fhir_bundle,
     EndpointKind.HL7V2_MLLP: render_hl7v2_ref_i12,
     EndpointKind.WEBHOOK: render_webhook_json,
+    EndpointKind.MESH: render_fhir_bundle,  # the same Bundle as fhir-rest, through a mailbox
 }
 
 
-def sender_for(endpoint: EndpointConfig, *, http: FhirClient, mllp: MllpSender) -> Sender:
-    """The Sender for one configured endpoint (settings guarantee its kind's fields are set)."""
+def sender_for(
+    endpoint: EndpointConfig,
+    *,
+    http: FhirClient,
+    mllp: MllpSender,
+    tokens: OAuth2TokenSource | None = None,
+) -> Sender:
+    """The Sender for one configured endpoint (settings guarantee its kind's fields are set).
+    `tokens`: the endpoint's shared OAuth2 token cache (`token_source_for`)."""
     match endpoint.kind:
         case EndpointKind.FHIR_REST:
             assert endpoint.url is not None
@@ -59,7 +87,28 @@ def sender_for(endpoint: EndpointConfig, *, http: FhirClient, mllp: MllpSender) 
                 timeout_seconds=endpoint.timeout_seconds,
                 authorization=auth,
             )
-            return FhirRestSender(target=target, client=http)
+            if endpoint.tls is not None:
+                # Mutual TLS and/or its own CA bundle: a client of the endpoint's own.
+                http = HttpxFhirClient(
+                    verify=endpoint.tls.ca or True, cert=endpoint.tls.client_cert
+                )
+            return FhirRestSender(target=target, client=http, tokens=tokens)
+        case EndpointKind.MESH:
+            assert endpoint.mesh is not None
+            box, tls = endpoint.mesh, endpoint.tls
+            outbox = MeshSender(
+                box.url,
+                box.mailbox,
+                box.password,
+                box.shared_key,
+                recipient_mailbox=box.recipient_mailbox,
+                workflow_id=box.workflow_id,
+                cert=tls.client_cert if tls else None,
+                verify=tls.ca if tls and tls.ca else None,
+                timeout=endpoint.timeout_seconds,
+                endpoint=endpoint.name,
+            )
+            return MeshReferralSender(outbox=outbox)
         case EndpointKind.HL7V2_MLLP:
             assert endpoint.host is not None and endpoint.port is not None
             return Hl7v2MllpSender(
@@ -78,6 +127,19 @@ def sender_for(endpoint: EndpointConfig, *, http: FhirClient, mllp: MllpSender) 
             return WebhookSender(target=webhook, client=http)
 
 
+def token_source_for(endpoint: EndpointConfig) -> OAuth2TokenSource | None:
+    """One OAuth2 token cache per endpoint, shared by its consumers; None without OAuth2."""
+    if endpoint.oauth2 is None:
+        return None
+    tls = endpoint.tls
+    client = HttpxFhirClient(
+        verify=tls.ca if tls and tls.ca else True, cert=tls.client_cert if tls else None
+    )
+    return OAuth2TokenSource(
+        endpoint.oauth2, client, timeout=endpoint.timeout_seconds, endpoint=endpoint.name
+    )
+
+
 @dataclass
 class Hub:
     settings: Settings
@@ -91,6 +153,17 @@ class Hub:
     _workers: list[tuple[QueueWorker, threading.Thread]] = field(default_factory=list)
     _publishers: list[KombuPublisher] = field(default_factory=list)
     _api: ApiServer | None = None
+    # Circuit breaker and pause switch per delivering endpoint; `gates[name].circuit.state`
+    # is the circuit's state for metrics.
+    gates: dict[str, EndpointGate] = field(default_factory=dict)
+    watch_pauses: bool = True  # poll `hub endpoint pause|resume` switches in the database
+    pause_poll_seconds: float = 2.0
+    _pause_watcher: PauseWatcher | None = None
+    _senders: list[Sender] = field(default_factory=list)  # closed on stop (MESH sessions)
+    metrics: Metrics | None = None  # Prometheus (GET /metrics) unless a test passes a fake
+    queue_watch_seconds: float = 15.0  # how often queue depths/ages are sampled
+    _queue_watch: QueueWatch | None = None
+    _topology_declared: bool = False  # /readyz: the topology was declared this run
 
     def start(self) -> None:
         s = self.settings
@@ -100,10 +173,13 @@ class Hub:
             self.fhir_client = HttpxFhirClient()
         if self.mllp_client is None:
             self.mllp_client = MllpClient()
+        if self.metrics is None:
+            self.metrics = PrometheusMetrics()
         topology = Topology(endpoints=list(s.endpoints), retry_delays=list(self.retry.delays))
         with connect(s.amqp_url) as connection:
             connection.ensure_connection(max_retries=3, interval_start=0.5)
             topology.declare(connection)
+        self._topology_declared = True
         recipients = {name: ep.recipient for name, ep in s.endpoints.items()}
         renderers = {name: RENDERERS[ep.kind] for name, ep in s.endpoints.items()}
 
@@ -118,6 +194,7 @@ class Hub:
                 max_body_bytes=s.max_body_bytes,
                 source_users=s.source_orgs,
                 renderers=renderers,
+                metrics=self.metrics,
             )
 
         for kind, queue in ALERT_QUEUES.items():
@@ -140,18 +217,40 @@ class Hub:
             if endpoint.paused:
                 log.warning("endpoint_paused", endpoint=name)
                 continue
+            # One gate per endpoint, shared by its consumers: the circuit breaker and the
+            # operators' pause switch (hub.endpoint_control).
+            gate = self.gates[name] = gate_for(name, endpoint.circuit)
+            tokens = token_source_for(endpoint)
+            self._metrics.circuit_state(name, str(gate.circuit.state))
+            gate.circuit.subscribe(partial(_report_circuit, self._metrics, name))
             for n in range(endpoint.max_in_flight):
                 # One consumer per in-flight slot, prefetch 1 each: an endpoint never has more
                 # than max_in_flight referrals outstanding, and a slow one blocks only itself.
+                sender = sender_for(
+                    endpoint, http=self.fhir_client, mllp=self.mllp_client, tokens=tokens
+                )
+                self._senders.append(sender)
                 stage = DeliveryStage(
                     endpoint=name,
                     recipient=endpoint.recipient,
-                    sender=sender_for(endpoint, http=self.fhir_client, mllp=self.mllp_client),
+                    sender=CircuitSender(sender, gate.circuit, endpoint=name),
                     ledger=self._ledger,
                     publisher=self._publisher(),
                     clock=self.clock,
+                    metrics=self.metrics,
                 )
-                self._spawn(delivery_queue(name), stage, name=f"deliver-{name}-{n}", prefetch=1)
+                self._spawn(
+                    delivery_queue(name),
+                    stage,
+                    name=f"deliver-{name}-{n}",
+                    prefetch=1,
+                    gate=gate.may_consume,
+                )
+        if self.watch_pauses and self.gates:
+            self._pause_watcher = PauseWatcher(
+                SqlEndpointSwitches(s.db_url), self.gates, interval=self.pause_poll_seconds
+            )
+            self._pause_watcher.start()
         if self.park_dead_letters:
             # Each dead letter is committed to the failed-message store before it is acked
             # (`hub failed …`); no Dispatcher: storing it either happens or is retried.
@@ -160,6 +259,7 @@ class Hub:
                 ingester = DeadLetterIngester(failed_store, stage=stage_name, clock=self.clock)
                 worker = QueueWorker(s.amqp_url, dlq, ingester, prefetch=s.prefetch)
                 self._workers.append((worker, start_worker(worker, f"dlq-{stage_name}")))
+        self._watch_queues(topology)
         if self.serve_api:
             app = build_app(
                 ledger=self._ledger,
@@ -167,6 +267,8 @@ class Hub:
                 recipients=recipients,
                 max_body_bytes=s.max_body_bytes,
                 readiness=self.readiness,
+                metrics=self._metrics.exposition,
+                console=self._console() if s.operators else None,
             )
             self._api = ApiServer(app, host=s.api_host, port=s.api_port)
             self._api.start()
@@ -190,20 +292,82 @@ class Hub:
     def api_port(self) -> int | None:
         return self._api.port if self._api else None
 
+    def _console(self) -> ConsoleApp:
+        """The ops console at /ops/ (only when operators are configured)."""
+        s = self.settings
+        if not s.console_secret:
+            raise ConfigError(["operators are configured: set HUB_CONSOLE_SECRET"])
+        amqp_url = s.amqp_url
+        return build_console(
+            ConsoleDeps(
+                operators=s.operators,
+                secret=s.console_secret,
+                store=SqlFailedStore(s.db_url),
+                ledger=SqlLedger(s.db_url),  # the reader `trace` needs
+                publisher=self._publisher(),
+                endpoints=s.endpoints,
+                clock=self.clock,
+                endpoint_depth=lambda name: queue_depth(amqp_url, delivery_queue(name)),
+                circuit_state=lambda name: (
+                    str(self.gates[name].circuit.state) if name in self.gates else None
+                ),
+                paused_by_operator=lambda name: name in self.gates and self.gates[name].paused,
+            )
+        )
+
     def _publisher(self) -> KombuPublisher:
         publisher = KombuPublisher(self.settings.amqp_url)
         self._publishers.append(publisher)
         return publisher
 
-    def _spawn(self, queue: str, stage: Any, *, name: str, prefetch: int) -> None:
+    def _spawn(
+        self,
+        queue: str,
+        stage: Any,
+        *,
+        name: str,
+        prefetch: int,
+        gate: Callable[[object], bool] | None = None,
+    ) -> None:
         dispatcher = Dispatcher(
-            stage, publisher=stage.publisher, retry=self.retry, clock=self.clock
+            stage,
+            publisher=stage.publisher,
+            retry=self.retry,
+            clock=self.clock,
+            metrics=self.metrics,
         )
-        worker = QueueWorker(self.settings.amqp_url, queue, dispatcher, prefetch=prefetch)
+        worker = QueueWorker(
+            self.settings.amqp_url, queue, dispatcher, prefetch=prefetch, gate=gate
+        )
         self._workers.append((worker, start_worker(worker, name)))
+
+    @property
+    def _metrics(self) -> Metrics:
+        assert self.metrics is not None
+        return self.metrics
+
+    def _watch_queues(self, topology: Topology) -> None:
+        """Sample queue depths (passive declares), head-message ages (only with
+        amqp.management_url: AMQP cannot tell them) and the failed-message store's size."""
+        s = self.settings
+        management_url = s.management_url
+        ages = partial(head_message_ages, management_url, s.amqp_url) if management_url else None
+        store = SqlFailedStore(s.db_url)
+        self._metrics.overdue_referrals(0)  # nothing tracks response deadlines yet (issue 4)
+        self._queue_watch = QueueWatch(
+            metrics=self._metrics,
+            queues=topology.all_queue_names(),
+            depths=partial(queue_depths, s.amqp_url),
+            ages=(lambda queues, now: ages(queues, now=now)) if ages else None,
+            failed_count=partial(store.count, FailedState.FAILED),
+            interval=self.queue_watch_seconds,
+            wall_clock=time.time,
+        )
+        self._queue_watch.start()
 
     def readiness(self) -> dict[str, bool]:
         checks = {"consumers": all(w.ready.is_set() and t.is_alive() for w, t in self._workers)}
+        checks["topology"] = self._topology_declared
         try:
             self._ledger.ping()
             checks["database"] = True
@@ -222,13 +386,25 @@ class Hub:
         messages return to their queues when the connections close."""
         if self._api:
             self._api.stop()
+        if self._pause_watcher is not None:
+            self._pause_watcher.stop()
+        if self._queue_watch is not None:
+            self._queue_watch.stop()
         for worker, _ in self._workers:
             worker.stop()
         for _, thread in self._workers:
             thread.join(timeout=15)
+        for sender in self._senders:
+            close = getattr(sender, "close", None)
+            if close is not None:
+                close()
         for publisher in self._publishers:
             publisher.close()
         log.info("hub_stopped")
+
+
+def _report_circuit(metrics: Metrics, endpoint: str, old: object, new: object) -> None:
+    metrics.circuit_state(endpoint, str(new))
 
 
 def operations_adapters(settings: Settings) -> tuple[SqlLedger, SqlFailedStore, KombuPublisher]:

@@ -377,3 +377,31 @@ def _trace_text(t: dict[str, Any]) -> str:
             f"{m['error_class']}"
         )
     return "\n".join(lines)
+
+
+@main.group()
+def operator() -> None:
+    """Ops-console operator accounts (`operators:` in hub.yaml)."""
+
+
+@operator.command("hash-password")
+def operator_hash_password() -> None:
+    """Read a password from stdin (first line) and print its argon2 hash for hub.yaml."""
+    from hub.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.ClickException("an empty password cannot be hashed")
+    click.echo(hash_password(password))
+
+
+def _register_endpoint_commands() -> None:
+    from hub.cli_endpoints import endpoint
+
+    main.add_command(endpoint)
+
+
+_register_endpoint_commands()

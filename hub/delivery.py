@@ -37,7 +37,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
+from hub.errors import CircuitOpen, HubError, InvalidMessage, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.messages import OutcomeStatus, Recipient
 from hub.outcomes import build_outcome, publish_outcome
@@ -49,6 +49,7 @@ from hub.ports import (
     HttpResult,
     JourneyEvent,
     Ledger,
+    Metrics,
     Publisher,
     ReferralRecord,
     ReferralState,
@@ -157,7 +158,7 @@ def classify(
 
 def _worth_a_quick_retry(error: BaseException) -> bool:
     """Transient, and the peer did not ask us to stay away for longer than a blip."""
-    if not isinstance(error, TransientError):
+    if not isinstance(error, TransientError) or isinstance(error, CircuitOpen):
         return False
     return error.retry_after is None or error.retry_after <= 2
 
@@ -176,6 +177,7 @@ class DeliveryStage:
         clock: Clock,
         quick_attempts: int = 3,
         quick_seconds: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.quick_attempts = quick_attempts
         self.quick_seconds = quick_seconds
@@ -185,6 +187,7 @@ class DeliveryStage:
         self.ledger = ledger
         self.publisher = publisher
         self.clock = clock
+        self.metrics = metrics
 
     def process(self, envelope: Envelope) -> None:
         bundle_id = header_str(envelope.headers, H_BUNDLE_ID)
@@ -212,6 +215,8 @@ class DeliveryStage:
             reraise=True,
         )
         updated, delivered = quick(self._send_once, job)
+        if self.metrics:
+            self.metrics.referral_delivered(self.endpoint)
         log.info(
             "referral_delivered",
             alert_id=referral.alert_id,
@@ -250,9 +255,13 @@ class DeliveryStage:
         except (TransientError, PermanentError) as exc:
             result = "transient" if isinstance(exc, TransientError) else "permanent"
             elapsed = (self.clock() - started).total_seconds() * 1000
+            if self.metrics and not isinstance(exc, CircuitOpen):  # nothing was sent
+                self.metrics.delivery_attempt(self.endpoint, elapsed / 1000)
             self._attempt(referral.bundle_id, result, exc.status, exc.message, elapsed)
             exc.alert_id, exc.stage, exc.endpoint = referral.alert_id, self.name, self.endpoint
             raise
+        if self.metrics:
+            self.metrics.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
         updated = self._attempt(
             referral.bundle_id,
             str(Verdict.DELIVERED),
@@ -313,6 +322,8 @@ class DeliveryStage:
         pass
 
     def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
+        if self.metrics:
+            self.metrics.referral_failed(self.endpoint)
         bundle_id = header_str(envelope.headers, H_BUNDLE_ID)
         alert_id = header_str(envelope.headers, H_ALERT_ID)
         if bundle_id and alert_id:

@@ -4,6 +4,7 @@
     ├── InvalidMessage      the message itself is bad: dead-letter now, tell the sender (rejected)
     │   └── AlertConflict   same alert_id, different body
     ├── TransientError      the world is briefly wrong (endpoint down, broker blip): retry later
+    │   └── CircuitOpen     not sent: the endpoint's circuit breaker is open (no quick retry)
     ├── PermanentError      retrying cannot help (endpoint said 4xx): dead-letter with the reason
     └── ConfigError         start-up only: bad configuration, with file and line
 
@@ -56,6 +57,11 @@ class TransientError(HubError):
     def __init__(self, message: str, *, retry_after: float | None = None, **context: object):
         super().__init__(message, **context)  # type: ignore[arg-type]
         self.retry_after = retry_after
+
+
+class CircuitOpen(TransientError):
+    """The endpoint's circuit breaker refused the attempt: nothing was sent, so retrying in
+    process cannot help; the broker's delayed retry brings the message back."""
 
 
 class PermanentError(HubError):

@@ -28,13 +28,21 @@ from hub.messages import (
     SourceKind,
 )
 from hub.outcomes import OUTCOME_NAMESPACE, publish_outcome
-from hub.pipeline import H_ALERT_ID, H_ENDPOINT, H_ORIGINAL_ROUTING_KEY, Clock, header_str
+from hub.pipeline import (
+    H_ALERT_ID,
+    H_ATTEMPTS,
+    H_ENDPOINT,
+    H_ORIGINAL_ROUTING_KEY,
+    Clock,
+    header_str,
+)
 from hub.ports import (
     AlertFacts,
     AlertState,
     Envelope,
     JourneyEvent,
     Ledger,
+    Metrics,
     Publisher,
     ReferralRecord,
     Render,
@@ -73,6 +81,7 @@ class IntakeStage:
         max_body_bytes: int,
         source_users: Mapping[str, tuple[str, ...]] | None = None,
         renderers: Mapping[str, Render],
+        metrics: Metrics | None = None,
     ) -> None:
         """`recipients` and `renderers` are keyed by endpoint name; a renderer is the endpoint
         kind's pure render function (bootstrap picks it from the configuration)."""
@@ -85,10 +94,14 @@ class IntakeStage:
         self.max_body_bytes = max_body_bytes
         self.source_users = dict(source_users or {})
         self.renderers = dict(renderers)
+        self.metrics = metrics
 
     def process(self, envelope: Envelope) -> None:
         now = self.clock()
         kind, org = source_from_routing_key(envelope)
+        if self.metrics and H_ATTEMPTS not in envelope.headers:
+            # First attempts only: a retried or replayed alert was counted when it arrived.
+            self.metrics.alert_received(kind)
         alert = parse_alert(
             envelope.body,
             content_type=envelope.content_type,
@@ -248,6 +261,8 @@ class IntakeStage:
             reasons=error.problems,
         )
         publish_outcome(self.publisher, outcome)
+        if self.metrics:
+            self.metrics.alert_rejected(kind)
         self._event(
             alert_id,
             "alert_rejected",

@@ -23,7 +23,7 @@ from hub.adapters.rabbitmq import (
 )
 from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
-from hub.ports import Envelope, Publisher
+from hub.ports import Envelope, Metrics, Publisher
 
 log = get_logger("hub.pipeline")
 
@@ -110,12 +110,19 @@ class Dispatcher:
     """Wraps a stage as a queue handler: Envelope in, Disposition out."""
 
     def __init__(
-        self, stage: Stage, *, publisher: Publisher, retry: RetryPolicy, clock: Clock = utc_now
+        self,
+        stage: Stage,
+        *,
+        publisher: Publisher,
+        retry: RetryPolicy,
+        clock: Clock = utc_now,
+        metrics: Metrics | None = None,
     ) -> None:
         self.stage = stage
         self.publisher = publisher
         self.retry = retry
         self.clock = clock
+        self.metrics = metrics
 
     def __call__(self, envelope: Envelope) -> Disposition:
         correlation = str(envelope.headers.get(H_ALERT_ID) or envelope.message_id or "")
@@ -184,6 +191,8 @@ class Dispatcher:
             message_id=envelope.message_id,
             content_type=envelope.content_type or "application/json",
         )
+        if self.metrics:
+            self.metrics.retry_scheduled(self.stage.name, error.endpoint)
         log.info(
             "retry_scheduled",
             stage=self.stage.name,
@@ -211,6 +220,8 @@ class Dispatcher:
             message_id=envelope.message_id,
             content_type=envelope.content_type or "application/octet-stream",
         )
+        if self.metrics:
+            self.metrics.dead_lettered(self.stage.name, error.endpoint)
         log.warning(
             "message_dead_lettered",
             stage=self.stage.name,

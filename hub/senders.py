@@ -11,6 +11,10 @@ No I/O of their own: the HTTP and MLLP clients are adapters passed in by bootstr
 | webhook     | JSON POSTed to <url>, signed   | delivery.classify with echo_required=False      |
 |             | X-Hub-Signature-256            |                                                 |
 | hl7v2-mllp  | REF^I12 over MLLP to host:port | adapters.mllp.deliver_ref_i12 (AA / AE / AR)    |
+| mesh        | FHIR Bundle to a MESH mailbox  | adapters.mesh (accepted by MESH = delivered)    |
+
+fhir-rest with OAuth2: a 401 makes the Sender drop the cached token and try once more with a
+fresh one in the same attempt (the token expired early or was revoked).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from hub.adapters.mllp import MllpSender, deliver_ref_i12
 from hub.delivery import Verdict, classify
@@ -85,25 +90,44 @@ class FhirTarget:
         return headers
 
 
+class TokenSource(Protocol):
+    """Bearer tokens for one endpoint (hub.oauth2.OAuth2TokenSource)."""
+
+    def token(self) -> str: ...
+
+    def invalidate(self, token: str) -> None: ...
+
+
 class FhirRestSender:
     """fhir-rest: the BaRS POST of the referral Bundle; X-Request-Id and the bytes stay the same
     on every retry (BaRS idempotency)."""
 
-    def __init__(self, *, target: FhirTarget, client: FhirClient) -> None:
+    def __init__(
+        self, *, target: FhirTarget, client: FhirClient, tokens: TokenSource | None = None
+    ) -> None:
         self.target = target
         self.client = client
+        self.tokens = tokens
 
     def send(self, job: DeliveryJob) -> Delivered:
         _check_rendered_for(job, FHIR_CONTENT_TYPE, "fhir-rest")
         referral = job.referral
-        result = self.client.post_message(
-            url=self.target.process_message_url,
-            body=job.body,
-            headers=self.target.headers(
-                request_id=referral.request_id, correlation_id=referral.alert_id
-            ),
-            timeout=self.target.timeout_seconds,
+        headers = self.target.headers(
+            request_id=referral.request_id, correlation_id=referral.alert_id
         )
+        for fresh_token in (False, True):
+            token = self.tokens.token() if self.tokens else None
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            result = self.client.post_message(
+                url=self.target.process_message_url,
+                body=job.body,
+                headers=headers,
+                timeout=self.target.timeout_seconds,
+            )
+            if result.status != 401 or self.tokens is None or token is None or fresh_token:
+                break
+            self.tokens.invalidate(token)
         return _judged(
             result, request_id=referral.request_id, correlation_id=referral.alert_id, echo=True
         )
@@ -173,6 +197,43 @@ class Hl7v2MllpSender:
         )
         return Delivered(
             answer=f"ACK {ack.code}",
+            status=None,
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+class MeshOutbox(Protocol):
+    """What the mesh kind needs of hub.adapters.mesh.MeshSender."""
+
+    def send(self, body: bytes, *, local_id: str, subject: str, filename: str) -> str: ...
+
+
+class MeshReferralSender:
+    """mesh: the referral's FHIR Bundle uploaded, byte for byte, to the trust's mailbox under
+    the endpoint's workflow; `local_id` is the X-Request-Id, the same on every resend (MESH
+    does not de-duplicate: the ledger's DELIVERED check before sending does). MESH accepting it
+    is delivery; the trust acknowledges it from its inbox."""
+
+    def __init__(self, *, outbox: MeshOutbox) -> None:
+        self.outbox = outbox
+
+    def close(self) -> None:
+        close = getattr(self.outbox, "close", None)
+        if close is not None:
+            close()
+
+    def send(self, job: DeliveryJob) -> Delivered:
+        _check_rendered_for(job, FHIR_CONTENT_TYPE, "mesh")
+        referral = job.referral
+        started = time.perf_counter()
+        message_id = self.outbox.send(
+            job.body,
+            local_id=referral.request_id,
+            subject="L&D referral",
+            filename=f"{referral.bundle_id}.json",
+        )
+        return Delivered(
+            answer=f"MESH message {message_id}",
             status=None,
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )

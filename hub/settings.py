@@ -6,16 +6,23 @@ file and line, as one ConfigError. The only module that reads os.environ.
 
     hub: {ods_code, name, endpoint}        # required: who the hub is; endpoint = its FHIR base URL
     amqp: {url, prefetch, intake_consumers} # HUB_AMQP_URL overrides url
+    amqp.management_url                    # optional RabbitMQ management API (queue ages)
     ledger: {url}                          # HUB_DB_URL overrides url
     api: {host, port, max_body_bytes}      # HUB_API_PORT overrides port
     logging: {level}                       # HUB_LOG_LEVEL overrides level
     sources: {<org code>: [<amqp user id>, ...]}   # who may publish for whom; may be empty
+    operators: {<name>: {password_hash}}   # ops console logins (argon2 hashes only);
+                                           # needs HUB_CONSOLE_SECRET (cookie-signing key)
     endpoints:                             # required, at least one
       <name>:                              # lower-case words joined by '-' (used in queue names)
-        kind: fhir-rest | hl7v2-mllp | webhook  # selects the kind's own fields (_KIND_FIELDS)
+        kind: fhir-rest | hl7v2-mllp | webhook | mesh  # selects its own fields (_KIND_FIELDS)
         ods_code, organisation_name, service_id?, timeout_seconds?, max_in_flight?, paused?
+        circuit: {failure_threshold: 5, cooldown_seconds: 30}   # optional; these are defaults
         url: <FHIR base>                   # fhir-rest: the hub POSTs to url + '/$process-message'
         auth: {type: bearer, token_env: NAME}   # fhir-rest, optional; the token is read from env
+        auth: {type: oauth2-client-credentials, token_url, client_id, client_secret_env, scope?}
+        tls: {cert, key, ca}               # fhir-rest and mesh, optional: mutual TLS file paths
+        url, mailbox, password_env, shared_key_env, recipient_mailbox, workflow_id   # mesh
         host, port                         # hl7v2-mllp: the receiver's MLLP listener
         url, secret_env: NAME              # webhook: POST target; HMAC key read from env NAME
 
@@ -36,8 +43,12 @@ from urllib.parse import urlsplit
 import jsonschema
 import yaml
 
+from hub import endpoint_credentials as credentials
+from hub.circuit import CircuitConfig
+from hub.endpoint_credentials import MeshMailbox, OAuth2ClientCredentials, TlsFiles
 from hub.errors import ConfigError
 from hub.messages import HubIdentity, Recipient
+from hub.passwords import ARGON2_HASH
 from hub.routes import ROUTES_SCHEMA, RouteTable, build_route_table, route_problems
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -55,6 +66,7 @@ class EndpointKind(StrEnum):
     FHIR_REST = "fhir-rest"  # BaRS-shaped FHIR Bundle to <url>/$process-message
     HL7V2_MLLP = "hl7v2-mllp"  # HL7 v2.5 REF^I12 over MLLP to host:port
     WEBHOOK = "webhook"  # signed plain JSON POSTed to url (social-care systems)
+    MESH = "mesh"  # the FHIR Bundle sent to a MESH mailbox (hub.adapters.mesh)
 
 
 class LogLevel(StrEnum):
@@ -99,6 +111,10 @@ class EndpointConfig:
     paused: bool = False
     auth: BearerAuth | None = None  # fhir-rest, optional
     signing: SigningKey | None = None  # webhook
+    circuit: CircuitConfig = field(default_factory=CircuitConfig)
+    oauth2: OAuth2ClientCredentials | None = None  # fhir-rest, optional (instead of bearer)
+    tls: TlsFiles | None = None  # fhir-rest and mesh, optional: mutual TLS, CA bundle
+    mesh: MeshMailbox | None = None  # mesh
 
     @property
     def process_message_url(self) -> str:
@@ -117,6 +133,15 @@ class EndpointConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OperatorAccount:
+    """An ops-console login: `operators: {name: {password_hash}}` in hub.yaml (argon2 hashes
+    from `hub operator hash-password`; a plaintext password is a config error)."""
+
+    name: str
+    password_hash: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     hub: HubIdentity
     endpoints: dict[str, EndpointConfig]
@@ -126,10 +151,13 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     prefetch: int = 10
-    intake_consumers: int = 2  # competing consumers per alert queue (intake is ledger-bound)
+    intake_consumers: int = 1  # competing consumers per alert queue; >1 gives no gain today
     max_body_bytes: int = 65536
     source_orgs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     log_level: str = LogLevel.INFO.value
+    management_url: str | None = None  # RabbitMQ management API: oldest-message ages
+    operators: dict[str, OperatorAccount] = field(default_factory=dict)  # the ops console's
+    console_secret: str | None = field(default=None, repr=False)  # HUB_CONSOLE_SECRET
 
 
 def _section(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
@@ -160,6 +188,8 @@ _HUB_SCHEMA: dict[str, Any] = _section(
                 },
                 "prefetch": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "intake_consumers": {"type": "integer", "minimum": 1, "maximum": 32},
+                # Credentials and vhost come from the AMQP URL; a password here is an error.
+                "management_url": _HTTP_URL,
             }
         ),
         "ledger": _section(
@@ -179,6 +209,23 @@ _HUB_SCHEMA: dict[str, Any] = _section(
             }
         ),
         "logging": _section({"level": {"type": "string", "enum": [str(v) for v in LogLevel]}}),
+        "operators": {
+            "type": "object",
+            "propertyNames": {
+                "pattern": r"^[a-z][a-z0-9._-]{0,63}$",
+                "x-hint": "a lower-case name",
+            },
+            "additionalProperties": _section(
+                {
+                    "password_hash": {
+                        "type": "string",
+                        "pattern": ARGON2_HASH,
+                        "x-hint": "an argon2 hash from `hub operator hash-password`",
+                    }
+                },
+                required=["password_hash"],
+            ),
+        },
         "sources": {
             "type": "object",
             "propertyNames": {"pattern": _CODE, "x-hint": "letters, digits, '-' or '_'"},
@@ -203,6 +250,12 @@ _COMMON_FIELDS: dict[str, Any] = {
     "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
     "max_in_flight": {"type": "integer", "minimum": 1, "maximum": 100},
     "paused": {"type": "boolean"},
+    "circuit": _section(
+        {
+            "failure_threshold": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "cooldown_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+        }
+    ),
 }
 _KIND_ONLY = {"kind": _COMMON_FIELDS["kind"]}
 _ENV_NAME = {
@@ -215,13 +268,8 @@ _KIND_FIELDS: dict[EndpointKind, tuple[dict[str, Any], list[str]]] = {
     EndpointKind.FHIR_REST: (
         {
             "url": _HTTP_URL,
-            "auth": _section(
-                {
-                    "type": {"type": "string", "enum": ["bearer"]},
-                    "token_env": _ENV_NAME,
-                },
-                required=["type", "token_env"],
-            ),
+            "auth": credentials.AUTH_SCHEMA,
+            "tls": credentials.TLS_SCHEMA,
         },
         ["url"],
     ),
@@ -237,6 +285,7 @@ _KIND_FIELDS: dict[EndpointKind, tuple[dict[str, Any], list[str]]] = {
         ["host", "port"],
     ),
     EndpointKind.WEBHOOK: ({"url": _HTTP_URL, "secret_env": _ENV_NAME}, ["url", "secret_env"]),
+    EndpointKind.MESH: (credentials.MESH_FIELDS, credentials.MESH_REQUIRED),
 }
 
 
@@ -432,12 +481,23 @@ def _endpoint(
             )
         return value
 
-    auth = signing = None
+    def problem(at: _Path, text: str) -> None:
+        problems.append(f"{doc.locate((*path, *at))}: endpoint {name!r}: {text}")
+
+    auth = signing = oauth2 = tls = mesh = None
     raw_auth = raw.get("auth")
     if kind is EndpointKind.FHIR_REST and isinstance(raw_auth, Mapping):
-        token = from_env(raw_auth.get("token_env"), ("auth", "token_env"))
-        if token is not None:
-            auth = BearerAuth(token_env=raw_auth["token_env"], token=token)
+        credentials.oauth2_or_bearer_problems(raw_auth, problem)
+        if raw_auth.get("type") == credentials.OAUTH2:
+            oauth2 = credentials.oauth2(raw_auth, from_env)
+        elif "token_env" in raw_auth:
+            token = from_env(raw_auth.get("token_env"), ("auth", "token_env"))
+            if token is not None:
+                auth = BearerAuth(token_env=raw_auth["token_env"], token=token)
+    if kind in (EndpointKind.FHIR_REST, EndpointKind.MESH):
+        tls = credentials.tls(raw.get("tls"), problem)
+    if kind is EndpointKind.MESH:
+        mesh = credentials.mesh(raw, from_env)
     if kind is EndpointKind.WEBHOOK:
         key = from_env(raw.get("secret_env"), ("secret_env",))
         if key is not None:
@@ -456,8 +516,15 @@ def _endpoint(
         timeout_seconds=float(raw.get("timeout_seconds", 10.0)),
         max_in_flight=raw.get("max_in_flight", 1),
         paused=raw.get("paused", False),
+        circuit=CircuitConfig(
+            failure_threshold=raw.get("circuit", {}).get("failure_threshold", 5),
+            cooldown_seconds=float(raw.get("circuit", {}).get("cooldown_seconds", 30.0)),
+        ),
         auth=auth,
         signing=signing,
+        oauth2=oauth2,
+        tls=tls,
+        mesh=mesh,
     )
     return endpoint, []
 
@@ -481,6 +548,11 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
             found["api_port"] = int(port)
         else:
             problems.append("environment HUB_API_PORT: must be a port number from 1 to 65535")
+    if secret := env.get("HUB_CONSOLE_SECRET"):
+        if len(secret) >= 32:
+            found["console_secret"] = secret
+        else:
+            problems.append("environment HUB_CONSOLE_SECRET: must be at least 32 characters")
     if host := env.get("HUB_API_HOST"):
         found["api_host"] = host
     if level := env.get("HUB_LOG_LEVEL"):
@@ -540,6 +612,12 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
                 routes_doc.data, endpoints=raw_endpoints.keys(), locate=routes_doc.locate
             )
     problems += env_problems
+    has_operators = hub_ok and isinstance(hub_doc.data, Mapping) and hub_doc.data.get("operators")
+    if has_operators and not env.get("HUB_CONSOLE_SECRET"):
+        problems.append(
+            f"{hub_doc.locate(('operators',))}: operators are configured, so the environment "
+            "variable HUB_CONSOLE_SECRET (the ops console's cookie-signing key) must be set"
+        )
     if problems:
         raise ConfigError(_in_file_order(problems, [hub_doc.display, routes_doc.display]))
 
@@ -551,7 +629,8 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
         "api_host": section["api"].get("host", "127.0.0.1"),
         "api_port": section["api"].get("port", 8080),
         "prefetch": section["amqp"].get("prefetch", 10),
-        "intake_consumers": section["amqp"].get("intake_consumers", 2),
+        "intake_consumers": section["amqp"].get("intake_consumers", 1),
+        "management_url": section["amqp"].get("management_url"),
         "max_body_bytes": section["api"].get("max_body_bytes", 65536),
         "log_level": section["logging"].get("level", LogLevel.INFO.value),
     }
@@ -561,6 +640,10 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
         endpoints=endpoints,
         routes=build_route_table(routes_doc.data),
         source_orgs={code: tuple(users) for code, users in hub.get("sources", {}).items()},
+        operators={
+            name: OperatorAccount(name=name, password_hash=raw["password_hash"])
+            for name, raw in (hub.get("operators") or {}).items()
+        },
         **values,
     )
 

@@ -10,4 +10,5 @@ PY=${PYTHON:-python3}
 .venv/bin/ruff check hub tests bench
 .venv/bin/ruff format --check hub tests bench
 .venv/bin/mypy hub
+command -v chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 .venv/bin/python -m pytest "$@"

@@ -98,18 +98,22 @@ def write_config(
     routes: str = ROUTES,
     extra_endpoint_yaml: str = "",
     sources_yaml: str = "",
+    operators_yaml: str = "",
+    endpoint_yaml: dict[str, str] | None = None,
 ) -> Path:
+    """`endpoint_yaml` adds lines (indented 4) to the named trust endpoints' configuration."""
     directory.mkdir(parents=True, exist_ok=True)
     endpoints = "\n".join(
         f"  {name}:\n    kind: fhir-rest\n    url: {trust.url(name)}\n"
         f"    ods_code: {ods}\n    organisation_name: {org}\n    timeout_seconds: 3"
+        + "".join(f"\n    {line}" for line in (endpoint_yaml or {}).get(name, "").splitlines())
         for name, (ods, org) in trust.services.items()
     )
     (directory / "hub.yaml").write_text(
         "hub: {ods_code: X26HUB, name: L&D Integration Hub, "
         f"endpoint: 'http://127.0.0.1:{api_port}/fhir'}}\n"
         f"api: {{host: 127.0.0.1, port: {api_port}}}\n"
-        f"endpoints:\n{endpoints}\n{extra_endpoint_yaml}{sources_yaml}"
+        f"endpoints:\n{endpoints}\n{extra_endpoint_yaml}{sources_yaml}{operators_yaml}"
     )
     (directory / "routes.yaml").write_text(routes)
     return directory
@@ -244,6 +248,9 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
         park_dead_letters: bool = False,
         extra_endpoint_yaml: str = "",
         env: dict[str, str] | None = None,
+        operators_yaml: str = "",  # the ops console's `operators:` (needs HUB_CONSOLE_SECRET)
+        endpoint_yaml: dict[str, str] | None = None,  # extra lines per trust endpoint
+        **hub_options: Any,  # more Hub(...) fields, e.g. queue_watch_seconds
     ) -> HubRig:
         api_port = free_port()
         trust = FakeTrust(
@@ -259,6 +266,8 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
             routes=routes,
             sources_yaml=sources_yaml,
             extra_endpoint_yaml=extra_endpoint_yaml,
+            operators_yaml=operators_yaml,
+            endpoint_yaml=endpoint_yaml,
         )
         url = db_url or pg_url
         settings = load_settings(
@@ -270,6 +279,7 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
             settings,
             retry=retry or RetryPolicy(delays=(1, 2), deadline=_td(30)),
             park_dead_letters=park_dead_letters,
+            **hub_options,
         )
         hub.start()
         justice = Justice(amqp_url)

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from hub.adapters.rabbitmq import OUTCOMES_INBOUND_QUEUE, WORK_EXCHANGE
 from hub.errors import InvalidMessage, TransientError
@@ -62,6 +62,8 @@ def build_app(
     recipients: Mapping[str, Recipient],
     max_body_bytes: int,
     readiness: Callable[[], dict[str, bool]] | None = None,
+    metrics: Callable[[], tuple[bytes, str]] | None = None,  # Prometheus text: (body, type)
+    console: Starlette | None = None,  # the ops console (hub.adapters.console), at /ops
 ) -> Starlette:
     async def process_message(request: Request) -> Response:
         echo = {
@@ -166,11 +168,19 @@ def build_app(
         ok = all(checks.values())
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
+    def metrics_page(request: Request) -> Response:
+        if metrics is None:
+            return Response(status_code=404)
+        body, content_type = metrics()
+        return Response(body, media_type=content_type)
+
     return Starlette(
         routes=[
             Route("/fhir/$process-message", process_message, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
+            *([Mount("/ops", app=console)] if console is not None else []),
         ]
     )
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from kombu import Connection, Consumer, Exchange, Queue
+from kombu.exceptions import OperationalError
 from kombu.mixins import ConsumerMixin
 
 from hub.errors import ConfigError, TransientError
@@ -224,6 +225,9 @@ class KombuPublisher:
                         content_type=content_type,
                         content_encoding="utf-8",
                         delivery_mode=2,
+                        # Read back as the management API's head_message_timestamp: how long
+                        # a queue's oldest message has waited (the queue-age metric).
+                        timestamp=int(time.time()),
                     )
                     return
                 except Exception as exc:  # noqa: BLE001 - broker library errors vary; translated here
@@ -263,15 +267,31 @@ class QueueWorker(ConsumerMixin):
 
     `stop()` lets the message in hand finish; prefetched, unacked messages go back to the
     queue when the connection closes.
+
+    `gate(worker)`, when given, is asked between messages whether to consume: a "no" (circuit
+    open, endpoint paused) cancels the consumer so messages wait on the broker, never here;
+    a later "yes" resumes it. Nothing is requeued for it (quorum queues count requeues towards
+    x-delivery-limit).
     """
 
-    def __init__(self, url: str, queue: str, handler: Handler, *, prefetch: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        queue: str,
+        handler: Handler,
+        *,
+        prefetch: int,
+        gate: Callable[[object], bool] | None = None,
+    ) -> None:
         self.connection = connect(url)
         self.queue = queue
         self.handler = handler
         self.prefetch = prefetch
+        self.gate = gate
         self.ready = threading.Event()
         self._requeue_pause = 0.0
+        self._consumers: list[Consumer] = []
+        self._consuming = True
 
     def get_consumers(self, consumer_cls: Any, channel: Any) -> list[Consumer]:
         # py-amqp decodes bodies by their declared content_encoding by default, silently
@@ -288,8 +308,26 @@ class QueueWorker(ConsumerMixin):
         ]
 
     def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kw: Any) -> None:
+        self._consumers, self._consuming = list(consumers), True
         self.ready.set()
         log.info("consumer_started", queue=self.queue, prefetch=self.prefetch)
+        self.on_iteration()
+
+    def on_iteration(self) -> None:
+        # Called by ConsumerMixin between messages (at least every second).
+        if self.gate is None:
+            return
+        allowed = self.gate(self)
+        if allowed and not self._consuming:
+            for consumer in self._consumers:
+                consumer.consume()
+            self._consuming = True
+            log.info("consumer_resumed", queue=self.queue)
+        elif not allowed and self._consuming:
+            for consumer in self._consumers:
+                consumer.cancel()
+            self._consuming = False
+            log.info("consumer_held", queue=self.queue)
 
     def on_connection_error(self, exc: Exception, interval: float) -> None:
         self.ready.clear()  # /readyz reports the gap until consuming resumes
@@ -336,3 +374,45 @@ def start_worker(worker: QueueWorker, name: str) -> threading.Thread:
     thread = threading.Thread(target=worker.run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def queue_depth(url: str, queue: str, *, timeout: float = 3.0) -> int | None:
+    """Messages ready on `queue` (a passive declare, which creates nothing); None when the
+    queue does not exist or the broker cannot be reached, for a status page that must render."""
+    try:
+        with Connection(url, connect_timeout=timeout) as connection:
+            channel = connection.channel()
+            try:
+                _, count, _ = channel.queue_declare(queue=queue, passive=True)
+                return int(count)
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # noqa: BLE001 - the channel dies with a 404 anyway
+                    pass
+    except Exception:  # noqa: BLE001 - a status read reports, never raises
+        return None
+
+
+def queue_depths(url: str, queues: Sequence[str], *, timeout: float = 5.0) -> dict[str, int]:
+    """Messages ready on each queue, by passive declares over one connection (creates
+    nothing; RabbitMQ counts ready messages, not unacked ones). A queue that does not exist is
+    left out; an unreachable broker raises TransientError."""
+    depths: dict[str, int] = {}
+    connection = Connection(url, connect_timeout=timeout)
+    try:
+        connection.ensure_connection(max_retries=1)
+        channel = connection.channel()
+        for name in queues:
+            try:
+                _, count, _ = channel.queue_declare(queue=name, passive=True)
+                depths[name] = int(count)
+            except connection.channel_errors:
+                # 404: the broker closed the channel; carry on with a fresh one.
+                channel = connection.channel()
+        channel.close()
+    except (OSError, OperationalError, *connection.connection_errors) as exc:
+        raise TransientError(f"cannot read queue depths: broker unreachable ({exc})") from exc
+    finally:
+        connection.release()
+    return depths

@@ -90,6 +90,9 @@ def test_retries_that_outlast_the_deadline_end_on_the_dead_letter_queue(rig_fact
         behaviour=Script("wy-ld", 503, 10_000),
         replies=None,
         retry=RetryPolicy(delays=(1,), deadline=timedelta(seconds=3)),
+        # Out of the way: an open circuit would hold the message for its 30 s cool-down
+        # before the expired deadline could be seen (tests/e2e/test_circuit_and_pause.py).
+        endpoint_yaml={"wy-ld": "circuit: {failure_threshold: 1000}"},
     )
     alert = fresh_custody()
     rig.justice.publish(alert, routing_key=key_for(alert))

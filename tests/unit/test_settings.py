@@ -288,7 +288,7 @@ def test_an_unknown_endpoint_kind_is_an_error(tmp_path: Path) -> None:
     config = write(tmp_path, hub=hub)
     assert problems(config) == [
         f"{config}/hub.yaml:{line_of(hub, 'kind: mllp')}: endpoints.leeds-yot.kind: 'mllp' is not "
-        "one of: fhir-rest, hl7v2-mllp, webhook"
+        "one of: fhir-rest, hl7v2-mllp, webhook, mesh"
     ]
 
 

@@ -1,0 +1,293 @@
+"""The ops console: server-rendered pages under /ops/ for failed-message groups, a group's
+messages and one message (masked, with its trace), replay and discard with a reason, and
+endpoint status. Login against `operators` in hub.yaml; a signed session cookie; a CSRF token
+on every form. Every action goes through hub.operations (audited there, as the operator).
+
+The only module that imports jinja2. Never shows unmasked personal data and has no reveal.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from hub import console_session
+from hub.console_session import Session
+from hub.errors import TransientError
+from hub.log import get_logger
+from hub.operations import OperationRefused, discard, replay, select_ids, show, summary, trace
+from hub.passwords import burn_time, verify_password
+from hub.pipeline import Clock
+from hub.ports import FailedStore, LedgerReader, Publisher
+from hub.settings import EndpointConfig, OperatorAccount
+
+log = get_logger("hub.console")
+
+ConsoleApp = Starlette  # what hub.bootstrap hands to hub.adapters.api.build_app
+
+COOKIE = "hub_console"
+ACTIONS = ("replay", "discard")
+# Redirect notices are fixed codes, never text from the request, so nothing is reflected.
+NOTICES = {
+    "replay": "Replayed: republished to the queue it failed on.",
+    "discard": "Discarded.",
+    "nothing": "Nothing to do: no message in that group is still failed.",
+}
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",  # pages hold masked, but still sensitive, case details
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleDeps:
+    operators: Mapping[str, OperatorAccount]
+    secret: str
+    store: FailedStore
+    ledger: LedgerReader
+    publisher: Publisher
+    endpoints: Mapping[str, EndpointConfig]
+    clock: Clock
+    endpoint_depth: Callable[[str], int | None] | None = None  # messages waiting to go
+    circuit_state: Callable[[str], str | None] | None = None
+    paused_by_operator: Callable[[str], bool] | None = None  # `hub endpoint pause`
+
+
+Handler = Callable[[Request, Session], Awaitable[Response]]
+
+
+def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
+    """A Starlette app to mount at `base`."""
+    env = Environment(
+        loader=PackageLoader("hub", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+    def now_s() -> int:
+        return int(time.time())
+
+    def session_of(request: Request) -> Session | None:
+        return console_session.decode(request.cookies.get(COOKIE), secret=deps.secret, now=now_s())
+
+    def page(name: str, session: Session, *, status: int = 200, **context: Any) -> HTMLResponse:
+        html = env.get_template(name).render(
+            base=base, user=session.user, csrf=session.csrf, **context
+        )
+        response = HTMLResponse(html, status_code=status, headers=_HEADERS)
+        set_cookie(response, session)
+        return response
+
+    def set_cookie(response: Response, session: Session) -> None:
+        response.set_cookie(
+            COOKIE,
+            console_session.encode(session, secret=deps.secret),
+            max_age=console_session.MAX_AGE_SECONDS,
+            path=base,
+            httponly=True,
+            samesite="strict",
+        )
+
+    def redirect(path: str, session: Session | None = None) -> Response:
+        response = RedirectResponse(f"{base}{path}", status_code=303, headers=_HEADERS)
+        if session is not None:
+            set_cookie(response, session)
+        return response
+
+    def login_required(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def guarded(request: Request) -> Response:
+            session = session_of(request)
+            if request.method == "POST":
+                form = await request.form()
+                if not console_session.csrf_ok(session, form.get("csrf")):
+                    log.warning("console_csrf_refused", path=request.url.path)
+                    return HTMLResponse("CSRF token missing or wrong", 403, headers=_HEADERS)
+            if session is None or session.user not in deps.operators:
+                return redirect("/login")
+            return await handler(request, session)
+
+        return guarded
+
+    async def login_form(request: Request) -> Response:
+        session = session_of(request) or console_session.new_session(now=now_s())
+        if session.user in deps.operators:
+            return redirect("/groups")
+        return page("login.html", session)
+
+    async def login(request: Request) -> Response:
+        session = session_of(request)
+        form = await request.form()
+        if not console_session.csrf_ok(session, form.get("csrf")):
+            return HTMLResponse("CSRF token missing or wrong", 403, headers=_HEADERS)
+        assert session is not None
+        name, password = str(form.get("username", "")), str(form.get("password", ""))
+        account = deps.operators.get(name)
+        if account is None:
+            await run_in_threadpool(burn_time, password)
+            ok = False
+        else:
+            ok = await run_in_threadpool(verify_password, account.password_hash, password)
+        if not ok:
+            log.warning("console_login_refused")
+            return page("login.html", session, status=401, error="Wrong name or password.")
+        log.info("console_login", operator=name)
+        return redirect("/groups", console_session.new_session(now=now_s(), user=name))
+
+    async def logout(request: Request, session: Session) -> Response:
+        log.info("console_logout", operator=session.user)
+        return redirect("/login", console_session.new_session(now=now_s()))
+
+    async def home(request: Request, session: Session) -> Response:
+        return redirect("/groups")
+
+    async def groups(request: Request, session: Session) -> Response:
+        found = await run_in_threadpool(deps.store.groups)
+        return page("groups.html", session, groups=found)
+
+    async def group(request: Request, session: Session) -> Response:
+        key = request.path_params["key"]
+
+        def load() -> tuple[Any, list[dict[str, Any]]]:
+            info = next((g for g in deps.store.groups() if g.group_key == key), None)
+            return info, [summary(m) for m in deps.store.list(group=key)] if info else []
+
+        info, messages = await run_in_threadpool(load)
+        if info is None:
+            return page("error.html", session, status=404, error="No such group.")
+        notice = NOTICES.get(request.query_params.get("notice", ""))
+        return page("group.html", session, group=info, messages=messages, notice=notice)
+
+    async def message(request: Request, session: Session) -> Response:
+        failed_id = request.path_params["failed_id"]
+
+        def load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            view = show(deps.store, failed_id, now=deps.clock())
+            alert_id = view.get("alert_id")
+            journey = trace(deps.ledger, alert_id, store=deps.store) if alert_id else []
+            return view, journey
+
+        try:
+            view, journey = await run_in_threadpool(load)
+        except OperationRefused as exc:
+            return page("error.html", session, status=404, error=str(exc))
+        return page(
+            "message.html",
+            session,
+            m=view,
+            body=json.dumps(view["body"], indent=2, ensure_ascii=False),
+            headers=json.dumps(view["headers"], indent=2, sort_keys=True, default=str),
+            traces=journey,
+            notice=NOTICES.get(request.query_params.get("notice", "")),
+        )
+
+    async def act_on_message(request: Request, session: Session) -> Response:
+        failed_id, action = request.path_params["failed_id"], request.path_params["action"]
+        reason = str((await request.form()).get("reason", "")).strip()
+        return await _act(session, action, reason, lambda: [failed_id], f"/messages/{failed_id}")
+
+    async def act_on_group(request: Request, session: Session) -> Response:
+        key, action = request.path_params["key"], request.path_params["action"]
+        reason = str((await request.form()).get("reason", "")).strip()
+        return await _act(
+            session, action, reason, lambda: select_ids(deps.store, group=key), f"/groups/{key}"
+        )
+
+    async def _act(
+        session: Session,
+        action: str,
+        reason: str,
+        ids: Callable[[], list[int]],
+        back: str,
+    ) -> Response:
+        if action not in ACTIONS:
+            return page("error.html", session, status=404, error="No such action.")
+        assert session.user is not None
+
+        def run() -> str:
+            chosen = ids()
+            if not chosen:
+                return "nothing"
+            if action == "replay":
+                replay(
+                    deps.store,
+                    deps.publisher,
+                    chosen,
+                    by=session.user or "",
+                    reason=reason,
+                    now=deps.clock(),
+                )
+            else:
+                discard(deps.store, chosen, by=session.user or "", reason=reason, now=deps.clock())
+            log.info("console_action", action=action, operator=session.user, count=len(chosen))
+            return action
+
+        try:
+            notice = await run_in_threadpool(run)
+        except OperationRefused as exc:
+            return page("error.html", session, status=400, error=str(exc), back=base + back)
+        except TransientError:
+            error = "The broker did not confirm the replay; nothing more was marked. Try again."
+            return page("error.html", session, status=503, error=error, back=base + back)
+        return redirect(f"{back}?notice={notice}")
+
+    async def endpoints(request: Request, session: Session) -> Response:
+        def load() -> list[dict[str, Any]]:
+            rows = []
+            for name, endpoint in deps.endpoints.items():
+                depth = deps.endpoint_depth(name) if deps.endpoint_depth else None
+                circuit = deps.circuit_state(name) if deps.circuit_state else None
+                rows.append(
+                    {
+                        "name": name,
+                        "kind": str(endpoint.kind),
+                        "organisation": endpoint.organisation_name,
+                        "ods_code": endpoint.ods_code,
+                        "paused": "paused (config)"
+                        if endpoint.paused
+                        else "paused (operator)"
+                        if deps.paused_by_operator and deps.paused_by_operator(name)
+                        else "no",
+                        "max_in_flight": endpoint.max_in_flight,
+                        "depth": "n/a" if depth is None else depth,
+                        "circuit": circuit or "n/a",
+                    }
+                )
+            return rows
+
+        return page("endpoints.html", session, endpoints=await run_in_threadpool(load))
+
+    return Starlette(
+        routes=[
+            Route("/login", login_form, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", login_required(logout), methods=["POST"]),
+            Route("/", login_required(home), methods=["GET"]),
+            Route("/groups", login_required(groups), methods=["GET"]),
+            Route("/groups/{key}", login_required(group), methods=["GET"]),
+            Route("/groups/{key}/{action}", login_required(act_on_group), methods=["POST"]),
+            Route("/messages/{failed_id:int}", login_required(message), methods=["GET"]),
+            Route(
+                "/messages/{failed_id:int}/{action}",
+                login_required(act_on_message),
+                methods=["POST"],
+            ),
+            Route("/endpoints", login_required(endpoints), methods=["GET"]),
+        ]
+    )
