@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -358,12 +358,33 @@ class Hub:
             metrics=self._metrics,
             queues=topology.all_queue_names(),
             depths=partial(queue_depths, s.amqp_url),
-            ages=(lambda queues, now: ages(queues, now=now)) if ages else None,
+            ages=partial(self._queue_ages, ages),
             failed_count=partial(store.count, FailedState.FAILED),
             interval=self.queue_watch_seconds,
             wall_clock=time.time,
         )
         self._queue_watch.start()
+
+    def _queue_ages(
+        self,
+        management: Callable[..., Mapping[str, float]] | None,
+        queues: Sequence[str],
+        now: float,
+    ) -> dict[str, float]:
+        ages = dict(management(queues, now=now)) if management else {}
+        for queue, age in self._ledger_ages(queues, now).items():
+            ages.setdefault(queue, age)
+        return ages
+
+    def _ledger_ages(self, queues: Sequence[str], now: float) -> dict[str, float]:
+        """Without the management API (and for quorum queues, which report no head-message
+        timestamp): each delivery queue's oldest message is its oldest undelivered referral."""
+        oldest = self._ledger.oldest_undelivered()
+        return {
+            delivery_queue(endpoint): max(0.0, now - at.timestamp())
+            for endpoint, at in oldest.items()
+            if delivery_queue(endpoint) in queues
+        }
 
     def readiness(self) -> dict[str, bool]:
         checks = {"consumers": all(w.ready.is_set() and t.is_alive() for w, t in self._workers)}

@@ -152,6 +152,10 @@ class Ledger(Protocol):
         """Every event of one alert in time order."""
         ...
 
+    def oldest_undelivered(self) -> dict[str, datetime]:
+        """Per endpoint, the arrival time of the alert behind its oldest queued referral."""
+        ...
+
     def ping(self) -> None:
         """Raise TransientError when the store cannot be reached (readiness checks)."""
         ...

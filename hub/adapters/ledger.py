@@ -320,6 +320,19 @@ class SqlLedger:
         with self._translated("referrals_for", alert_id=alert_id), self._engine.connect() as conn:
             return [_referral_record(row._mapping) for row in conn.execute(query)]
 
+    def oldest_undelivered(self) -> dict[str, datetime]:
+        """Per endpoint, when the alert behind its oldest still-queued referral arrived: the
+        age of the oldest message waiting on hub.deliver.<endpoint>, which quorum queues do
+        not report themselves."""
+        query = (
+            sa.select(referrals_table.c.endpoint, sa.func.min(alerts_table.c.received_at))
+            .join(alerts_table, alerts_table.c.alert_id == referrals_table.c.alert_id)
+            .where(referrals_table.c.state == ReferralState.QUEUED.value)
+            .group_by(referrals_table.c.endpoint)
+        )
+        with self._translated("oldest_undelivered"), self._engine.connect() as conn:
+            return {row[0]: as_utc(row[1]) for row in conn.execute(query) if row[1] is not None}
+
     def record_attempt(
         self,
         bundle_id: str,

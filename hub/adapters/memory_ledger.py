@@ -139,6 +139,16 @@ class MemoryLedger:
             found = [r for r in self._referrals.values() if r.alert_id == alert_id]
         return sorted(found, key=lambda r: (r.endpoint, r.bundle_id))
 
+    def oldest_undelivered(self) -> dict[str, datetime]:
+        with self._lock:
+            oldest: dict[str, datetime] = {}
+            for r in self._referrals.values():
+                if r.state is ReferralState.QUEUED and r.alert_id in self._alerts:
+                    at = self._alerts[r.alert_id].facts.received_at
+                    if r.endpoint not in oldest or at < oldest[r.endpoint]:
+                        oldest[r.endpoint] = at
+            return oldest
+
     def record_attempt(
         self,
         bundle_id: str,

@@ -66,8 +66,13 @@ def test_metrics_count_a_delivered_and_a_rejected_alert_with_their_labels(watche
     assert metric(samples, "hub_dead_letters_total", stage="intake", endpoint="") == 1
     assert metric(samples, "hub_circuit_state", endpoint="wy-ld", state="closed") == 1
     assert metric(samples, "hub_overdue_referrals") == 0
-    # No management API configured: the age gauge is absent rather than a made-up zero.
-    assert not any(name == "hub_queue_oldest_message_age_seconds" for name, _ in samples)
+    # without the management API, ages come from the ledger, for delivery queues only
+    aged = [
+        dict(labels)["queue"]
+        for name, labels in samples
+        if name == "hub_queue_oldest_message_age_seconds"
+    ]
+    assert all(queue.startswith("hub.deliver.") for queue in aged)
 
 
 def test_queue_depth_gauge_follows_an_unconsumed_dead_letter_queue(watched: HubRig) -> None:
@@ -98,3 +103,21 @@ def test_readyz_is_200_with_broker_database_consumers_and_topology(rig: HubRig) 
     body = response.json()
     assert body["ready"] is True
     assert body["checks"] == {"consumers": True, "topology": True, "database": True, "broker": True}
+
+
+def test_oldest_message_age_of_a_delivery_queue_comes_from_the_ledger(
+    rig_factory: Callable[..., HubRig],
+) -> None:
+    from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
+    from tests.e2e.test_delivery_failures import Script
+
+    rig = rig_factory(queue_watch_seconds=0.2, behaviour=Script("wy-ld", 503, 10_000), replies=None)
+    alert = fresh_custody()
+    rig.justice.publish(alert, routing_key=key_for(alert))
+
+    def age() -> float | None:
+        return metric(
+            scrape(rig), "hub_queue_oldest_message_age_seconds", queue="hub.deliver.wy-ld"
+        )
+
+    wait_until(lambda: (age() or 0) > 1, timeout=15, what="a growing age on hub.deliver.wy-ld")

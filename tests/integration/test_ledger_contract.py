@@ -555,3 +555,15 @@ def test_no_hub_table_has_a_column_that_could_hold_personal_data(
                     assert not isinstance(kind_, sa.Text), where
     finally:
         engine.dispose()
+
+
+def test_oldest_undelivered_is_the_oldest_queued_referral_per_endpoint(
+    ledger: CheckedLedger,
+) -> None:
+    endpoint = new_id("ep")[:40]
+    alert_id = routed_alert(ledger, (endpoint,))
+    assert ledger.oldest_undelivered()[endpoint] == T0
+
+    bundle_id = ledger.referrals_for(alert_id)[0].bundle_id
+    attempt(ledger, bundle_id, "delivered")
+    assert endpoint not in ledger.oldest_undelivered()
