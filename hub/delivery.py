@@ -40,7 +40,7 @@ from tenacity import (
 from hub.errors import CircuitOpen, HubError, InvalidMessage, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.messages import OutcomeStatus, Recipient
-from hub.outcomes import build_outcome, publish_outcome
+from hub.outcomes import return_outcome
 from hub.pipeline import H_ALERT_ID, Clock, header_str
 from hub.ports import (
     Delivered,
@@ -284,39 +284,17 @@ class DeliveryStage:
         )
 
     def _tell_justice_received(self, referral: ReferralRecord) -> None:
-        alert = self.ledger.get_alert(referral.alert_id)
-        if alert is None:
-            raise PermanentError(
-                "referral without its alert in the ledger",
-                alert_id=referral.alert_id,
-                stage=self.name,
-            )
-        outcome = build_outcome(
-            alert=alert,
+        return_outcome(
+            ledger=self.ledger,
+            publisher=self.publisher,
             referral=referral,
             recipient=self.recipient,
+            stage=self.name,
+            clock=self.clock,
             status=OutcomeStatus.RECEIVED,
             at=referral.delivered_at or self.clock(),
             answers="received",
         )
-        publish_outcome(self.publisher, outcome)
-        if self.ledger.record_outcome(
-            outcome_id=outcome.outcome_id,
-            alert_id=referral.alert_id,
-            bundle_id=referral.bundle_id,
-            status="received",
-            at=self.clock(),
-        ):
-            self.ledger.add_event(
-                JourneyEvent(
-                    alert_id=referral.alert_id,
-                    at=self.clock(),
-                    stage=self.name,
-                    event="outcome_returned",
-                    endpoint=self.endpoint,
-                    detail={"status": "received", "outcome_id": outcome.outcome_id},
-                )
-            )
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         pass

@@ -86,6 +86,64 @@ def build_outcome(
     )
 
 
+def return_outcome(
+    *,
+    ledger: Ledger,
+    publisher: Publisher,
+    referral: ReferralRecord,
+    recipient: Recipient,
+    stage: str,
+    clock: Clock,
+    status: OutcomeStatus,
+    at: datetime,
+    answers: str,
+    recommendation: str | None = None,
+    referred_to: str | None = None,
+    note: str | None = None,
+) -> ReferralOutcome:
+    """Build one outcome through the consent filter, publish it (confirmed), and record it in
+    the ledger with its journey event the first time it is sent."""
+    alert = ledger.get_alert(referral.alert_id)
+    if alert is None:
+        raise PermanentError(
+            "referral without its alert in the ledger", alert_id=referral.alert_id, stage=stage
+        )
+    outcome = build_outcome(
+        alert=alert,
+        referral=referral,
+        recipient=recipient,
+        status=status,
+        at=at,
+        answers=answers,
+        recommendation=recommendation,
+        referred_to=referred_to,
+        note=note,
+    )
+    publish_outcome(publisher, outcome)
+    if ledger.record_outcome(
+        outcome_id=outcome.outcome_id,
+        alert_id=referral.alert_id,
+        bundle_id=referral.bundle_id,
+        status=str(outcome.status),
+        at=clock(),
+    ):
+        ledger.add_event(
+            JourneyEvent(
+                alert_id=referral.alert_id,
+                at=clock(),
+                stage=stage,
+                event="outcome_returned",
+                endpoint=referral.endpoint,
+                detail={
+                    "status": str(outcome.status),
+                    "outcome_id": outcome.outcome_id,
+                    "detail_shared": bool(outcome.detail),
+                },
+            )
+        )
+    return outcome
+
+
 class OutcomeStage:
     name = "outcome"
 
@@ -115,17 +173,13 @@ class OutcomeStage:
                 stage=self.name,
             )
         bind_correlation(referral.alert_id)
-        alert = self.ledger.get_alert(referral.alert_id)
-        if alert is None:
-            raise PermanentError(
-                "referral without its alert in the ledger",
-                alert_id=referral.alert_id,
-                stage=self.name,
-            )
-        outcome = build_outcome(
-            alert=alert,
+        outcome = return_outcome(
+            ledger=self.ledger,
+            publisher=self.publisher,
             referral=referral,
             recipient=self.recipients[referral.endpoint],
+            stage=self.name,
+            clock=self.clock,
             status=response.status,
             at=response.at,
             answers=response.message_id,
@@ -133,29 +187,6 @@ class OutcomeStage:
             referred_to=response.referred_to,
             note=response.note,
         )
-        publish_outcome(self.publisher, outcome)
-        new = self.ledger.record_outcome(
-            outcome_id=outcome.outcome_id,
-            alert_id=referral.alert_id,
-            bundle_id=referral.bundle_id,
-            status=str(outcome.status),
-            at=self.clock(),
-        )
-        if new:
-            self.ledger.add_event(
-                JourneyEvent(
-                    alert_id=referral.alert_id,
-                    at=self.clock(),
-                    stage=self.name,
-                    event="outcome_returned",
-                    endpoint=referral.endpoint,
-                    detail={
-                        "status": str(outcome.status),
-                        "outcome_id": outcome.outcome_id,
-                        "detail_shared": bool(outcome.detail),
-                    },
-                )
-            )
         log.info(
             "outcome_returned",
             alert_id=referral.alert_id,
