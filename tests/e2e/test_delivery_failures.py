@@ -47,9 +47,14 @@ def test_transient_failures_are_retried_until_delivered(rig_factory: Any) -> Non
     rig.justice.publish(alert, routing_key=key_for(alert))
 
     wait_until(lambda: len(rig.trust.delivered()) == 1, timeout=30, what="the retried referral")
-    assert rig.hub.ledger is not None
-    referral = rig.hub.ledger.referrals_for(alert["alert_id"])[0]
-    assert referral.attempts == 5
+    ledger = rig.hub.ledger
+    assert ledger is not None
+    # the trust has it; the hub records the attempt once the answer is back
+    wait_until(
+        lambda: ledger.referrals_for(alert["alert_id"])[0].state == "delivered",
+        what="the delivery recorded",
+    )
+    assert ledger.referrals_for(alert["alert_id"])[0].attempts == 5
     assert rig.justice.queue_depth("hub.dlq.deliver") == 0
 
 
