@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from hub.cli_options import as_option, config_option
 from hub.errors import ConfigError, TransientError
 from hub.log import configure_logging, get_logger
 
@@ -76,17 +77,8 @@ def demo(verbose: bool) -> None:
 
 # -- operations: hub failed …, hub trace ---------------------------------------------------
 
-_config_option = click.option(
-    "--config",
-    "config_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("config"),
-    show_default=True,
-    help="directory with hub.yaml (HUB_DB_URL / HUB_AMQP_URL override it)",
-)
-_as_option = click.option(
-    "--as", "operator", metavar="NAME", help="who is acting (default: $HUB_OPERATOR)"
-)
+_config_option = config_option
+_as_option = as_option
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from hub.cli_options import as_option, config_option
 from hub.errors import ConfigError, TransientError
 
 
@@ -26,17 +27,8 @@ def endpoint() -> None:
     """Pause or resume delivery to one endpoint on the running hub."""
 
 
-_config = click.option(
-    "--config",
-    "config_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("config"),
-    show_default=True,
-    help="directory with hub.yaml (HUB_DB_URL overrides the ledger URL)",
-)
-_as = click.option(
-    "--as", "operator", metavar="NAME", help="who is acting (default: $HUB_OPERATOR)"
-)
+_config = config_option
+_as = as_option
 
 
 @contextmanager

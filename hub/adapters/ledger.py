@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
+from hub.attempt_rules import ATTEMPT_RESULTS, reason_code
 from hub.errors import ConfigError, TransientError
 from hub.messages import Problem
 from hub.ports import (
@@ -52,8 +52,6 @@ from hub.ports import (
     Seen,
 )
 
-ATTEMPT_RESULTS = frozenset({"delivered", "transient", "permanent"})
-_CODE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _ID = 128  # longest id or reference we keep
 _CODE_LEN = 64
 
@@ -82,12 +80,6 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("naive datetime: the ledger stores UTC, pass a tz-aware datetime")
     return value.astimezone(UTC)
-
-
-def reason_code(detail: str) -> str | None:
-    """An attempt's `detail` if it is a bare code (`http_503`, `timeout`), else None: free text
-    from a peer may quote personal data, and the reason in full travels with the dead letter."""
-    return detail if _CODE.fullmatch(detail) else None
 
 
 metadata = sa.MetaData()

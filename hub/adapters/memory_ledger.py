@@ -6,12 +6,12 @@ Dicts behind one lock; it passes the same contract suite as the SQL ledger, so i
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from hub.attempt_rules import ATTEMPT_RESULTS, reason_code
 from hub.messages import Problem
 from hub.ports import (
     AlertFacts,
@@ -24,9 +24,6 @@ from hub.ports import (
     ReferralState,
     Seen,
 )
-
-ATTEMPT_RESULTS = frozenset({"delivered", "transient", "permanent"})
-_CODE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +172,7 @@ class MemoryLedger:
                 referral, attempts=referral.attempts + 1, state=state, delivered_at=delivered_at
             )
             self._referrals[bundle_id] = updated
-            code = detail if _CODE.fullmatch(detail) else None
+            code = reason_code(detail)
             self._attempts.append(_Attempt(bundle_id, at, result, http_status, code, duration_ms))
             return updated
 
