@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-ATTEMPT_RESULTS = frozenset({"delivered", "transient", "permanent"})
+ATTEMPT_RESULTS = frozenset({"delivered", "transient", "permanent", "withheld"})
 _CODE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 

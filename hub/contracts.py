@@ -44,7 +44,6 @@ CLOCK_SKEW = timedelta(minutes=5)
 ADULT_AGE = 18
 MAX_AGE_YEARS = 120
 
-_ALERT_SCHEMA_FILE = "ld.identification-alert.1"
 _OUTCOME_SCHEMA_FILE = "ld.referral-outcome.1"
 _SCHEMA_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _SAFE_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -466,42 +465,70 @@ def parse_alert(
     `now` (timezone-aware) bounds `sent_at` and `date_of_birth`; `expected_kind` is the source
     kind of the queue the body arrived on, when known.
     """
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
+    document, problems = read_document(body, content_type=content_type, max_bytes=max_bytes)
+    check_document(
+        document,
+        problems,
+        schema=ALERT_SCHEMA,
+        now=now,
+        expected_kind=expected_kind,
+        supported=ALERT_SCHEMA,
+    )
+    return build_alert(document)
+
+
+def read_document(
+    body: bytes, *, content_type: str | None, max_bytes: int
+) -> tuple[dict[str, Any], list[Problem]]:
+    """The JSON object in `body` and the problems found so far (content type, duplicate keys);
+    InvalidMessage when it cannot be read as an object at all."""
     document, problems = _decode(body, content_type=content_type, max_bytes=max_bytes)
     problems.extend(_duplicate_key_problems(document))
     if not isinstance(document, dict):
         raise InvalidMessage([*problems, Problem(ROOT, "must be a JSON object")])
+    return document, problems
+
+
+def check_document(
+    document: dict[str, Any],
+    problems: list[Problem],
+    *,
+    schema: str,
+    now: datetime,
+    expected_kind: str | None,
+    supported: str,
+) -> None:
+    """Raise InvalidMessage listing every problem of `document` against the contract `schema`
+    (e.g. "ld.identification-alert/1", whose file is hub/schemas/ld.identification-alert.1.json)
+    plus the checks JSON Schema cannot express. `supported` names the versions accepted where
+    this document arrived, for the message when `schema` is missing or another version."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
     alert_id = document.get("alert_id")
     context = {"alert_id": alert_id} if _is_uuid(alert_id) and isinstance(alert_id, str) else {}
-
-    version = document.get("schema", None)
     if "schema" not in document:
-        problems.append(Problem("schema", f"required field missing: supported is {ALERT_SCHEMA}"))
-    elif version != ALERT_SCHEMA:
+        problems.append(Problem("schema", f"required field missing: supported is {supported}"))
+    elif document["schema"] != schema:
         # Another version's fields cannot be judged by this one's rules: stop here.
-        problems.append(
-            Problem("schema", f"unsupported schema version: supported is {ALERT_SCHEMA}")
-        )
+        problems.append(Problem("schema", f"unsupported schema version: supported is {supported}"))
         raise InvalidMessage(problems, **context)
-
+    schema_file = schema.replace("/", ".")
     problems.extend(
-        p for p in _schema_problems(_validator(_ALERT_SCHEMA_FILE), document) if p.path != "schema"
+        p for p in _schema_problems(_validator(schema_file), document) if p.path != "schema"
     )
     problems.extend(_semantic_problems(document, now=now, expected_kind=expected_kind))
     if problems:
         raise InvalidMessage(_dedupe(problems), **context)
-    return _build_alert(document)
 
 
-def _build_alert(d: dict[str, Any]) -> Alert:
+def build_alert(d: dict[str, Any]) -> Alert:
     """Only called on a document that passed every check above."""
     src, per, con = d["source"], d["person"], d["consent"]
     address = per.get("address")
     hearing = d.get("hearing")
     return Alert(
         alert_id=d["alert_id"],
-        sent_at=_must_datetime(d["sent_at"]),
+        sent_at=must_datetime(d["sent_at"]),
         source=Source(
             kind=SourceKind(src["kind"]),
             organisation=Organisation(
@@ -532,18 +559,18 @@ def _build_alert(d: dict[str, Any]) -> Alert:
         consent=Consent(
             status=ConsentStatus(con["status"]),
             share_with_justice=con["share_with_justice"],
-            recorded_at=_must_datetime(con["recorded_at"]),
+            recorded_at=must_datetime(con["recorded_at"]),
             recorded_by=con["recorded_by"],
         ),
         hearing=(
-            Hearing(at=_must_datetime(hearing["at"]), court=hearing["court"])
+            Hearing(at=must_datetime(hearing["at"]), court=hearing["court"])
             if hearing is not None
             else None
         ),
     )
 
 
-def _must_datetime(value: str) -> datetime:
+def must_datetime(value: str) -> datetime:
     parsed = _parse_datetime(value)
     if parsed is None:  # pragma: no cover - guarded by the schema's format check
         raise AssertionError("date-time passed validation but does not parse")

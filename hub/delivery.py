@@ -205,6 +205,12 @@ class DeliveryStage:
             # side heard (same outcome id, so it de-duplicates).
             self._tell_justice_received(referral)
             return
+        if referral.state is ReferralState.WITHHELD:
+            return
+        withhold = self._withhold_reason(referral)
+        if withhold is not None:
+            self._withhold(referral, withhold)
+            return
         job = DeliveryJob(referral=referral, body=envelope.body, content_type=envelope.content_type)
         # A few quick in-process retries, bounded in time and jittered, for blips; anything
         # longer goes back to the broker's delayed retry queues (the Dispatcher decides).
@@ -237,6 +243,7 @@ class DeliveryStage:
                 detail={
                     "bundle_id": referral.bundle_id,
                     "request_id": referral.request_id,
+                    "kind": referral.kind,
                     "http_status": delivered.status,
                     "answer": delivered.answer,
                     "attempts": updated.attempts,
@@ -244,6 +251,58 @@ class DeliveryStage:
             )
         )
         self._tell_justice_received(updated)
+
+    def _withhold_reason(self, referral: ReferralRecord) -> str | None:
+        """Why this message must not be sent (a code), None to send it now; TransientError to
+        send it later, after the messages queued before it for this endpoint (a follow-up never
+        overtakes the referral it is about, even while that one waits in a retry queue)."""
+        alert = self.ledger.get_alert(referral.alert_id)
+        if referral.kind == "new":
+            return "alert_cancelled" if alert is not None and alert.cancelled else None
+        siblings = [
+            r for r in self.ledger.referrals_for(referral.alert_id) if r.endpoint == self.endpoint
+        ]
+        original = next((r for r in siblings if r.kind == "new"), None)
+        if original is None or original.state in (ReferralState.FAILED, ReferralState.WITHHELD):
+            return "referral_not_delivered"
+        created = referral.created_at
+        earlier = [
+            r
+            for r in siblings
+            if r.state is ReferralState.QUEUED
+            and r.bundle_id != referral.bundle_id
+            and (r.kind == "new" or (created and r.created_at and r.created_at < created))
+        ]
+        if earlier:
+            raise TransientError(
+                "waiting for the messages queued before this one to be delivered first",
+                alert_id=referral.alert_id,
+                endpoint=self.endpoint,
+                stage=self.name,
+            )
+        return None
+
+    def _withhold(self, referral: ReferralRecord, reason: str) -> None:
+        """Acked without sending: recorded as WITHHELD, with why, for `hub trace`."""
+        self._attempt(referral.bundle_id, "withheld", None, reason, 0.0)
+        log.info(
+            "message_withheld",
+            alert_id=referral.alert_id,
+            endpoint=self.endpoint,
+            bundle_id=referral.bundle_id,
+            kind=referral.kind,
+            reason=reason,
+        )
+        self.ledger.add_event(
+            JourneyEvent(
+                alert_id=referral.alert_id,
+                at=self.clock(),
+                stage=self.name,
+                event="message_withheld",
+                endpoint=self.endpoint,
+                detail={"bundle_id": referral.bundle_id, "kind": referral.kind, "reason": reason},
+            )
+        )
 
     def _send_once(self, job: DeliveryJob) -> tuple[ReferralRecord, Delivered]:
         """One attempt through the endpoint's Sender, recorded in the ledger whatever happens;
@@ -284,6 +343,8 @@ class DeliveryStage:
         )
 
     def _tell_justice_received(self, referral: ReferralRecord) -> None:
+        if referral.kind != "new":
+            return  # the justice side hears `received` once, for the referral itself
         return_outcome(
             ledger=self.ledger,
             publisher=self.publisher,

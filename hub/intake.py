@@ -14,12 +14,15 @@ import uuid
 from collections.abc import Mapping
 
 from hub.adapters.rabbitmq import OUTCOMES_EXCHANGE, WORK_EXCHANGE, delivery_queue
-from hub.contracts import parse_alert, peek_identity
+from hub.change_contracts import parse_justice_message
+from hub.contracts import peek_identity
 from hub.delivery import H_BUNDLE_ID, H_REQUEST_ID
 from hub.errors import AlertConflict, HubError, InvalidMessage
+from hub.follow_ups import FollowUpIntake
 from hub.log import bind_correlation, get_logger
 from hub.messages import (
     Alert,
+    FollowUp,
     HubIdentity,
     OutcomeStatus,
     Problem,
@@ -46,6 +49,7 @@ from hub.ports import (
     Publisher,
     ReferralRecord,
     Render,
+    RenderFollowUp,
     Seen,
 )
 from hub.routes.rules import RouteTable, select_endpoints
@@ -66,6 +70,14 @@ def source_from_routing_key(envelope: Envelope) -> tuple[str, str | None]:
     return kind, org
 
 
+def message_type_from_routing_key(envelope: Envelope) -> str | None:
+    """The routing key's last word (`identification`, `update`, `cancellation`, `consent`), or
+    None when the key does not have the documented three parts."""
+    key = header_str(envelope.headers, H_ORIGINAL_ROUTING_KEY) or envelope.routing_key
+    parts = key.split(".")
+    return parts[2] if len(parts) == 3 and parts[2] else None
+
+
 class IntakeStage:
     name = "intake"
 
@@ -81,6 +93,7 @@ class IntakeStage:
         max_body_bytes: int,
         source_users: Mapping[str, tuple[str, ...]] | None = None,
         renderers: Mapping[str, Render],
+        followup_renderers: Mapping[str, RenderFollowUp] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         """`recipients` and `renderers` are keyed by endpoint name; a renderer is the endpoint
@@ -95,6 +108,16 @@ class IntakeStage:
         self.source_users = dict(source_users or {})
         self.renderers = dict(renderers)
         self.metrics = metrics
+        self.follow_ups = FollowUpIntake(
+            ledger=ledger,
+            publisher=publisher,
+            routes=routes,
+            recipients=recipients,
+            hub=hub,
+            clock=clock,
+            renderers=self.renderers,
+            followup_renderers=dict(followup_renderers or {}),
+        )
 
     def process(self, envelope: Envelope) -> None:
         now = self.clock()
@@ -102,15 +125,24 @@ class IntakeStage:
         if self.metrics and H_ATTEMPTS not in envelope.headers:
             # First attempts only: a retried or replayed alert was counted when it arrived.
             self.metrics.alert_received(kind)
-        alert = parse_alert(
+        message = parse_justice_message(
             envelope.body,
             content_type=envelope.content_type,
             now=now,
             max_bytes=self.max_body_bytes,
             expected_kind=kind,
+            message_type=message_type_from_routing_key(envelope),
         )
-        bind_correlation(alert.alert_id)
-        self._check_envelope(envelope, alert, org)
+        bind_correlation(message.alert_id)
+        if isinstance(message, FollowUp):
+            organisation = message.source.organisation.code
+            self._check_envelope(envelope, message.alert_id, message.change_id, organisation, org)
+            self.follow_ups.process(envelope, message)
+            return
+        alert = message
+        self._check_envelope(
+            envelope, alert.alert_id, alert.alert_id, alert.source.organisation.code, org
+        )
         seen, record = self.ledger.record_alert(
             AlertFacts(
                 alert_id=alert.alert_id,
@@ -123,6 +155,7 @@ class IntakeStage:
                 consent_status=str(alert.consent.status),
                 share_with_justice=alert.consent.share_with_justice,
                 received_at=now,
+                consent_recorded_at=alert.consent.recorded_at,
             )
         )
         if seen is Seen.CONFLICT:
@@ -149,11 +182,22 @@ class IntakeStage:
             )
         self._route(alert)
 
-    def _check_envelope(self, envelope: Envelope, alert: Alert, org: str | None) -> None:
+    def _check_envelope(
+        self,
+        envelope: Envelope,
+        alert_id: str,
+        message_id: str,
+        organisation: str,
+        org: str | None,
+    ) -> None:
+        """`message_id` is the body's own id (alert_id, update_id…); `organisation` the body's
+        source organisation; `org` the routing key's."""
         problems = []
-        if envelope.message_id and envelope.message_id != alert.alert_id:
-            problems.append(Problem("$message_id", "AMQP message_id does not match alert_id"))
-        if org is not None and org != alert.source.organisation.code:
+        if envelope.message_id and envelope.message_id != message_id:
+            problems.append(
+                Problem("$message_id", "AMQP message_id does not match the message's own id")
+            )
+        if org is not None and org != organisation:
             problems.append(
                 Problem(
                     "source.organisation.code", "does not match the organisation in the routing key"
@@ -162,7 +206,7 @@ class IntakeStage:
         if self.source_users:
             # RabbitMQ guarantees user_id equals the publishing connection's user, so this is
             # who really sent it; a mismatch is a spoofing attempt, parked like any bad alert.
-            allowed = self.source_users.get(alert.source.organisation.code, ())
+            allowed = self.source_users.get(organisation, ())
             if envelope.user_id not in allowed:
                 problems.append(
                     Problem(
@@ -172,7 +216,7 @@ class IntakeStage:
                     )
                 )
         if problems:
-            raise InvalidMessage(problems, alert_id=alert.alert_id, stage=self.name)
+            raise InvalidMessage(problems, alert_id=alert_id, stage=self.name)
 
     def _route(self, alert: Alert) -> None:
         now = self.clock()

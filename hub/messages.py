@@ -11,6 +11,9 @@ from enum import StrEnum
 
 ALERT_SCHEMA = "ld.identification-alert/1"
 OUTCOME_SCHEMA = "ld.referral-outcome/1"
+UPDATE_SCHEMA = "ld.alert-update/1"
+CANCELLATION_SCHEMA = "ld.alert-cancellation/1"
+CONSENT_UPDATE_SCHEMA = "ld.consent-update/1"
 
 
 class SourceKind(StrEnum):
@@ -140,6 +143,69 @@ class Alert:
     urgency: Urgency
     consent: Consent
     hearing: Hearing | None = None
+
+
+class UpdateReason(StrEnum):
+    """Why the justice side sent an `ld.alert-update/1`."""
+
+    NEW_INFORMATION = "new_information"
+    DETAILS_CORRECTED = "details_corrected"
+
+
+class CancellationReason(StrEnum):
+    """Why the justice side cancelled an alert; decides the ServiceRequest status the services
+    are sent (BaRS cancellation: `revoked`, or `entered-in-error` for an alert raised in error)."""
+
+    PERSON_RELEASED = "person_released"
+    NO_LONGER_REQUIRED = "no_longer_required"
+    RAISED_IN_ERROR = "raised_in_error"
+
+
+class ChangeKind(StrEnum):
+    """The follow-up messages a justice system may send about an alert it already sent."""
+
+    UPDATE = "update"
+    CANCELLATION = "cancellation"
+    CONSENT = "consent"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Who sent a follow-up message and their own reference for the alert (no personal data)."""
+
+    kind: SourceKind
+    organisation: Organisation
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A validated update, cancellation or consent update for an earlier alert.
+
+    `change_id` is the message's own id (its idempotency key and AMQP message_id). An update
+    carries the alert's whole new content in `alert` (same alert_id, `sent_at` = the update's);
+    a cancellation only its `cancellation` reason; a consent update only the new `consent`.
+    The hub keeps no personal data between messages, so what a follow-up does not carry cannot
+    be rendered: a cancellation or consent Bundle names the patient by the referral's id only.
+    """
+
+    kind: ChangeKind
+    change_id: str
+    alert_id: str
+    sent_at: datetime
+    source: SourceRef
+    alert: Alert | None = None  # UPDATE
+    update_reason: UpdateReason | None = None  # UPDATE
+    cancellation: CancellationReason | None = None  # CANCELLATION
+    consent: Consent | None = None  # CONSENT (and UPDATE: alert.consent)
+
+    @property
+    def schema(self) -> str:
+        return {
+            ChangeKind.UPDATE: UPDATE_SCHEMA,
+            ChangeKind.CANCELLATION: CANCELLATION_SCHEMA,
+            ChangeKind.CONSENT: CONSENT_UPDATE_SCHEMA,
+        }[self.kind]
 
 
 @dataclass(frozen=True, slots=True)

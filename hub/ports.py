@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from hub.messages import Alert, HubIdentity, Problem, Recipient
+from hub.messages import Alert, FollowUp, HubIdentity, Problem, Recipient
 
 
 class AlertState(StrEnum):
@@ -31,6 +31,14 @@ class ReferralState(StrEnum):
     QUEUED = "queued"
     DELIVERED = "delivered"
     FAILED = "failed"  # dead-lettered (permanent, or retries exhausted)
+    # Never sent, on purpose: the alert was cancelled before this referral went out, or the
+    # referral a follow-up is about never reached the service (so there is nothing to follow).
+    WITHHELD = "withheld"
+
+
+class ChangeState(StrEnum):
+    RECEIVED = "received"  # validated and recorded, follow-up messages not yet all queued
+    APPLIED = "applied"  # a follow-up message per endpoint is durably queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,7 @@ class AlertFacts:
     consent_status: str
     share_with_justice: bool
     received_at: datetime
+    consent_recorded_at: datetime | None = None  # when the consent in force was recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,31 @@ class AlertRecord:
     facts: AlertFacts
     state: AlertState
     rule: str | None
+    cancelled: str | None = None  # the ServiceRequest status sent: revoked | entered-in-error
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFacts:
+    """What the ledger keeps of a follow-up message (update, cancellation, consent update)."""
+
+    change_id: str
+    alert_id: str
+    kind: str  # hub.messages.ChangeKind
+    body_sha256: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    facts: ChangeFacts
+    state: ChangeState
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentFacts:
+    status: str
+    share_with_justice: bool
+    recorded_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +99,9 @@ class ReferralRecord:
     state: ReferralState = ReferralState.QUEUED
     attempts: int = 0
     delivered_at: datetime | None = None
+    kind: str = "new"  # the referral itself, or a follow-up: hub.messages.ChangeKind
+    change_id: str | None = None  # the follow-up message it carries
+    created_at: datetime | None = None  # set by the ledger; orders one endpoint's messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,20 +155,45 @@ class Ledger(Protocol):
 
     def get_referral(self, bundle_id: str) -> ReferralRecord | None: ...
 
-    def referrals_for(self, alert_id: str) -> list[ReferralRecord]: ...
+    def referrals_for(self, alert_id: str) -> list[ReferralRecord]:
+        """The alert's referrals and follow-up messages, by endpoint then creation order."""
+        ...
+
+    def record_change(self, facts: ChangeFacts) -> tuple[Seen, ChangeRecord]:
+        """Insert a follow-up message if new (KeyError if its alert is unknown). Returns how it
+        was seen and the stored record (for a duplicate or conflict, the one stored first)."""
+        ...
+
+    def apply_change(
+        self,
+        change_id: str,
+        *,
+        referrals: Sequence[ReferralRecord],
+        at: datetime,
+        consent: ConsentFacts | None = None,
+        cancelled: str | None = None,
+        urgency: str | None = None,
+        pathway: str | None = None,
+        applied: bool = True,
+    ) -> None:
+        """Atomically apply a follow-up to its alert and store its messages (ignoring ones
+        already stored): a consent recorded no earlier than the one in force replaces it, a
+        cancellation is kept once, urgency and pathway follow an update. `applied` as in
+        mark_routed: False before the messages are published, True once all are confirmed."""
+        ...
 
     def record_attempt(
         self,
         bundle_id: str,
         *,
         at: datetime,
-        result: str,  # delivered | transient | permanent
+        result: str,  # delivered | transient | permanent | withheld
         http_status: int | None,
         detail: str,
         duration_ms: float,
     ) -> ReferralRecord:
         """Append one delivery attempt, bump attempts, and move state (delivered → DELIVERED,
-        permanent → FAILED). Returns the updated referral."""
+        permanent → FAILED, withheld → WITHHELD). Returns the updated referral."""
         ...
 
     def record_outcome(
@@ -360,6 +422,13 @@ class Render(Protocol):
     """Pure: the payload an endpoint kind is sent for one alert (FHIR Bundle, HL7 v2, JSON)."""
 
     def __call__(self, alert: Alert, recipient: Recipient, hub: HubIdentity) -> Payload: ...
+
+
+class RenderFollowUp(Protocol):
+    """Pure: the payload an endpoint kind is sent for an update, cancellation or consent update
+    of a referral it already received."""
+
+    def __call__(self, follow_up: FollowUp, recipient: Recipient, hub: HubIdentity) -> Payload: ...
 
 
 @dataclass(frozen=True, slots=True)

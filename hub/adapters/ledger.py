@@ -9,10 +9,13 @@ the database discloses nothing about a person. Concretely:
 
     hub_alerts      alert_id, body_sha256, source_kind, organisation_code, reference (the
                     sender's own custody/case reference), pathway, urgency, consent_status,
-                    share_with_justice, received_at, state, rule, updated_at
+                    share_with_justice, received_at, state, rule, updated_at,
+                    consent_recorded_at, cancelled (revoked | entered-in-error)
     hub_rejections  alert_id, source_kind, organisation_code, reference, problem_count,
                     problem_paths (dotted field paths only: the problem text is not kept), at
-    hub_referrals   bundle_id, alert_id, endpoint, request_id, state, attempts, delivered_at
+    hub_referrals   bundle_id, alert_id, endpoint, request_id, state, attempts, delivered_at,
+                    kind (new | update | cancellation | consent), change_id, created_at
+    hub_changes     change_id, alert_id, kind, body_sha256, received_at, state (follow-ups)
     hub_attempts    bundle_id, at, result, http_status, reason_code, duration_ms (append-only;
                     the caller's free-text `detail` is kept only when it is a bare code)
     hub_outcomes    outcome_id, alert_id, bundle_id, status, at
@@ -45,6 +48,10 @@ from hub.ports import (
     AlertRecord,
     AlertState,
     AttemptRecord,
+    ChangeFacts,
+    ChangeRecord,
+    ChangeState,
+    ConsentFacts,
     JourneyEvent,
     OutcomeRecord,
     ReferralRecord,
@@ -100,6 +107,8 @@ alerts_table = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("rule", sa.String(_ID), nullable=True),
     sa.Column("updated_at", _UtcDateTime, nullable=False),
+    sa.Column("consent_recorded_at", _UtcDateTime, nullable=True),
+    sa.Column("cancelled", sa.String(_CODE_LEN), nullable=True),
 )
 
 rejections_table = sa.Table(
@@ -127,6 +136,22 @@ referrals_table = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("delivered_at", _UtcDateTime, nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="new"),
+    sa.Column("change_id", sa.String(_ID), nullable=True),
+    sa.Column("created_at", _UtcDateTime, nullable=True),
+)
+
+changes_table = sa.Table(
+    "hub_changes",
+    metadata,
+    sa.Column("change_id", sa.String(_ID), primary_key=True),
+    sa.Column(
+        "alert_id", sa.String(_ID), sa.ForeignKey("hub_alerts.alert_id"), nullable=False, index=True
+    ),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("received_at", _UtcDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
 )
 
 attempts_table = sa.Table(
@@ -213,6 +238,9 @@ class SqlLedger:
             "state": AlertState.RECEIVED.value,
             "rule": None,
             "updated_at": received_at,
+            "consent_recorded_at": (
+                None if facts.consent_recorded_at is None else as_utc(facts.consent_recorded_at)
+            ),
         }
         with self._translated("record_alert", alert_id=facts.alert_id):
             try:
@@ -228,7 +256,13 @@ class SqlLedger:
                     ) from exc
                 same = stored.facts.body_sha256 == facts.body_sha256
                 return (Seen.DUPLICATE if same else Seen.CONFLICT), stored
-        stored_facts = AlertFacts(**{**_facts_dict(facts), "received_at": received_at})
+        stored_facts = AlertFacts(
+            **{
+                **_facts_dict(facts),
+                "received_at": received_at,
+                "consent_recorded_at": row["consent_recorded_at"],
+            }
+        )
         return Seen.NEW, AlertRecord(facts=stored_facts, state=AlertState.RECEIVED, rule=None)
 
     def record_rejection(
@@ -288,9 +322,99 @@ class SqlLedger:
                     )
                 )
             )
-            new_rows = [_referral_row(r) for b, r in wanted.items() if b not in stored]
+            new_rows = [_referral_row(r, at) for b, r in wanted.items() if b not in stored]
             if new_rows:
                 conn.execute(referrals_table.insert(), new_rows)
+
+    def record_change(self, facts: ChangeFacts) -> tuple[Seen, ChangeRecord]:
+        received_at = as_utc(facts.received_at)
+        row = {**_change_dict(facts), "received_at": received_at, "state": ChangeState.RECEIVED}
+        with self._translated("record_change", alert_id=facts.alert_id):
+            if self.get_alert(facts.alert_id) is None:
+                raise KeyError(facts.alert_id)
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(changes_table.insert().values(**row))
+            except sa_exc.IntegrityError as exc:
+                with self._engine.connect() as conn:
+                    stored = _get_change(conn, facts.change_id)
+                if stored is None:
+                    raise TransientError(
+                        "change was being recorded concurrently; retry", alert_id=facts.alert_id
+                    ) from exc
+                same = (stored.facts.body_sha256, stored.facts.alert_id) == (
+                    facts.body_sha256,
+                    facts.alert_id,
+                )
+                return (Seen.DUPLICATE if same else Seen.CONFLICT), stored
+        stored_facts = ChangeFacts(**{**_change_dict(facts), "received_at": received_at})
+        return Seen.NEW, ChangeRecord(facts=stored_facts, state=ChangeState.RECEIVED)
+
+    def apply_change(
+        self,
+        change_id: str,
+        *,
+        referrals: Sequence[ReferralRecord],
+        at: datetime,
+        consent: ConsentFacts | None = None,
+        cancelled: str | None = None,
+        urgency: str | None = None,
+        pathway: str | None = None,
+        applied: bool = True,
+    ) -> None:
+        at = as_utc(at)
+        alerts = alerts_table.c
+        with self._translated("apply_change"), self._engine.begin() as conn:
+            change = _get_change(conn, change_id)
+            if change is None:
+                raise KeyError(change_id)
+            alert_id = change.facts.alert_id
+            for referral in referrals:
+                if referral.alert_id != alert_id:
+                    raise ValueError(f"referral {referral.bundle_id} belongs to another alert")
+            values: dict[str, Any] = {"updated_at": at}
+            if urgency is not None:
+                values["urgency"] = urgency
+            if pathway is not None:
+                values["pathway"] = pathway
+            if cancelled is not None:
+                values["cancelled"] = sa.func.coalesce(alerts.cancelled, cancelled)
+            # First statement on the alert's row: takes its lock, as mark_routed does.
+            conn.execute(alerts_table.update().where(alerts.alert_id == alert_id).values(**values))
+            if consent is not None:
+                recorded_at = sa.literal(as_utc(consent.recorded_at), _UtcDateTime())
+                conn.execute(
+                    alerts_table.update()
+                    .where(
+                        alerts.alert_id == alert_id,
+                        sa.or_(
+                            alerts.consent_recorded_at.is_(None),
+                            alerts.consent_recorded_at <= recorded_at,
+                        ),
+                    )
+                    .values(
+                        consent_status=consent.status,
+                        share_with_justice=consent.share_with_justice,
+                        consent_recorded_at=recorded_at,
+                    )
+                )
+            wanted = {r.bundle_id: r for r in referrals}
+            stored = set(
+                conn.scalars(
+                    sa.select(referrals_table.c.bundle_id).where(
+                        referrals_table.c.bundle_id.in_(wanted)
+                    )
+                )
+            )
+            new_rows = [_referral_row(r, at) for b, r in wanted.items() if b not in stored]
+            if new_rows:
+                conn.execute(referrals_table.insert(), new_rows)
+            if applied:
+                conn.execute(
+                    changes_table.update()
+                    .where(changes_table.c.change_id == change_id)
+                    .values(state=ChangeState.APPLIED.value)
+                )
 
     def get_alert(self, alert_id: str) -> AlertRecord | None:
         with self._translated("get_alert", alert_id=alert_id), self._engine.connect() as conn:
@@ -307,7 +431,11 @@ class SqlLedger:
         query = (
             sa.select(referrals_table)
             .where(referrals_table.c.alert_id == alert_id)
-            .order_by(referrals_table.c.endpoint, referrals_table.c.bundle_id)
+            .order_by(
+                referrals_table.c.endpoint,
+                referrals_table.c.created_at,
+                referrals_table.c.bundle_id,
+            )
         )
         with self._translated("referrals_for", alert_id=alert_id), self._engine.connect() as conn:
             return [_referral_record(row._mapping) for row in conn.execute(query)]
@@ -348,10 +476,11 @@ class SqlLedger:
             changes["delivered_at"] = sa.func.coalesce(
                 col.delivered_at, sa.literal(at, _UtcDateTime())
             )
-        elif result == "permanent":
+        elif result in ("permanent", "withheld"):
+            final = ReferralState.FAILED if result == "permanent" else ReferralState.WITHHELD
             changes["state"] = sa.case(
                 (col.state == ReferralState.DELIVERED.value, col.state),
-                else_=ReferralState.FAILED.value,
+                else_=final.value,
             )
         with self._translated("record_attempt"), self._engine.begin() as conn:
             changed = conn.execute(
@@ -602,10 +731,27 @@ def _facts_dict(facts: AlertFacts) -> dict[str, Any]:
 
 def _alert_record(row: Any) -> AlertRecord:
     facts = AlertFacts(**{name: row[name] for name in AlertFacts.__dataclass_fields__})
-    return AlertRecord(facts=facts, state=AlertState(row["state"]), rule=row["rule"])
+    return AlertRecord(
+        facts=facts, state=AlertState(row["state"]), rule=row["rule"], cancelled=row["cancelled"]
+    )
 
 
-def _referral_row(referral: ReferralRecord) -> dict[str, Any]:
+def _change_dict(facts: ChangeFacts) -> dict[str, Any]:
+    return {name: getattr(facts, name) for name in ChangeFacts.__dataclass_fields__}
+
+
+def _get_change(conn: Connection, change_id: str) -> ChangeRecord | None:
+    row = conn.execute(
+        sa.select(changes_table).where(changes_table.c.change_id == change_id)
+    ).first()
+    if row is None:
+        return None
+    m = row._mapping
+    facts = ChangeFacts(**{name: m[name] for name in ChangeFacts.__dataclass_fields__})
+    return ChangeRecord(facts=facts, state=ChangeState(m["state"]))
+
+
+def _referral_row(referral: ReferralRecord, created_at: datetime) -> dict[str, Any]:
     return {
         "bundle_id": referral.bundle_id,
         "alert_id": referral.alert_id,
@@ -614,6 +760,9 @@ def _referral_row(referral: ReferralRecord) -> dict[str, Any]:
         "state": ReferralState(referral.state).value,
         "attempts": referral.attempts,
         "delivered_at": None if referral.delivered_at is None else as_utc(referral.delivered_at),
+        "kind": referral.kind,
+        "change_id": referral.change_id,
+        "created_at": as_utc(referral.created_at or created_at),
     }
 
 
@@ -626,6 +775,9 @@ def _referral_record(row: Any) -> ReferralRecord:
         state=ReferralState(row["state"]),
         attempts=row["attempts"],
         delivered_at=row["delivered_at"],
+        kind=row["kind"],
+        change_id=row["change_id"],
+        created_at=row["created_at"],
     )
 
 

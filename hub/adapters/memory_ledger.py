@@ -18,6 +18,10 @@ from hub.ports import (
     AlertRecord,
     AlertState,
     AttemptRecord,
+    ChangeFacts,
+    ChangeRecord,
+    ChangeState,
+    ConsentFacts,
     JourneyEvent,
     OutcomeRecord,
     ReferralRecord,
@@ -67,9 +71,15 @@ class MemoryLedger:
         self._attempts: list[_Attempt] = []
         self._outcomes: dict[str, _Outcome] = {}
         self._events: list[tuple[datetime, int, JourneyEvent]] = []
+        self._changes: dict[str, ChangeRecord] = {}
 
     def record_alert(self, facts: AlertFacts) -> tuple[Seen, AlertRecord]:
-        facts = replace(facts, received_at=_as_utc(facts.received_at))
+        recorded = facts.consent_recorded_at
+        facts = replace(
+            facts,
+            received_at=_as_utc(facts.received_at),
+            consent_recorded_at=None if recorded is None else _as_utc(recorded),
+        )
         with self._lock:
             stored = self._alerts.get(facts.alert_id)
             if stored is not None:
@@ -112,8 +122,7 @@ class MemoryLedger:
         for referral in referrals:
             if referral.alert_id != alert_id:
                 raise ValueError(f"referral {referral.bundle_id} belongs to another alert")
-        _as_utc(at)
-        stored_referrals = [_stored_referral(r) for r in referrals]
+        stored_referrals = [_stored_referral(r, _as_utc(at)) for r in referrals]
         with self._lock:
             alert = self._alerts.get(alert_id)
             if alert is None:
@@ -122,6 +131,67 @@ class MemoryLedger:
             self._alerts[alert_id] = replace(alert, state=state, rule=rule)
             for referral in stored_referrals:
                 self._referrals.setdefault(referral.bundle_id, referral)
+
+    def record_change(self, facts: ChangeFacts) -> tuple[Seen, ChangeRecord]:
+        facts = replace(facts, received_at=_as_utc(facts.received_at))
+        with self._lock:
+            if facts.alert_id not in self._alerts:
+                raise KeyError(facts.alert_id)
+            stored = self._changes.get(facts.change_id)
+            if stored is not None:
+                same = (stored.facts.body_sha256, stored.facts.alert_id) == (
+                    facts.body_sha256,
+                    facts.alert_id,
+                )
+                return (Seen.DUPLICATE if same else Seen.CONFLICT), stored
+            record = ChangeRecord(facts=facts, state=ChangeState.RECEIVED)
+            self._changes[facts.change_id] = record
+            return Seen.NEW, record
+
+    def apply_change(
+        self,
+        change_id: str,
+        *,
+        referrals: Sequence[ReferralRecord],
+        at: datetime,
+        consent: ConsentFacts | None = None,
+        cancelled: str | None = None,
+        urgency: str | None = None,
+        pathway: str | None = None,
+        applied: bool = True,
+    ) -> None:
+        at = _as_utc(at)
+        stored_referrals = [_stored_referral(r, at) for r in referrals]
+        with self._lock:
+            change = self._changes.get(change_id)
+            if change is None:
+                raise KeyError(change_id)
+            alert_id = change.facts.alert_id
+            for referral in referrals:
+                if referral.alert_id != alert_id:
+                    raise ValueError(f"referral {referral.bundle_id} belongs to another alert")
+            alert = self._alerts[alert_id]
+            facts = alert.facts
+            if urgency is not None:
+                facts = replace(facts, urgency=urgency)
+            if pathway is not None:
+                facts = replace(facts, pathway=pathway)
+            if consent is not None:
+                recorded_at = _as_utc(consent.recorded_at)
+                if facts.consent_recorded_at is None or facts.consent_recorded_at <= recorded_at:
+                    facts = replace(
+                        facts,
+                        consent_status=consent.status,
+                        share_with_justice=consent.share_with_justice,
+                        consent_recorded_at=recorded_at,
+                    )
+            self._alerts[alert_id] = replace(
+                alert, facts=facts, cancelled=alert.cancelled or cancelled
+            )
+            for referral in stored_referrals:
+                self._referrals.setdefault(referral.bundle_id, referral)
+            if applied:
+                self._changes[change_id] = replace(change, state=ChangeState.APPLIED)
 
     def get_alert(self, alert_id: str) -> AlertRecord | None:
         with self._lock:
@@ -134,7 +204,7 @@ class MemoryLedger:
     def referrals_for(self, alert_id: str) -> list[ReferralRecord]:
         with self._lock:
             found = [r for r in self._referrals.values() if r.alert_id == alert_id]
-        return sorted(found, key=lambda r: (r.endpoint, r.bundle_id))
+        return sorted(found, key=lambda r: (r.endpoint, r.created_at or _EPOCH, r.bundle_id))
 
     def oldest_undelivered(self) -> dict[str, datetime]:
         with self._lock:
@@ -166,8 +236,8 @@ class MemoryLedger:
             state, delivered_at = referral.state, referral.delivered_at
             if result == "delivered":
                 state, delivered_at = ReferralState.DELIVERED, delivered_at or at
-            elif result == "permanent" and state != ReferralState.DELIVERED:
-                state = ReferralState.FAILED
+            elif result in ("permanent", "withheld") and state != ReferralState.DELIVERED:
+                state = ReferralState.FAILED if result == "permanent" else ReferralState.WITHHELD
             updated = replace(
                 referral, attempts=referral.attempts + 1, state=state, delivered_at=delivered_at
             )
@@ -252,10 +322,14 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _stored_referral(referral: ReferralRecord) -> ReferralRecord:
+def _stored_referral(referral: ReferralRecord, created_at: datetime) -> ReferralRecord:
     delivered_at = referral.delivered_at
     return replace(
         referral,
         state=ReferralState(referral.state),
         delivered_at=None if delivered_at is None else _as_utc(delivered_at),
+        created_at=_as_utc(referral.created_at or created_at),
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

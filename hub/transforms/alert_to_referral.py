@@ -101,6 +101,7 @@ from typing import Any
 
 from hub.messages import (
     Alert,
+    Consent,
     ConsentStatus,
     HubIdentity,
     Recipient,
@@ -183,7 +184,7 @@ _CONSENT = {  # consent.status → (Consent.status, provision.type)
 }
 
 
-class _Role(StrEnum):
+class Role(StrEnum):
     """What an id names; part of the uuid5 name, so never rename a member's value."""
 
     BUNDLE = "bundle"
@@ -207,15 +208,26 @@ class ReferralIds:
     request_id: str  # X-Request-Id of the first delivery; retries reuse it (BaRS)
 
 
-def _id(alert_id: str, endpoint: str, role: _Role) -> str:
+def resource_id(alert_id: str, endpoint: str, role: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, f"{alert_id}|{endpoint}|{role}"))
 
 
 def referral_ids(alert_id: str, endpoint: str) -> ReferralIds:
     return ReferralIds(
-        bundle_id=_id(alert_id, endpoint, _Role.BUNDLE),
-        service_request_id=_id(alert_id, endpoint, _Role.SERVICE_REQUEST),
-        request_id=_id(alert_id, endpoint, _Role.REQUEST),
+        bundle_id=resource_id(alert_id, endpoint, Role.BUNDLE),
+        service_request_id=resource_id(alert_id, endpoint, Role.SERVICE_REQUEST),
+        request_id=resource_id(alert_id, endpoint, Role.REQUEST),
+    )
+
+
+def followup_ids(alert_id: str, endpoint: str, change_id: str) -> ReferralIds:
+    """Ids of a follow-up message (update, cancellation, consent update) to one endpoint: its own
+    Bundle id and a new X-Request-Id (BaRS: a subsequent message has a new X-Request-Id and the
+    same X-Correlation-Id), and the ServiceRequest id of the referral it is about."""
+    return ReferralIds(
+        bundle_id=resource_id(alert_id, endpoint, f"{change_id}|{Role.BUNDLE}"),
+        service_request_id=resource_id(alert_id, endpoint, Role.SERVICE_REQUEST),
+        request_id=resource_id(alert_id, endpoint, f"{change_id}|{Role.REQUEST}"),
     )
 
 
@@ -233,26 +245,26 @@ def fhir_instant(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _coding(system: str, code: str, display: str | None = None) -> dict[str, str]:
+def coding(system: str, code: str, display: str | None = None) -> dict[str, str]:
     coding = {"system": system, "code": code}
     if display is not None:
         coding["display"] = display
     return coding
 
 
-def _ref(resource_id: str) -> dict[str, str]:
+def reference(resource_id: str) -> dict[str, str]:
     return {"reference": f"urn:uuid:{resource_id}"}
 
 
-def _meta(profile: str, last_updated: str) -> dict[str, Any]:
+def fhir_meta(profile: str, last_updated: str) -> dict[str, Any]:
     return {"profile": [profile], "lastUpdated": last_updated}
 
 
-def _organization(resource_id: str, ods_code: str, name: str, at: str) -> dict[str, Any]:
+def organization_resource(resource_id: str, ods_code: str, name: str, at: str) -> dict[str, Any]:
     return {
         "resourceType": "Organization",
         "id": resource_id,
-        "meta": _meta(UKCORE_PROFILE + "Organization", at),
+        "meta": fhir_meta(UKCORE_PROFILE + "Organization", at),
         "identifier": [{"system": ODS_SYSTEM, "value": ods_code}],
         "name": name,
     }
@@ -260,35 +272,43 @@ def _organization(resource_id: str, ods_code: str, name: str, at: str) -> dict[s
 
 def build_referral(alert: Alert, *, recipient: Recipient, hub: HubIdentity) -> dict[str, Any]:
     """The referral message Bundle for one alert and one recipient, as a JSON-ready dict."""
-    ids = {role: _id(alert.alert_id, recipient.endpoint, role) for role in _Role}
+    ids = {role: resource_id(alert.alert_id, recipient.endpoint, role) for role in Role}
     at = fhir_instant(alert.sent_at)
     resources = [
-        _message_header(ids, recipient, hub, at),
+        message_header(ids, recipient, hub, at),
         _service_request(alert, ids, at),
-        _patient(alert, ids[_Role.PATIENT], at),
-        _consent(alert, ids, at),
+        _patient(alert, ids[Role.PATIENT], at),
+        consent_resource(alert.consent, ids, at),
         _encounter(alert, ids, at),
-        _organization(
-            ids[_Role.SOURCE_ORG],
+        organization_resource(
+            ids[Role.SOURCE_ORG],
             alert.source.organisation.code,
             alert.source.organisation.name,
             at,
         ),
-        _organization(ids[_Role.RECEIVER_ORG], recipient.ods_code, recipient.organisation_name, at),
-        _organization(ids[_Role.HUB_ORG], hub.ods_code, hub.name, at),
+        organization_resource(
+            ids[Role.RECEIVER_ORG], recipient.ods_code, recipient.organisation_name, at
+        ),
+        organization_resource(ids[Role.HUB_ORG], hub.ods_code, hub.name, at),
     ]
     return {
         "resourceType": "Bundle",
-        "id": ids[_Role.BUNDLE],
-        "meta": _meta(BARS_BUNDLE_PROFILE, at),
+        "id": ids[Role.BUNDLE],
+        "meta": fhir_meta(BARS_BUNDLE_PROFILE, at),
         "type": "message",
         "timestamp": at,
         "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources],
     }
 
 
-def _message_header(
-    ids: dict[_Role, str], recipient: Recipient, hub: HubIdentity, at: str
+def message_header(
+    ids: dict[Role, str],
+    recipient: Recipient,
+    hub: HubIdentity,
+    at: str,
+    *,
+    reason: tuple[str, str] = ("new", "New"),
+    definition: str = REFERRAL_DEFINITION,
 ) -> dict[str, Any]:
     if recipient.service_id:
         destination = f"{DOS_SERVICE_SYSTEM}|{recipient.service_id}"
@@ -296,15 +316,15 @@ def _message_header(
         destination = f"{ENDPOINT_SYSTEM}|{recipient.endpoint}"
     return {
         "resourceType": "MessageHeader",
-        "id": ids[_Role.MESSAGE_HEADER],
-        "meta": _meta(UKCORE_PROFILE + "MessageHeader", at),
-        "eventCoding": _coding(MESSAGE_EVENTS_SYSTEM, "servicerequest-request"),
-        "destination": [{"endpoint": destination, "receiver": _ref(ids[_Role.RECEIVER_ORG])}],
-        "sender": _ref(ids[_Role.HUB_ORG]),
+        "id": ids[Role.MESSAGE_HEADER],
+        "meta": fhir_meta(UKCORE_PROFILE + "MessageHeader", at),
+        "eventCoding": coding(MESSAGE_EVENTS_SYSTEM, "servicerequest-request"),
+        "destination": [{"endpoint": destination, "receiver": reference(ids[Role.RECEIVER_ORG])}],
+        "sender": reference(ids[Role.HUB_ORG]),
         "source": {"endpoint": hub.endpoint},
-        "reason": {"coding": [_coding(MESSAGE_REASON_SYSTEM, "new", "New")]},
-        "focus": [_ref(ids[_Role.SERVICE_REQUEST])],
-        "definition": REFERRAL_DEFINITION,
+        "reason": {"coding": [coding(MESSAGE_REASON_SYSTEM, *reason)]},
+        "focus": [reference(ids[Role.SERVICE_REQUEST])],
+        "definition": definition,
     }
 
 
@@ -312,12 +332,12 @@ def _reason_code(vulnerability_type: VulnerabilityType) -> dict[str, Any]:
     concept: dict[str, Any] = {"text": VULNERABILITY_LABELS[vulnerability_type]}
     snomed = VULNERABILITY_SNOMED.get(vulnerability_type)
     if snomed is not None:
-        concept["coding"] = [_coding(SNOMED, *snomed)]
+        concept["coding"] = [coding(SNOMED, *snomed)]
     return concept
 
 
-def _service_request(alert: Alert, ids: dict[_Role, str], at: str) -> dict[str, Any]:
-    source_org = _ref(ids[_Role.SOURCE_ORG])
+def _service_request(alert: Alert, ids: dict[Role, str], at: str) -> dict[str, Any]:
+    source_org = reference(ids[Role.SOURCE_ORG])
     notes = [
         {
             "authorReference": source_org,
@@ -329,24 +349,24 @@ def _service_request(alert: Alert, ids: dict[_Role, str], at: str) -> dict[str, 
     ]
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
-        "id": ids[_Role.SERVICE_REQUEST],
-        "meta": _meta(UKCORE_PROFILE + "ServiceRequest", at),
+        "id": ids[Role.SERVICE_REQUEST],
+        "meta": fhir_meta(UKCORE_PROFILE + "ServiceRequest", at),
         "identifier": [{"system": ALERT_ID_SYSTEM, "value": alert.alert_id}],
         "status": "active",
         "intent": "plan",
         "category": [
-            {"coding": [_coding(SR_CATEGORY_SYSTEM, "referral", "Transfer of Care")]},
-            {"coding": [_coding(PATHWAY_SYSTEM, str(alert.pathway))]},
+            {"coding": [coding(SR_CATEGORY_SYSTEM, "referral", "Transfer of Care")]},
+            {"coding": [coding(PATHWAY_SYSTEM, str(alert.pathway))]},
         ],
         "priority": _PRIORITY[alert.urgency],
-        "code": {"coding": [_coding(*REFERRAL_CODE)]},
-        "subject": _ref(ids[_Role.PATIENT]),
-        "encounter": _ref(ids[_Role.ENCOUNTER]),
+        "code": {"coding": [coding(*REFERRAL_CODE)]},
+        "subject": reference(ids[Role.PATIENT]),
+        "encounter": reference(ids[Role.ENCOUNTER]),
         "authoredOn": at,
         "requester": source_org,
-        "performer": [_ref(ids[_Role.RECEIVER_ORG])],
+        "performer": [reference(ids[Role.RECEIVER_ORG])],
         "reasonCode": [_reason_code(v.type) for v in alert.vulnerabilities],
-        "supportingInfo": [_ref(ids[_Role.CONSENT])],
+        "supportingInfo": [reference(ids[Role.CONSENT])],
     }
     if alert.hearing is not None:
         resource["occurrenceDateTime"] = fhir_instant(alert.hearing.at)
@@ -359,7 +379,7 @@ def _patient(alert: Alert, patient_id: str, at: str) -> dict[str, Any]:
     person = alert.person
     identifiers: list[dict[str, Any]] = []
     if person.nhs_number:
-        verification = _coding(
+        verification = coding(
             NHS_NUMBER_VERIFICATION_SYSTEM,
             "number-present-but-not-traced",
             "Number present but not traced",
@@ -381,7 +401,7 @@ def _patient(alert: Alert, patient_id: str, at: str) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "id": patient_id,
-        "meta": _meta(UKCORE_PROFILE + "Patient", at),
+        "meta": fhir_meta(UKCORE_PROFILE + "Patient", at),
     }
     if identifiers:
         resource["identifier"] = identifiers
@@ -395,8 +415,7 @@ def _patient(alert: Alert, patient_id: str, at: str) -> dict[str, Any]:
     return resource
 
 
-def _consent(alert: Alert, ids: dict[_Role, str], at: str) -> dict[str, Any]:
-    consent = alert.consent
+def consent_resource(consent: Consent, ids: dict[Role, str], at: str) -> dict[str, Any]:
     status, provision_type = _CONSENT[consent.status]
     justice = {
         "type": "permit" if consent.share_with_justice else "deny",
@@ -404,25 +423,25 @@ def _consent(alert: Alert, ids: dict[_Role, str], at: str) -> dict[str, Any]:
             {
                 "role": {
                     "coding": [
-                        _coding(
+                        coding(
                             "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
                             "IRCP",
                             "information recipient",
                         )
                     ]
                 },
-                "reference": _ref(ids[_Role.SOURCE_ORG]),
+                "reference": reference(ids[Role.SOURCE_ORG]),
             }
         ],
     }
     resource: dict[str, Any] = {
         "resourceType": "Consent",
-        "id": ids[_Role.CONSENT],
-        "meta": _meta(UKCORE_PROFILE + "Consent", at),
+        "id": ids[Role.CONSENT],
+        "meta": fhir_meta(UKCORE_PROFILE + "Consent", at),
         "status": status,
         "scope": {
             "coding": [
-                _coding(
+                coding(
                     "http://terminology.hl7.org/CodeSystem/consentscope",
                     "patient-privacy",
                     "Privacy Consent",
@@ -432,7 +451,7 @@ def _consent(alert: Alert, ids: dict[_Role, str], at: str) -> dict[str, Any]:
         "category": [
             {
                 "coding": [
-                    _coding(
+                    coding(
                         "https://fhir.nhs.uk/CodeSystem/consent-categories-bars",
                         "DRC",
                         "Direct Care",
@@ -440,35 +459,35 @@ def _consent(alert: Alert, ids: dict[_Role, str], at: str) -> dict[str, Any]:
                 ]
             }
         ],
-        "patient": _ref(ids[_Role.PATIENT]),
+        "patient": reference(ids[Role.PATIENT]),
         "dateTime": fhir_instant(consent.recorded_at),
-        "organization": [_ref(ids[_Role.SOURCE_ORG])],
+        "organization": [reference(ids[Role.SOURCE_ORG])],
     }
     if consent.status == ConsentStatus.LACKS_CAPACITY:
         resource["policy"] = [{"uri": BEST_INTERESTS_POLICY}]
-    resource["policyRule"] = {"coding": [_coding(HL7_V3_ACT_CODE, "IMPLIED")]}
+    resource["policyRule"] = {"coding": [coding(HL7_V3_ACT_CODE, "IMPLIED")]}
     resource["provision"] = {"type": provision_type, "provision": [justice]}
     return resource
 
 
-def _encounter(alert: Alert, ids: dict[_Role, str], at: str) -> dict[str, Any]:
+def _encounter(alert: Alert, ids: dict[Role, str], at: str) -> dict[str, Any]:
     source = alert.source
     locations = [{"location": {"display": source.location}}]
     if alert.hearing is not None and alert.hearing.court != source.location:
         locations.append({"location": {"display": alert.hearing.court}})
     resource: dict[str, Any] = {
         "resourceType": "Encounter",
-        "id": ids[_Role.ENCOUNTER],
-        "meta": _meta(UKCORE_PROFILE + "Encounter", at),
+        "id": ids[Role.ENCOUNTER],
+        "meta": fhir_meta(UKCORE_PROFILE + "Encounter", at),
         "identifier": [
             {"system": SOURCE_REFERENCE_SYSTEMS[source.kind], "value": source.reference}
         ],
         "status": "in-progress" if source.kind == SourceKind.CUSTODY else "planned",
-        "class": _coding(HL7_V3_ACT_CODE, "FLD", "field"),
-        "subject": _ref(ids[_Role.PATIENT]),
+        "class": coding(HL7_V3_ACT_CODE, "FLD", "field"),
+        "subject": reference(ids[Role.PATIENT]),
     }
     if alert.hearing is not None:
         resource["period"] = {"start": fhir_instant(alert.hearing.at)}
     resource["location"] = locations
-    resource["serviceProvider"] = _ref(ids[_Role.SOURCE_ORG])
+    resource["serviceProvider"] = reference(ids[Role.SOURCE_ORG])
     return resource

@@ -11,6 +11,8 @@ the pipeline writes, so the pipeline's tests assert it, not this suite.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,6 +53,7 @@ HUB_TABLES = {
     "hub_attempts",
     "hub_outcomes",
     "hub_events",
+    "hub_changes",
 }
 
 
@@ -276,8 +279,9 @@ def test_mark_routed_stores_referrals_and_is_idempotent(ledger: CheckedLedger) -
     assert stored is not None
     assert stored.state is AlertState.ROUTED
     assert stored.rule == "adult-west-yorks"
-    assert ledger.referrals_for(alert.alert_id) == sorted(wanted, key=lambda r: r.endpoint)
-    assert ledger.get_referral(wanted[0].bundle_id) == wanted[0]
+    stored_referrals = [replace(r, created_at=T0) for r in wanted]
+    assert ledger.referrals_for(alert.alert_id) == sorted(stored_referrals, key=lambda r: r.endpoint)
+    assert ledger.get_referral(wanted[0].bundle_id) == stored_referrals[0]
 
 
 def test_mark_routed_keeps_a_referral_already_stored(ledger: CheckedLedger) -> None:
@@ -290,7 +294,7 @@ def test_mark_routed_keeps_a_referral_already_stored(ledger: CheckedLedger) -> N
 
     stored = {r.bundle_id: r for r in ledger.referrals_for(alert_id)}
     assert stored[first.bundle_id].state is ReferralState.DELIVERED
-    assert stored[extra.bundle_id] == extra
+    assert stored[extra.bundle_id] == replace(extra, created_at=T0)
 
 
 def test_mark_routed_of_an_unknown_alert_raises_key_error(ledger: CheckedLedger) -> None:
@@ -321,15 +325,7 @@ def test_record_attempt_counts_and_moves_states(ledger: CheckedLedger) -> None:
 
 
 def replace_attempts(record: ReferralRecord, attempts: int) -> ReferralRecord:
-    return ReferralRecord(
-        bundle_id=record.bundle_id,
-        alert_id=record.alert_id,
-        endpoint=record.endpoint,
-        request_id=record.request_id,
-        state=record.state,
-        attempts=attempts,
-        delivered_at=record.delivered_at,
-    )
+    return replace(record, attempts=attempts)
 
 
 def test_record_attempt_of_an_unknown_bundle_raises_key_error(ledger: CheckedLedger) -> None:
