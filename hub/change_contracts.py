@@ -78,7 +78,9 @@ def parse_justice_message(
                 expected_kind=expected_kind,
                 supported=SUPPORTED,
             )
-        what = "required field missing" if "schema" not in document else "unsupported schema version"
+        what = (
+            "required field missing" if "schema" not in document else "unsupported schema version"
+        )
         problems.append(Problem("schema", f"{what}: supported are {SUPPORTED}"))
         # No alert_id here: on_rejected peeks a safe one from the body itself.
         raise InvalidMessage(_unique(problems))

@@ -274,6 +274,20 @@ class DeliveryStage:
             and (r.kind == "new" or (created and r.created_at and r.created_at < created))
         ]
         if earlier:
+            self.ledger.add_event(
+                JourneyEvent(
+                    alert_id=referral.alert_id,
+                    at=self.clock(),
+                    stage=self.name,
+                    event="message_waiting",
+                    endpoint=self.endpoint,
+                    detail={
+                        "bundle_id": referral.bundle_id,
+                        "kind": referral.kind,
+                        "waiting_for": [r.bundle_id for r in earlier],
+                    },
+                )
+            )
             raise TransientError(
                 "waiting for the messages queued before this one to be delivered first",
                 alert_id=referral.alert_id,

@@ -1,16 +1,23 @@
 """What each endpoint kind is sent: one pure render function per kind, alert → Payload (the
-exact bytes and their content type). Intake calls them once per referral; bootstrap picks one per
-endpoint from its kind. No I/O here: the transforms do the work, this only names the wire form.
+exact bytes and their content type), and one per kind for a follow-up (update, cancellation,
+consent update) → Payload. Intake calls them once per referral or follow-up; bootstrap picks them
+per endpoint from its kind. No I/O here: the transforms do the work, this only names the wire form.
 """
 
 from __future__ import annotations
 
-from hub.messages import Alert, HubIdentity, Recipient
+from hub.messages import Alert, FollowUp, HubIdentity, Recipient
 from hub.ports import Payload
 from hub.transforms.alert_to_referral import build_referral, bundle_bytes, referral_ids
+from hub.transforms.followup_to_bundle import build_followup
+from hub.transforms.followup_to_hl7v2 import followup_control_id, render_followup
 from hub.transforms.referral_to_ref_i12 import control_id_for, render_ref_i12
 from hub.transforms.referral_to_webhook import CONTENT_TYPE as WEBHOOK_CONTENT_TYPE
-from hub.transforms.referral_to_webhook import build_webhook_referral, webhook_bytes
+from hub.transforms.referral_to_webhook import (
+    build_webhook_followup,
+    build_webhook_referral,
+    webhook_bytes,
+)
 
 FHIR_CONTENT_TYPE = "application/fhir+json"
 # The HL7-registered media type for ER7-encoded v2 messages; MSH-18 says UTF-8 as well.
@@ -20,6 +27,11 @@ HL7V2_ENCODING = "utf-8"
 
 def render_fhir_bundle(alert: Alert, recipient: Recipient, hub: HubIdentity) -> Payload:
     bundle = build_referral(alert, recipient=recipient, hub=hub)
+    return Payload(bundle_bytes(bundle), FHIR_CONTENT_TYPE)
+
+
+def render_fhir_followup(follow_up: FollowUp, recipient: Recipient, hub: HubIdentity) -> Payload:
+    bundle = build_followup(follow_up, recipient=recipient, hub=hub)
     return Payload(bundle_bytes(bundle), FHIR_CONTENT_TYPE)
 
 
@@ -34,6 +46,19 @@ def render_hl7v2_ref_i12(alert: Alert, recipient: Recipient, hub: HubIdentity) -
     return Payload(message.encode(HL7V2_ENCODING), HL7V2_CONTENT_TYPE)
 
 
+def render_hl7v2_followup(follow_up: FollowUp, recipient: Recipient, hub: HubIdentity) -> Payload:
+    """REF^I13 (update, consent update) or REF^I14 (cancellation); MSH-10 from the follow-up's
+    own X-Request-Id, so the sender matches its ACK by the job's request id, not the I12's."""
+    control_id = followup_control_id(follow_up, recipient.endpoint)
+    message = render_followup(follow_up, recipient=recipient, hub=hub, control_id=control_id)
+    return Payload(message.encode(HL7V2_ENCODING), HL7V2_CONTENT_TYPE)
+
+
 def render_webhook_json(alert: Alert, recipient: Recipient, hub: HubIdentity) -> Payload:
     document = build_webhook_referral(alert, recipient=recipient, hub=hub)
+    return Payload(webhook_bytes(document), WEBHOOK_CONTENT_TYPE)
+
+
+def render_webhook_followup(follow_up: FollowUp, recipient: Recipient, hub: HubIdentity) -> Payload:
+    document = build_webhook_followup(follow_up, recipient=recipient, hub=hub)
     return Payload(webhook_bytes(document), WEBHOOK_CONTENT_TYPE)

@@ -28,8 +28,9 @@ from typing import Protocol
 from hub.adapters.mllp import MllpSender, deliver_ref_i12
 from hub.delivery import Verdict, classify
 from hub.errors import PermanentError, TransientError
-from hub.payloads import FHIR_CONTENT_TYPE, HL7V2_CONTENT_TYPE, HL7V2_ENCODING, hl7v2_control_id
+from hub.payloads import FHIR_CONTENT_TYPE, HL7V2_CONTENT_TYPE, HL7V2_ENCODING
 from hub.ports import Delivered, DeliveryJob, FhirClient, HttpResult
+from hub.transforms.referral_to_ref_i12 import control_id_from_request_id
 from hub.transforms.referral_to_webhook import CONTENT_TYPE as WEBHOOK_CONTENT_TYPE
 from hub.transforms.referral_to_webhook import SIGNATURE_HEADER, signature
 
@@ -190,7 +191,7 @@ class Hl7v2MllpSender:
             host=self.host,
             port=self.port,
             message=job.body.decode(HL7V2_ENCODING),
-            control_id=hl7v2_control_id(referral.alert_id, referral.endpoint),
+            control_id=control_id_from_request_id(referral.request_id),
             timeout=self.timeout_seconds,
             alert_id=referral.alert_id,
             endpoint=referral.endpoint,

@@ -59,6 +59,9 @@ Mapping (the review checklist). Codes in `code^text^system` are ER7 CE values.
 table 0396 patterns `HL7nnnn` / `99zzz` are listed literally in hl7apy: both show up as
 validation *warnings*, never errors. All text is escaped (\\F\\ \\S\\ \\T\\ \\R\\ \\E\\) here, not left
 to hl7apy, which would parse an unescaped `^` in a name as a component separator.
+
+The public builders (`start_ref`, `add_referral_info`, `add_providers`, `add_note`, `build_ref`,
+`encode`) are shared with followup_to_hl7v2, whose REF^I13/I14 use the same structure.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ from enum import StrEnum
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message, Segment
 
-from hub.messages import Alert, HubIdentity, Recipient, Urgency, Vulnerability
+from hub.messages import Alert, HubIdentity, Organisation, Recipient, Urgency, Vulnerability
 from hub.transforms.alert_to_referral import (
     PNC_ID_SYSTEM,
     VULNERABILITY_LABELS,
@@ -86,6 +89,8 @@ SENDING_APPLICATION = "LD_HUB"
 CHARACTER_SET = "UNICODE UTF-8"
 MAX_CONTROL_ID = 20  # HL7 v2.5 MSH-10 is ST(20)
 LOCAL_VULNERABILITY_SYSTEM = "99LDV"  # table 0396 "99zzz": a local code system
+PENDING = "P^Pending^HL70283"
+REMARK = "RE^Remark^HL70364"
 
 _PRIORITY = {Urgency.ROUTINE: "R", Urgency.URGENT: "A", Urgency.EMERGENCY: "S"}
 _PRIORITY_TEXT = {Urgency.ROUTINE: "Routine", Urgency.URGENT: "ASAP", Urgency.EMERGENCY: "STAT"}
@@ -95,7 +100,7 @@ _SEX = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 _ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\"))
 
 
-def _text(value: str) -> str:
+def er7_text(value: str) -> str:
     """`value` as one ER7 leaf: separators escaped, line breaks folded to spaces (ST/XPN/XAD
     components cannot hold one)."""
     for char, sequence in _ESCAPES:
@@ -103,7 +108,7 @@ def _text(value: str) -> str:
     return " ".join(value.split())
 
 
-def _components(*parts: str) -> str:
+def er7_components(*parts: str) -> str:
     return "^".join(parts).rstrip("^")
 
 
@@ -114,54 +119,133 @@ def hl7_timestamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
 
 
+def control_id_from_request_id(request_id: str) -> str:
+    """A 20-character MSH-10 from a delivery's (uuid5) X-Request-Id: its first 80 bits. Stable
+    across retries, as HL7 original-mode resends reuse the control id; the MLLP sender derives
+    the MSA-2 it waits for from the job's request id the same way."""
+    return uuid.UUID(request_id).hex[:MAX_CONTROL_ID]
+
+
 def control_id_for(ids: ReferralIds) -> str:
-    """A 20-character MSH-10 for one referral: the first 80 bits of its (uuid5) request id.
-    Stable across retries, as HL7 original-mode resends reuse the control id."""
-    return uuid.UUID(ids.request_id).hex[:MAX_CONTROL_ID]
+    """MSH-10 of the message that delivers `ids` (a referral's or a follow-up's)."""
+    return control_id_from_request_id(ids.request_id)
 
 
 def render_ref_i12(alert: Alert, *, recipient: Recipient, hub: HubIdentity, control_id: str) -> str:
     """The REF^I12 for one alert and one recipient, ER7-encoded, each segment ending in `\\r`."""
-    if not control_id or len(control_id) > MAX_CONTROL_ID or not control_id.isprintable():
-        raise ValueError(f"control_id must be 1-{MAX_CONTROL_ID} printable characters")
-    at = hl7_timestamp(alert.sent_at)
-    bundle_id = referral_ids(alert.alert_id, recipient.endpoint).bundle_id
-    message = Message("REF_I12", version=HL7_VERSION, validation_level=VALIDATION_LEVEL.STRICT)
+    return encode(build_ref(alert, recipient=recipient, hub=hub, control_id=control_id))
 
-    msh = message.msh
-    msh.msh_3 = SENDING_APPLICATION
-    msh.msh_4 = _text(hub.ods_code)
-    msh.msh_6 = _text(recipient.ods_code)
-    msh.msh_7 = at
-    msh.msh_9 = MESSAGE_TYPE
-    msh.msh_10 = _text(control_id)
-    msh.msh_11 = "P"
-    msh.msh_12 = HL7_VERSION
-    msh.msh_18 = CHARACTER_SET
 
-    rf1 = message.add_segment("RF1")
-    rf1.rf1_1 = "P^Pending^HL70283"
-    rf1.rf1_2 = f"{_PRIORITY[alert.urgency]}^{_PRIORITY_TEXT[alert.urgency]}^HL70280"
-    rf1.rf1_6 = _components(bundle_id, _text(hub.ods_code))
-    rf1.rf1_7 = at
-    rf1.rf1_11 = _components(_text(alert.alert_id), _text(alert.source.organisation.code))
-
-    organisation = alert.source.organisation
-    _provider(message, "RP^Referring Provider^HL70286", organisation.name, organisation.code)
-    _provider(
-        message,
-        "RT^Referred to Provider^HL70286",
-        recipient.organisation_name,
-        recipient.ods_code,
+def build_ref(
+    alert: Alert,
+    *,
+    recipient: Recipient,
+    hub: HubIdentity,
+    control_id: str,
+    message_type: str = MESSAGE_TYPE,
+    status: str | None = PENDING,
+) -> Message:
+    """The REF_I12-structured message for a whole alert, not yet validated (`encode` does):
+    the REF^I13 of an update is this with another MSH-9 and RF1-1, and may add NTEs."""
+    at, source = alert.sent_at, alert.source
+    message = start_ref(
+        message_type=message_type, control_id=control_id, at=at, recipient=recipient, hub=hub
     )
+    add_referral_info(
+        message,
+        alert_id=alert.alert_id,
+        source_code=source.organisation.code,
+        recipient=recipient,
+        hub=hub,
+        status=status,
+        urgency=alert.urgency,
+        effective=at,
+    )
+    add_providers(message, referrer=source.organisation, recipient=recipient)
     _pid(message, alert)
     for set_id, vulnerability in enumerate(alert.vulnerabilities, start=1):
         _dg1(message, set_id, vulnerability)
     notes = [v for v in alert.vulnerabilities if v.detail.strip()]
     for set_id, vulnerability in enumerate(notes, start=1):
-        _nte(message, set_id, vulnerability)
+        label = VULNERABILITY_LABELS[vulnerability.type]
+        lines = [line.strip() for line in vulnerability.detail.splitlines() if line.strip()]
+        add_note(message, set_id, [f"{label}: {lines[0]}", *lines[1:]])
+    return message
 
-    message.validate()  # STRICT: raises hl7apy ValidationError on the first structural error
+
+def start_ref(
+    *, message_type: str, control_id: str, at: datetime, recipient: Recipient, hub: HubIdentity
+) -> Message:
+    """A REF_I12-structured message holding only its MSH."""
+    if not control_id or len(control_id) > MAX_CONTROL_ID or not control_id.isprintable():
+        raise ValueError(f"control_id must be 1-{MAX_CONTROL_ID} printable characters")
+    message = Message("REF_I12", version=HL7_VERSION, validation_level=VALIDATION_LEVEL.STRICT)
+    msh = message.msh
+    msh.msh_3 = SENDING_APPLICATION
+    msh.msh_4 = er7_text(hub.ods_code)
+    msh.msh_6 = er7_text(recipient.ods_code)
+    msh.msh_7 = hl7_timestamp(at)
+    msh.msh_9 = message_type
+    msh.msh_10 = er7_text(control_id)
+    msh.msh_11 = "P"
+    msh.msh_12 = HL7_VERSION
+    msh.msh_18 = CHARACTER_SET
+    return message
+
+
+def add_referral_info(
+    message: Message,
+    *,
+    alert_id: str,
+    source_code: str,
+    recipient: Recipient,
+    hub: HubIdentity,
+    status: str | None,
+    urgency: Urgency | None = None,
+    effective: datetime | None = None,
+) -> None:
+    """RF1: RF1-6 is always the referral's own id (its FHIR Bundle id), whichever message."""
+    rf1 = message.add_segment("RF1")
+    if status is not None:
+        rf1.rf1_1 = status
+    if urgency is not None:
+        rf1.rf1_2 = f"{_PRIORITY[urgency]}^{_PRIORITY_TEXT[urgency]}^HL70280"
+    bundle_id = referral_ids(alert_id, recipient.endpoint).bundle_id
+    rf1.rf1_6 = er7_components(bundle_id, er7_text(hub.ods_code))
+    if effective is not None:
+        rf1.rf1_7 = hl7_timestamp(effective)
+    rf1.rf1_11 = er7_components(er7_text(alert_id), er7_text(source_code))
+
+
+def add_providers(message: Message, *, referrer: Organisation, recipient: Recipient) -> None:
+    # HL7 v2.5 PRD has no organisation-name field; PRD-2 (provider name, XPN) carries it as the
+    # family-name component, and PRD-7 the ODS code as a practitioner id (type "ODS", local to
+    # the user-defined table 0338).
+    for role, name, ods_code in (
+        ("RP^Referring Provider^HL70286", referrer.name, referrer.code),
+        ("RT^Referred to Provider^HL70286", recipient.organisation_name, recipient.ods_code),
+    ):
+        prd = message.add_group("REF_I12_PROVIDER_CONTACT").add_segment("PRD")
+        prd.prd_1 = role
+        prd.prd_2 = er7_text(name)
+        prd.prd_7 = er7_components(er7_text(ods_code), "ODS")
+
+
+def add_note(message: Message, set_id: int, lines: list[str], comment_type: str = REMARK) -> None:
+    """A message-level NTE from the placer: one NTE-3 repetition per line."""
+    nte = message.add_segment("NTE")
+    nte.nte_1 = str(set_id)
+    nte.nte_2 = "P"
+    for line in lines:
+        # A "~" in a field assignment is not split into repetitions by hl7apy: add each one.
+        nte.add_field("NTE_3").value = er7_text(line)
+    nte.nte_4 = comment_type
+
+
+def encode(message: Message) -> str:
+    """Validate at STRICT (raises hl7apy ValidationError on the first structural error) and
+    ER7-encode, each segment ending in `\\r`."""
+    message.validate()
     return "".join(f"{segment.to_er7()}\r" for segment in _segments(message))
 
 
@@ -175,67 +259,49 @@ def _segments(element: Message | Segment) -> list[Segment]:
     return found
 
 
-def _provider(message: Message, role: str, name: str, ods_code: str) -> None:
-    # HL7 v2.5 PRD has no organisation-name field; PRD-2 (provider name, XPN) carries it as the
-    # family-name component, and PRD-7 the ODS code as a practitioner id (type "ODS", local to
-    # the user-defined table 0338).
-    prd = message.add_group("REF_I12_PROVIDER_CONTACT").add_segment("PRD")
-    prd.prd_1 = role
-    prd.prd_2 = _text(name)
-    prd.prd_7 = _components(_text(ods_code), "ODS")
-
-
 def _pid(message: Message, alert: Alert) -> None:
     person = alert.person
     pid = message.add_segment("PID")
     pid.pid_1 = "1"
     identifiers: list[str] = []
     if person.nhs_number:
-        identifiers.append(f"{_text(person.nhs_number)}^^^NHS^NH")
+        identifiers.append(f"{er7_text(person.nhs_number)}^^^NHS^NH")
     if person.pnc_id:
-        identifiers.append(f"{_text(person.pnc_id)}^^^PNC&{_text(PNC_ID_SYSTEM)}&URI^PN")
+        identifiers.append(f"{er7_text(person.pnc_id)}^^^PNC&{er7_text(PNC_ID_SYSTEM)}&URI^PN")
     if not identifiers:
         source = alert.source
-        identifiers.append(f"{_text(source.reference)}^^^{_text(source.organisation.code)}^VN")
+        identifiers.append(
+            f"{er7_text(source.reference)}^^^{er7_text(source.organisation.code)}^VN"
+        )
     for identifier in identifiers:
         # A "~" in a field assignment is not split into repetitions by hl7apy: add each one.
         pid.add_field("PID_3").value = identifier
-    given = [_text(g) for g in person.name.given]
-    pid.pid_5 = _components(_text(person.name.family), given[0], " ".join(given[1:]))
+    given = [er7_text(g) for g in person.name.given]
+    pid.pid_5 = er7_components(er7_text(person.name.family), given[0], " ".join(given[1:]))
     pid.pid_7 = person.date_of_birth.strftime("%Y%m%d")
     pid.pid_8 = _SEX[person.sex]
     if person.address is not None:
-        lines = [_text(line) for line in person.address.lines]
-        pid.pid_11 = _components(
+        lines = [er7_text(line) for line in person.address.lines]
+        pid.pid_11 = er7_components(
             *(lines[:3] + [""] * (3 - len(lines[:3]))),
             ", ".join(lines[3:]),
-            _text(person.address.postcode),
+            er7_text(person.address.postcode),
         )
 
 
 def _dg1(message: Message, set_id: int, vulnerability: Vulnerability) -> None:
-    local = (str(vulnerability.type), _text(VULNERABILITY_LABELS[vulnerability.type]))
+    local = (str(vulnerability.type), er7_text(VULNERABILITY_LABELS[vulnerability.type]))
     snomed = VULNERABILITY_SNOMED.get(vulnerability.type)
     if snomed is not None:
-        code = _components(snomed[0], _text(snomed[1]), "SCT", *local, LOCAL_VULNERABILITY_SYSTEM)
+        code = er7_components(
+            snomed[0], er7_text(snomed[1]), "SCT", *local, LOCAL_VULNERABILITY_SYSTEM
+        )
     else:
-        code = _components(*local, LOCAL_VULNERABILITY_SYSTEM)
+        code = er7_components(*local, LOCAL_VULNERABILITY_SYSTEM)
     dg1 = message.add_segment("DG1")
     dg1.dg1_1 = str(set_id)
     dg1.dg1_3 = code
     dg1.dg1_6 = "W"
-
-
-def _nte(message: Message, set_id: int, vulnerability: Vulnerability) -> None:
-    label = VULNERABILITY_LABELS[vulnerability.type]
-    lines = [line.strip() for line in vulnerability.detail.splitlines() if line.strip()]
-    nte = message.add_segment("NTE")
-    nte.nte_1 = str(set_id)
-    nte.nte_2 = "P"
-    for number, line in enumerate(lines):
-        text = f"{label}: {line}" if number == 0 else line
-        nte.add_field("NTE_3").value = _text(text)
-    nte.nte_4 = "RE^Remark^HL70364"
 
 
 # --- the answer -------------------------------------------------------------------------------
