@@ -10,7 +10,6 @@ import pytest
 
 from hub.delivery import Verdict, classify
 from hub.errors import PermanentError, TransientError
-from hub.payloads import hl7v2_control_id
 from hub.ports import DeliveryJob, HttpResult, ReferralRecord
 from hub.senders import (
     FhirRestSender,
@@ -19,6 +18,7 @@ from hub.senders import (
     WebhookSender,
     WebhookTarget,
 )
+from hub.transforms.referral_to_ref_i12 import control_id_from_request_id
 from hub.transforms.referral_to_webhook import signature
 
 pytestmark = pytest.mark.unit
@@ -132,10 +132,18 @@ class FakeMllp:
         return f"{msh}\rMSA|{self.code}|{control_id}|text\r"
 
 
+MLLP_REFERRAL = ReferralRecord(
+    bundle_id="b-2",
+    alert_id="alert-1",
+    endpoint="leeds-pas",
+    request_id="6f1c7a52-98d1-4e6b-a1f4-5d2e8c7b9a01",
+)
+
+
 def mllp_job(control_id: str) -> DeliveryJob:
     message = f"MSH|^~\\&|LD_HUB|X26HUB||XLP01|20261123093000||REF^I12^REF_I12|{control_id}|P|2.5\r"
     return DeliveryJob(
-        referral=REFERRAL,
+        referral=MLLP_REFERRAL,
         body=message.encode(),
         content_type="x-application/hl7-v2+er7; charset=utf-8",
     )
@@ -145,7 +153,8 @@ def mllp_job(control_id: str) -> DeliveryJob:
     ("code", "outcome"), [("AA", None), ("AE", TransientError), ("AR", PermanentError)]
 )
 def test_the_mllp_sender_judges_the_ack(code: str, outcome: type[Exception] | None) -> None:
-    control_id = hl7v2_control_id(REFERRAL.alert_id, REFERRAL.endpoint)
+    # MSH-10 comes from the job's own X-Request-Id, so follow-ups' ACKs match too.
+    control_id = control_id_from_request_id(MLLP_REFERRAL.request_id)
     client = FakeMllp(code)
     sender = Hl7v2MllpSender(host="pas", port=2575, timeout_seconds=2, client=client)
 
