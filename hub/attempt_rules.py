@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 
 ATTEMPT_RESULTS = frozenset({"delivered", "transient", "permanent", "withheld"})
+# Outcome statuses the hub itself sends: none of them answers an overdue referral.
+NOT_FROM_THE_SERVICE = ("received", "rejected", "overdue")
 _CODE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 

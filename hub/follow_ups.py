@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 
 from hub.adapters.rabbitmq import WORK_EXCHANGE, delivery_queue
 from hub.change_contracts import message_id_field
@@ -166,16 +167,17 @@ class FollowUpIntake:
                 change_id=follow_up.change_id,
             )
             jobs.append((message, self._followup_payload(follow_up, endpoint)))
-        added: list[str] = []
+        added: dict[str, int] = {}
         if follow_up.alert is not None:
             added = self._newly_selected(follow_up.alert, have)
-            for endpoint in added:
+            for endpoint, service_level in added.items():
                 ids = referral_ids(follow_up.alert_id, endpoint)
                 referral = ReferralRecord(
                     bundle_id=ids.bundle_id,
                     alert_id=follow_up.alert_id,
                     endpoint=endpoint,
                     request_id=ids.request_id,
+                    due_at=now + timedelta(seconds=service_level),
                 )
                 jobs.append((referral, self._referral_payload(follow_up.alert, endpoint)))
         consent = follow_up.consent
@@ -209,7 +211,7 @@ class FollowUpIntake:
             "endpoints": [m.endpoint for m in messages if m.kind != "new"],
         }
         if added:
-            detail["added_endpoints"] = added
+            detail["added_endpoints"] = list(added)
         if follow_up.cancellation is not None:
             detail["reason"] = str(follow_up.cancellation)
             detail["status"] = CANCELLED_STATUS[follow_up.cancellation]
@@ -225,7 +227,9 @@ class FollowUpIntake:
         )
         log.info(event, alert_id=follow_up.alert_id, messages=len(messages), added=len(added))
 
-    def _newly_selected(self, alert: Alert, have: list[str]) -> list[str]:
+    def _newly_selected(self, alert: Alert, have: list[str]) -> dict[str, int]:
+        """Endpoints the new content selects that have no referral yet, with their service
+        levels (seconds)."""
         decision = select_endpoints(
             self.routes,
             source_kind=str(alert.source.kind),
@@ -234,7 +238,7 @@ class FollowUpIntake:
             pathway=str(alert.pathway),
             urgency=str(alert.urgency),
         )
-        return [e for e in decision.endpoints if e not in have]
+        return {e: decision.service_levels[e] for e in decision.endpoints if e not in have}
 
     def _followup_payload(self, follow_up: FollowUp, endpoint: str) -> Callable[[], Payload]:
         render = self.followup_renderers[endpoint]

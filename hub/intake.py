@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 
 from hub.adapters.rabbitmq import OUTCOMES_EXCHANGE, WORK_EXCHANGE, delivery_queue
 from hub.change_contracts import parse_justice_message
@@ -234,6 +235,7 @@ class IntakeStage:
                 alert_id=alert.alert_id,
                 endpoint=endpoint,
                 request_id=ids.request_id,
+                due_at=now + timedelta(seconds=decision.service_levels[endpoint]),
             )
             for endpoint in decision.endpoints
             for ids in [referral_ids(alert.alert_id, endpoint)]

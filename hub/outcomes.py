@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from hub.adapters.rabbitmq import OUTCOMES_EXCHANGE
+from hub.attempt_rules import NOT_FROM_THE_SERVICE
 from hub.contracts import validate_outcome
 from hub.errors import HubError, InvalidMessage, PermanentError
 from hub.log import bind_correlation, get_logger
@@ -144,6 +145,33 @@ def return_outcome(
     return outcome
 
 
+def resolve_overdue(ledger: Ledger, referral: ReferralRecord, *, status: str, clock: Clock) -> None:
+    """After a service's outcome: if its referral was reported overdue, record (once) that it
+    is answered now, for operators."""
+    if status in NOT_FROM_THE_SERVICE:
+        return
+    resolved = ledger.resolve_overdue(referral.alert_id, referral.endpoint, at=clock())
+    if resolved is None:
+        return
+    ledger.add_event(
+        JourneyEvent(
+            alert_id=resolved.alert_id,
+            at=clock(),
+            stage="outcome",
+            event="referral_overdue_resolved",
+            endpoint=resolved.endpoint,
+            detail={"bundle_id": resolved.bundle_id, "status": status},
+        )
+    )
+    log.info(
+        "referral_overdue_resolved",
+        alert_id=resolved.alert_id,
+        endpoint=resolved.endpoint,
+        bundle_id=resolved.bundle_id,
+        status=status,
+    )
+
+
 class OutcomeStage:
     name = "outcome"
 
@@ -194,6 +222,7 @@ class OutcomeStage:
             status=str(outcome.status),
             detail_shared=bool(outcome.detail),
         )
+        resolve_overdue(self.ledger, referral, status=str(outcome.status), clock=self.clock)
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         log.warning(

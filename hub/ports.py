@@ -102,6 +102,9 @@ class ReferralRecord:
     kind: str = "new"  # the referral itself, or a follow-up: hub.messages.ChangeKind
     change_id: str | None = None  # the follow-up message it carries
     created_at: datetime | None = None  # set by the ledger; orders one endpoint's messages
+    due_at: datetime | None = None  # the referral's service level: an outcome is due by then
+    overdue_at: datetime | None = None  # when the hub told the justice side it was overdue
+    overdue_resolved_at: datetime | None = None  # when the service's first outcome came after
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,27 @@ class Ledger(Protocol):
         already stored): a consent recorded no earlier than the one in force replaces it, a
         cancellation is kept once, urgency and pathway follow an update. `applied` as in
         mark_routed: False before the messages are published, True once all are confirmed."""
+        ...
+
+    def overdue_due(self, now: datetime) -> list[ReferralRecord]:
+        """Referrals (kind new) past their due_at, not yet marked overdue, with no outcome from
+        their service (to the referral or any follow-up of it), not withheld, alert not
+        cancelled: the ones to report overdue now. Oldest due first."""
+        ...
+
+    def mark_overdue(self, bundle_id: str, *, at: datetime) -> bool:
+        """Set overdue_at once; True only for the call that set it (competing hubs agree)."""
+        ...
+
+    def resolve_overdue(
+        self, alert_id: str, endpoint: str, *, at: datetime
+    ) -> ReferralRecord | None:
+        """Set overdue_resolved_at on the alert's overdue referral to `endpoint` once; the
+        referral for the call that set it, else None."""
+        ...
+
+    def count_overdue(self) -> int:
+        """Referrals overdue and not yet resolved."""
         ...
 
     def record_attempt(

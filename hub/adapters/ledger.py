@@ -14,7 +14,8 @@ the database discloses nothing about a person. Concretely:
     hub_rejections  alert_id, source_kind, organisation_code, reference, problem_count,
                     problem_paths (dotted field paths only: the problem text is not kept), at
     hub_referrals   bundle_id, alert_id, endpoint, request_id, state, attempts, delivered_at,
-                    kind (new | update | cancellation | consent), change_id, created_at
+                    kind (new | update | cancellation | consent), change_id, created_at,
+                    due_at, overdue_at, overdue_resolved_at
     hub_changes     change_id, alert_id, kind, body_sha256, received_at, state (follow-ups)
     hub_attempts    bundle_id, at, result, http_status, reason_code, duration_ms (append-only;
                     the caller's free-text `detail` is kept only when it is a bare code)
@@ -40,7 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
-from hub.attempt_rules import ATTEMPT_RESULTS, reason_code
+from hub.attempt_rules import ATTEMPT_RESULTS, NOT_FROM_THE_SERVICE, reason_code
 from hub.errors import ConfigError, TransientError
 from hub.messages import Problem
 from hub.ports import (
@@ -139,6 +140,9 @@ referrals_table = sa.Table(
     sa.Column("kind", sa.String(16), nullable=False, server_default="new"),
     sa.Column("change_id", sa.String(_ID), nullable=True),
     sa.Column("created_at", _UtcDateTime, nullable=True),
+    sa.Column("due_at", _UtcDateTime, nullable=True),
+    sa.Column("overdue_at", _UtcDateTime, nullable=True),
+    sa.Column("overdue_resolved_at", _UtcDateTime, nullable=True),
 )
 
 changes_table = sa.Table(
@@ -453,6 +457,76 @@ class SqlLedger:
         with self._translated("oldest_undelivered"), self._engine.connect() as conn:
             return {row[0]: as_utc(row[1]) for row in conn.execute(query) if row[1] is not None}
 
+    def overdue_due(self, now: datetime) -> list[ReferralRecord]:
+        ref, alerts, out = referrals_table.c, alerts_table.c, outcomes_table.c
+        sibling = referrals_table.alias("sibling")
+        answered = (
+            sa.select(sa.literal(1))
+            .select_from(outcomes_table.join(sibling, sibling.c.bundle_id == out.bundle_id))
+            .where(
+                sibling.c.alert_id == ref.alert_id,
+                sibling.c.endpoint == ref.endpoint,
+                out.status.not_in(NOT_FROM_THE_SERVICE),
+            )
+            .exists()
+        )
+        query = (
+            sa.select(referrals_table)
+            .join(alerts_table, alerts.alert_id == ref.alert_id)
+            .where(
+                ref.kind == "new",
+                ref.due_at.is_not(None),
+                ref.due_at <= sa.literal(as_utc(now), _UtcDateTime()),
+                ref.overdue_at.is_(None),
+                ref.state != ReferralState.WITHHELD.value,
+                alerts.cancelled.is_(None),
+                ~answered,
+            )
+            .order_by(ref.due_at, ref.bundle_id)
+        )
+        with self._translated("overdue_due"), self._engine.connect() as conn:
+            return [_referral_record(row._mapping) for row in conn.execute(query)]
+
+    def mark_overdue(self, bundle_id: str, *, at: datetime) -> bool:
+        col = referrals_table.c
+        with self._translated("mark_overdue"), self._engine.begin() as conn:
+            changed = conn.execute(
+                referrals_table.update()
+                .where(col.bundle_id == bundle_id, col.overdue_at.is_(None))
+                .values(overdue_at=as_utc(at))
+            ).rowcount
+        return changed == 1
+
+    def resolve_overdue(
+        self, alert_id: str, endpoint: str, *, at: datetime
+    ) -> ReferralRecord | None:
+        col = referrals_table.c
+        where = (
+            col.alert_id == alert_id,
+            col.endpoint == endpoint,
+            col.kind == "new",
+            col.overdue_at.is_not(None),
+            col.overdue_resolved_at.is_(None),
+        )
+        with self._translated("resolve_overdue", alert_id=alert_id), self._engine.begin() as conn:
+            row = conn.execute(sa.select(col.bundle_id).where(*where)).first()
+            if row is None:
+                return None
+            changed = conn.execute(
+                referrals_table.update()
+                .where(col.bundle_id == row[0], *where[3:])
+                .values(overdue_resolved_at=as_utc(at))
+            ).rowcount
+            return _get_referral(conn, row[0]) if changed == 1 else None
+
+    def count_overdue(self) -> int:
+        col = referrals_table.c
+        query = sa.select(sa.func.count()).where(
+            col.overdue_at.is_not(None), col.overdue_resolved_at.is_(None)
+        )
+        with self._translated("count_overdue"), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def record_attempt(
         self,
         bundle_id: str,
@@ -763,6 +837,9 @@ def _referral_row(referral: ReferralRecord, created_at: datetime) -> dict[str, A
         "kind": referral.kind,
         "change_id": referral.change_id,
         "created_at": as_utc(referral.created_at or created_at),
+        "due_at": None if referral.due_at is None else as_utc(referral.due_at),
+        "overdue_at": None,
+        "overdue_resolved_at": None,
     }
 
 
@@ -778,6 +855,9 @@ def _referral_record(row: Any) -> ReferralRecord:
         kind=row["kind"],
         change_id=row["change_id"],
         created_at=row["created_at"],
+        due_at=row["due_at"],
+        overdue_at=row["overdue_at"],
+        overdue_resolved_at=row["overdue_resolved_at"],
     )
 
 

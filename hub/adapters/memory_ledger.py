@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from hub.attempt_rules import ATTEMPT_RESULTS, reason_code
+from hub.attempt_rules import ATTEMPT_RESULTS, NOT_FROM_THE_SERVICE, reason_code
 from hub.messages import Problem
 from hub.ports import (
     AlertFacts,
@@ -193,6 +193,59 @@ class MemoryLedger:
             if applied:
                 self._changes[change_id] = replace(change, state=ChangeState.APPLIED)
 
+    def overdue_due(self, now: datetime) -> list[ReferralRecord]:
+        now = _as_utc(now)
+        with self._lock:
+            answered = {
+                (r.alert_id, r.endpoint)
+                for o in self._outcomes.values()
+                if o.status not in NOT_FROM_THE_SERVICE
+                and (r := self._referrals.get(o.bundle_id or "")) is not None
+            }
+            due = [
+                r
+                for r in self._referrals.values()
+                if r.kind == "new"
+                and r.due_at is not None
+                and r.due_at <= now
+                and r.overdue_at is None
+                and r.state is not ReferralState.WITHHELD
+                and not self._alerts[r.alert_id].cancelled
+                and (r.alert_id, r.endpoint) not in answered
+            ]
+        return sorted(due, key=lambda r: (r.due_at or now, r.bundle_id))
+
+    def mark_overdue(self, bundle_id: str, *, at: datetime) -> bool:
+        at = _as_utc(at)
+        with self._lock:
+            referral = self._referrals.get(bundle_id)
+            if referral is None or referral.overdue_at is not None:
+                return False
+            self._referrals[bundle_id] = replace(referral, overdue_at=at)
+            return True
+
+    def resolve_overdue(
+        self, alert_id: str, endpoint: str, *, at: datetime
+    ) -> ReferralRecord | None:
+        at = _as_utc(at)
+        with self._lock:
+            for bundle_id, r in self._referrals.items():
+                if (r.alert_id, r.endpoint, r.kind) == (alert_id, endpoint, "new") and (
+                    r.overdue_at is not None and r.overdue_resolved_at is None
+                ):
+                    resolved = replace(r, overdue_resolved_at=at)
+                    self._referrals[bundle_id] = resolved
+                    return resolved
+        return None
+
+    def count_overdue(self) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self._referrals.values()
+                if r.overdue_at is not None and r.overdue_resolved_at is None
+            )
+
     def get_alert(self, alert_id: str) -> AlertRecord | None:
         with self._lock:
             return self._alerts.get(alert_id)
@@ -329,6 +382,9 @@ def _stored_referral(referral: ReferralRecord, created_at: datetime) -> Referral
         state=ReferralState(referral.state),
         delivered_at=None if delivered_at is None else _as_utc(delivered_at),
         created_at=_as_utc(referral.created_at or created_at),
+        due_at=None if referral.due_at is None else _as_utc(referral.due_at),
+        overdue_at=None,
+        overdue_resolved_at=None,
     )
 
 

@@ -16,6 +16,14 @@ YAML), and `select_endpoints` only looks at the values it is given.
           urgency: [emergency]    #   routine | urgent | emergency: any of them
         send_to: [leeds-yot-health]   # configured endpoint names (non-empty)
         continue: false           # optional; true = keep trying later rules, endpoints accumulate
+        service_levels: {urgent: 2h}  # optional; overrides the defaults below for this rule
+    service_levels:               # optional: how long a service has to send an outcome, by
+      routine: 72h                #   urgency (defaults 72h / 4h / 1h); 30m, 4h, 3d…
+      urgent: 4h
+      emergency: 1h
+
+A referral with no outcome from its service once its service level has passed is overdue (see
+hub/overdue.py). An endpoint named by several matched rules gets the shortest of their levels.
 
 First matching rule wins, unless it says `continue: true`. When no rule matches, the decision
 says so explicitly: `used_default=True`, `rules=('default',)`.
@@ -24,7 +32,7 @@ says so explicitly: `used_default=True`, `rules=('default',)`.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hub.messages import Pathway, SourceKind, Urgency, VulnerabilityType
@@ -35,6 +43,20 @@ DEFAULT_RULE = "default"  # the name a decision reports when no rule matched
 Locate = Callable[[tuple[str | int, ...]], str]
 
 _NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+_DURATION = r"^[1-9][0-9]{0,5}[mhd]$"
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+
+# How long a service has to send an outcome before the referral is overdue, by urgency.
+DEFAULT_SERVICE_LEVELS: Mapping[Urgency, int] = {
+    Urgency.ROUTINE: 72 * 3600,
+    Urgency.URGENT: 4 * 3600,
+    Urgency.EMERGENCY: 3600,
+}
+
+
+def duration_seconds(text: str) -> int:
+    """ "30m" → 1800, "4h" → 14400, "3d" → 259200 (text that passed the schema's pattern)."""
+    return int(text[:-1]) * _UNIT_SECONDS[text[-1]]
 
 
 def _values(enum: Iterable[Any]) -> list[str]:
@@ -53,8 +75,21 @@ ROUTES_SCHEMA: dict[str, Any] = {
     "properties": {
         "default": _list_of({"type": "string", "minLength": 1}),
         "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
+        "service_levels": {"$ref": "#/$defs/service_levels"},
     },
     "$defs": {
+        "service_levels": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                urgency: {
+                    "type": "string",
+                    "pattern": _DURATION,
+                    "x-hint": "a duration such as 30m, 4h or 3d",
+                }
+                for urgency in _values(Urgency)
+            },
+        },
         "rule": {
             "type": "object",
             "additionalProperties": False,
@@ -68,6 +103,7 @@ ROUTES_SCHEMA: dict[str, Any] = {
                 "match": {"$ref": "#/$defs/match"},
                 "send_to": _list_of({"type": "string", "minLength": 1}),
                 "continue": {"type": "boolean"},
+                "service_levels": {"$ref": "#/$defs/service_levels"},
             },
         },
         "match": {
@@ -120,12 +156,16 @@ class Rule:
     match: Match
     send_to: tuple[str, ...]
     continue_: bool = False  # YAML `continue`: later rules are evaluated too
+    service_levels: Mapping[Urgency, int] = field(default_factory=dict)  # seconds; overrides
 
 
 @dataclass(frozen=True, slots=True)
 class RouteTable:
     default: tuple[str, ...]
     rules: tuple[Rule, ...] = ()
+    service_levels: Mapping[Urgency, int] = field(
+        default_factory=lambda: dict(DEFAULT_SERVICE_LEVELS)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +173,9 @@ class RouteDecision:
     endpoints: tuple[str, ...]  # de-duplicated, in the order the rules named them
     rules: tuple[str, ...]  # names of the matched rules, or ('default',)
     used_default: bool
+    # Per endpoint: seconds its service has to send an outcome (the shortest of the levels of
+    # the rules that named it, for this alert's urgency).
+    service_levels: Mapping[str, int] = field(default_factory=dict, compare=False)
 
 
 def select_endpoints(
@@ -147,6 +190,8 @@ def select_endpoints(
     """Pick the endpoints for one alert. Pure: same table and facts, same decision."""
     endpoints: list[str] = []
     matched: list[str] = []
+    default_level = table.service_levels[Urgency(urgency)]
+    levels: dict[str, int] = {}
     for rule in table.rules:
         if rule.match.matches(
             source_kind=source_kind,
@@ -157,11 +202,22 @@ def select_endpoints(
         ):
             matched.append(rule.name)
             endpoints.extend(rule.send_to)
+            level = rule.service_levels.get(Urgency(urgency), default_level)
+            for endpoint in rule.send_to:
+                levels[endpoint] = min(levels.get(endpoint, level), level)
             if not rule.continue_:
                 break
     if not matched:
-        return RouteDecision(_unique(table.default), (DEFAULT_RULE,), used_default=True)
-    return RouteDecision(_unique(endpoints), tuple(matched), used_default=False)
+        default = _unique(table.default)
+        return RouteDecision(
+            default,
+            (DEFAULT_RULE,),
+            used_default=True,
+            service_levels={e: default_level for e in default},
+        )
+    return RouteDecision(
+        _unique(endpoints), tuple(matched), used_default=False, service_levels=levels
+    )
 
 
 def _unique(names: Iterable[str]) -> tuple[str, ...]:
@@ -217,7 +273,12 @@ def build_route_table(data: Mapping[str, Any]) -> RouteTable:
     return RouteTable(
         default=tuple(data["default"]),
         rules=tuple(_build_rule(rule) for rule in data.get("rules", ())),
+        service_levels={**DEFAULT_SERVICE_LEVELS, **_levels(data.get("service_levels", {}))},
     )
+
+
+def _levels(data: Mapping[str, str]) -> dict[Urgency, int]:
+    return {Urgency(urgency): duration_seconds(text) for urgency, text in data.items()}
 
 
 def _build_rule(rule: Mapping[str, Any]) -> Rule:
@@ -233,4 +294,5 @@ def _build_rule(rule: Mapping[str, Any]) -> Rule:
         ),
         send_to=tuple(rule["send_to"]),
         continue_=bool(rule.get("continue", False)),
+        service_levels=_levels(rule.get("service_levels", {})),
     )

@@ -11,12 +11,11 @@ the pipeline writes, so the pipeline's tests assert it, not this suite.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from threading import Barrier
@@ -33,6 +32,9 @@ from hub.ports import (
     AlertFacts,
     AlertState,
     AttemptRecord,
+    ChangeFacts,
+    ChangeState,
+    ConsentFacts,
     JourneyEvent,
     Ledger,
     OutcomeRecord,
@@ -199,7 +201,7 @@ def attempt(
         bundle_id,
         at=T0 + timedelta(seconds=seconds),
         result=result,
-        http_status={"delivered": 200, "transient": 503, "permanent": 422}[result],
+        http_status={"delivered": 200, "transient": 503, "permanent": 422}.get(result),
         detail=f"http_{result}",
         duration_ms=12.5,
     )
@@ -280,7 +282,9 @@ def test_mark_routed_stores_referrals_and_is_idempotent(ledger: CheckedLedger) -
     assert stored.state is AlertState.ROUTED
     assert stored.rule == "adult-west-yorks"
     stored_referrals = [replace(r, created_at=T0) for r in wanted]
-    assert ledger.referrals_for(alert.alert_id) == sorted(stored_referrals, key=lambda r: r.endpoint)
+    assert ledger.referrals_for(alert.alert_id) == sorted(
+        stored_referrals, key=lambda r: r.endpoint
+    )
     assert ledger.get_referral(wanted[0].bundle_id) == stored_referrals[0]
 
 
@@ -563,3 +567,186 @@ def test_oldest_undelivered_is_the_oldest_queued_referral_per_endpoint(
     bundle_id = ledger.referrals_for(alert_id)[0].bundle_id
     attempt(ledger, bundle_id, "delivered")
     assert endpoint not in ledger.oldest_undelivered()
+
+
+# -- follow-ups: updates, cancellations, consent updates ------------------------------------
+
+
+def change(alert_id: str, kind: str = "consent", *, body_sha256: str = "c" * 64) -> ChangeFacts:
+    return ChangeFacts(
+        change_id=new_id("change"),
+        alert_id=alert_id,
+        kind=kind,
+        body_sha256=body_sha256,
+        received_at=T0 + timedelta(minutes=5),
+    )
+
+
+def consent_at(minutes: int, *, status: str = "refused", share: bool = False) -> ConsentFacts:
+    return ConsentFacts(
+        status=status, share_with_justice=share, recorded_at=T0 + timedelta(minutes=minutes)
+    )
+
+
+def test_a_change_is_recorded_once_and_a_different_body_under_its_id_conflicts(
+    ledger: CheckedLedger,
+) -> None:
+    alert_id = routed_alert(ledger)
+    first = change(alert_id)
+
+    seen, stored = ledger.record_change(first)
+    again, _ = ledger.record_change(first)
+    clash, kept = ledger.record_change(replace(first, body_sha256="d" * 64))
+
+    assert (seen, again, clash) == (Seen.NEW, Seen.DUPLICATE, Seen.CONFLICT)
+    assert stored.state is ChangeState.RECEIVED
+    assert kept.facts == first
+
+
+def test_a_change_for_an_unknown_alert_raises_key_error(ledger: CheckedLedger) -> None:
+    with pytest.raises(KeyError):
+        ledger.record_change(change(new_id("alert")))
+
+
+def test_apply_change_stores_its_messages_and_applies_consent_and_cancellation(
+    ledger: CheckedLedger,
+) -> None:
+    alert_id = routed_alert(ledger)
+    consent_change = change(alert_id)
+    ledger.record_change(consent_change)
+    message = replace(referral(alert_id), kind="consent", change_id=consent_change.change_id)
+
+    ledger.apply_change(
+        consent_change.change_id,
+        referrals=[message],
+        at=T0 + timedelta(minutes=6),
+        consent=consent_at(4),
+        applied=False,
+    )
+    ledger.apply_change(
+        consent_change.change_id,
+        referrals=[message],
+        at=T0 + timedelta(minutes=6),
+        consent=consent_at(4),
+    )
+
+    alert = ledger.get_alert(alert_id)
+    assert alert is not None
+    assert (alert.facts.consent_status, alert.facts.share_with_justice) == ("refused", False)
+    assert alert.facts.consent_recorded_at == T0 + timedelta(minutes=4)
+    assert alert.cancelled is None
+    stored = [r for r in ledger.referrals_for(alert_id) if r.kind == "consent"]
+    assert stored == [replace(message, created_at=T0 + timedelta(minutes=6))]
+    assert ledger.record_change(consent_change)[1].state is ChangeState.APPLIED
+
+    cancel = change(alert_id, "cancellation")
+    ledger.record_change(cancel)
+    ledger.apply_change(cancel.change_id, referrals=[], at=T0, cancelled="entered-in-error")
+    ledger.apply_change(cancel.change_id, referrals=[], at=T0, cancelled="revoked")
+    cancelled = ledger.get_alert(alert_id)
+    assert cancelled is not None and cancelled.cancelled == "entered-in-error"  # kept once
+
+
+def test_an_older_consent_never_replaces_a_newer_one(ledger: CheckedLedger) -> None:
+    alert_id = routed_alert(ledger)
+    newer, older = change(alert_id), change(alert_id)
+    for c in (newer, older):
+        ledger.record_change(c)
+
+    ledger.apply_change(newer.change_id, referrals=[], at=T0, consent=consent_at(10))
+    ledger.apply_change(
+        older.change_id,
+        referrals=[],
+        at=T0,
+        consent=consent_at(8, status="given", share=True),
+    )
+
+    alert = ledger.get_alert(alert_id)
+    assert alert is not None
+    assert (alert.facts.consent_status, alert.facts.share_with_justice) == ("refused", False)
+
+
+def test_withheld_is_final_like_failed_and_never_undoes_delivered(ledger: CheckedLedger) -> None:
+    alert_id = routed_alert(ledger, ("leeds-ld", "wakefield-ld"))
+    first, second = ledger.referrals_for(alert_id)
+
+    withheld = attempt(ledger, first.bundle_id, "withheld")
+    attempt(ledger, second.bundle_id, "delivered")
+    still_delivered = attempt(ledger, second.bundle_id, "withheld")
+
+    assert withheld.state is ReferralState.WITHHELD
+    assert still_delivered.state is ReferralState.DELIVERED
+
+
+# -- overdue referrals ---------------------------------------------------------------------
+
+
+def due_alert(ledger: CheckedLedger, *, due_in: timedelta = timedelta(hours=4)) -> ReferralRecord:
+    alert = facts()
+    ledger.record_alert(alert)
+    wanted = replace(referral(alert.alert_id), due_at=T0 + due_in)
+    ledger.mark_routed(alert.alert_id, rule="adult-leeds", referrals=[wanted], at=T0)
+    [stored] = ledger.referrals_for(alert.alert_id)
+    return stored
+
+
+def due_ids(ledger: CheckedLedger, at: datetime) -> list[str]:
+    return [r.bundle_id for r in ledger.overdue_due(at)]
+
+
+def test_a_referral_is_due_once_past_its_service_level_and_reported_once(
+    ledger: CheckedLedger,
+) -> None:
+    r = due_alert(ledger)
+    assert r.due_at == T0 + timedelta(hours=4)
+
+    assert r.bundle_id not in due_ids(ledger, T0 + timedelta(hours=3, minutes=59))
+    assert r.bundle_id in due_ids(ledger, T0 + timedelta(hours=4))
+    assert ledger.mark_overdue(r.bundle_id, at=T0 + timedelta(hours=4)) is True
+    assert ledger.mark_overdue(r.bundle_id, at=T0 + timedelta(hours=5)) is False
+    assert r.bundle_id not in due_ids(ledger, T0 + timedelta(hours=9))
+    assert ledger.count_overdue() >= 1
+
+
+def test_an_outcome_from_the_service_keeps_a_referral_from_falling_due(
+    ledger: CheckedLedger,
+) -> None:
+    answered, received_only = due_alert(ledger), due_alert(ledger)
+    for r, status in ((answered, "accepted"), (received_only, "received")):
+        ledger.record_outcome(
+            outcome_id=new_id("outcome"),
+            alert_id=r.alert_id,
+            bundle_id=r.bundle_id,
+            status=status,
+            at=T0,
+        )
+
+    due = due_ids(ledger, T0 + timedelta(days=1))
+    assert answered.bundle_id not in due
+    assert received_only.bundle_id in due  # `received` is the hub's receipt, not an answer
+
+
+def test_a_cancelled_or_withheld_referral_never_falls_due(ledger: CheckedLedger) -> None:
+    cancelled, withheld = due_alert(ledger), due_alert(ledger)
+    cancel = change(cancelled.alert_id, "cancellation")
+    ledger.record_change(cancel)
+    ledger.apply_change(cancel.change_id, referrals=[], at=T0, cancelled="revoked")
+    attempt(ledger, withheld.bundle_id, "withheld")
+
+    due = due_ids(ledger, T0 + timedelta(days=1))
+    assert cancelled.bundle_id not in due
+    assert withheld.bundle_id not in due
+
+
+def test_an_overdue_referral_is_resolved_once(ledger: CheckedLedger) -> None:
+    r = due_alert(ledger)
+    before = ledger.count_overdue()
+    assert ledger.resolve_overdue(r.alert_id, r.endpoint, at=T0) is None  # not overdue yet
+    ledger.mark_overdue(r.bundle_id, at=T0 + timedelta(hours=4))
+
+    resolved = ledger.resolve_overdue(r.alert_id, r.endpoint, at=T0 + timedelta(hours=5))
+    again = ledger.resolve_overdue(r.alert_id, r.endpoint, at=T0 + timedelta(hours=6))
+
+    assert resolved is not None and resolved.overdue_resolved_at == T0 + timedelta(hours=5)
+    assert again is None
+    assert ledger.count_overdue() == before

@@ -9,6 +9,7 @@ import pytest
 
 from hub.messages import Pathway, SourceKind, Urgency, VulnerabilityType
 from hub.routes import Match, RouteDecision, RouteTable, Rule, select_endpoints
+from hub.routes.rules import build_route_table
 from hub.settings import load_settings
 
 pytestmark = pytest.mark.unit
@@ -200,3 +201,67 @@ def test_select_endpoints_accepts_the_message_enums_as_well_as_strings(shipped: 
         vulnerabilities=[VulnerabilityType.ALCOHOL_MISUSE],
     )
     assert decision.endpoints == ("leeds-dat", "wy-ld")
+
+
+# ---- service levels: how long a service has to answer before a referral is overdue ---------
+
+
+def levels_table(yaml_rules: str) -> RouteTable:
+    import yaml
+
+    return build_route_table(yaml.safe_load(yaml_rules))
+
+
+def test_service_levels_default_to_72h_routine_4h_urgent_and_1h_emergency() -> None:
+    table = levels_table("default: [ld]\n")
+    for urgency, seconds in (("routine", 72 * 3600), ("urgent", 4 * 3600), ("emergency", 3600)):
+        decision = select_endpoints(
+            table,
+            source_kind="custody",
+            organisation="WYP",
+            vulnerabilities=["mental_health"],
+            pathway="adult",
+            urgency=urgency,
+        )
+        assert decision.service_levels == {"ld": seconds}
+
+
+def test_a_rule_overrides_the_service_level_and_the_shortest_wins_for_a_shared_endpoint() -> None:
+    table = levels_table(
+        """
+default: [ld]
+service_levels: {urgent: 6h}
+rules:
+  - name: drugs
+    match: {vulnerability: [substance_misuse]}
+    send_to: [dat, ld]
+    service_levels: {urgent: 2h}
+    continue: true
+  - name: everyone
+    match: {source_kind: custody}
+    send_to: [ld, housing]
+"""
+    )
+    decision = select_endpoints(
+        table,
+        source_kind="custody",
+        organisation="WYP",
+        vulnerabilities=["substance_misuse"],
+        pathway="adult",
+        urgency="urgent",
+    )
+    assert decision.service_levels == {"dat": 7200, "ld": 7200, "housing": 6 * 3600}
+
+
+@pytest.mark.parametrize("text", ["0h", "4", "4 h", "-1h", "1w", "1.5h"])
+def test_a_malformed_service_level_is_a_schema_problem(text: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    from hub.routes.rules import ROUTES_SCHEMA
+
+    errors = list(
+        Draft202012Validator(ROUTES_SCHEMA).iter_errors(
+            {"default": ["ld"], "service_levels": {"urgent": text}}
+        )
+    )
+    assert errors, text
