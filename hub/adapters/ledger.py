@@ -783,6 +783,7 @@ def _create_tables(engine: Engine, tables: sa.MetaData = metadata) -> None:
     for attempt in range(passes):
         try:
             tables.create_all(engine)
+            _add_missing_columns(engine, tables)
             return
         except sa_exc.DBAPIError as exc:
             collided = isinstance(exc, sa_exc.IntegrityError | sa_exc.ProgrammingError) or (
@@ -790,6 +791,28 @@ def _create_tables(engine: Engine, tables: sa.MetaData = metadata) -> None:
             )
             if not collided or attempt == passes - 1:
                 raise
+
+
+def _add_missing_columns(engine: Engine, tables: sa.MetaData) -> None:
+    """Upgrade a database made by an earlier hub: add the columns added since. Only additive
+    changes happen here, and only for columns that may be NULL or have a server default (so
+    rows already stored stay valid); anything else is a ConfigError naming the column."""
+    inspector = sa.inspect(engine)
+    for table in tables.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable and column.server_default is None:
+                raise ConfigError(
+                    [
+                        f"the database's table {table.name} lacks column {column.name}, which "
+                        "this hub cannot add by itself (NOT NULL without a default)"
+                    ]
+                )
+            spec = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {spec}"))
 
 
 def _reason(exc: sa_exc.SQLAlchemyError) -> str:
