@@ -352,9 +352,14 @@ def _trace_text(t: dict[str, Any]) -> str:
             f"  {e['at'][:23]}  {e['stage']:8} {e['event']:24} {e['endpoint'] or ''} {detail}"
         )
     for r in t["referrals"]:
+        what = "referral" if r["kind"] == "new" else r["kind"]
+        due = f"; due {r['due_at'][:16]}" if r["due_at"] else ""
+        overdue = f"; OVERDUE since {r['overdue_at'][:16]}" if r["overdue_at"] else ""
+        if r["overdue_resolved_at"]:
+            overdue += f" (answered {r['overdue_resolved_at'][:16]})"
         lines.append(
-            f"  referral → {r['endpoint']}: {r['state']} after {r['attempts']} attempt(s); "
-            f"bundle {r['bundle_id']} request {r['request_id']}"
+            f"  {what} → {r['endpoint']}: {r['state']} after {r['attempts']} attempt(s); "
+            f"bundle {r['bundle_id']} request {r['request_id']}{due}{overdue}"
         )
         for a in r["attempt_log"]:
             lines.append(

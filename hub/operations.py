@@ -276,6 +276,7 @@ def _trace_alert(ledger: LedgerReader, alert_id: str, store: FailedStore | None)
                 "consent_status": facts.consent_status,
                 "share_with_justice": facts.share_with_justice,
                 "received_at": facts.received_at.isoformat(),
+                "cancelled": record.cancelled,
             }
         )
     else:
@@ -284,11 +285,17 @@ def _trace_alert(ledger: LedgerReader, alert_id: str, store: FailedStore | None)
     trace["referrals"] = [
         {
             "endpoint": r.endpoint,
+            "kind": r.kind,  # the referral itself (new), or an update / cancellation / consent
             "bundle_id": r.bundle_id,
             "request_id": r.request_id,
             "state": str(r.state),
             "attempts": r.attempts,
             "delivered_at": r.delivered_at.isoformat() if r.delivered_at else None,
+            "due_at": r.due_at.isoformat() if r.due_at else None,
+            "overdue_at": r.overdue_at.isoformat() if r.overdue_at else None,
+            "overdue_resolved_at": (
+                r.overdue_resolved_at.isoformat() if r.overdue_resolved_at else None
+            ),
             "attempt_log": [
                 {
                     "at": a.at.isoformat(),
@@ -339,7 +346,13 @@ def _current(trace: Mapping[str, Any]) -> str:
     """One line an operator can read: where the referral stands now."""
     if trace["state"] in ("rejected", "unknown"):
         return str(trace["state"])
-    parts = [f"{r['endpoint']} {r['state']}" for r in trace["referrals"]] or ["no referrals"]
+    parts = [
+        f"{r['endpoint']} {r['state']}" + (" (overdue)" if r["overdue_at"] else "")
+        for r in trace["referrals"]
+        if r["kind"] == "new"
+    ] or ["no referrals"]
+    if trace.get("cancelled"):
+        parts.insert(0, f"cancelled ({trace['cancelled']})")
     if trace["outcomes"]:
         parts.append(f"last outcome {trace['outcomes'][-1]['status']}")
     waiting = [m["id"] for m in trace["failed_messages"] if m["state"] == "failed"]
