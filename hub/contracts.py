@@ -48,6 +48,7 @@ _OUTCOME_SCHEMA_FILE = "ld.referral-outcome.1"
 _SCHEMA_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _SAFE_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SAFE_ALERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+_SAFE_SCHEMA = re.compile(r"^ld\.[a-z-]{1,40}/[0-9]{1,3}$")
 _SAFE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}$")
 _PEEK_MAX_BYTES = 1024 * 1024
 
@@ -578,6 +579,35 @@ def must_datetime(value: str) -> datetime:
 
 
 # ---- for rejected outcomes -----------------------------------------------------------------
+
+
+def peek_message_id(body: bytes, id_field: str) -> str | None:
+    """Best effort: the body's own id under `id_field` (alert_id, update_id…), if safe to echo."""
+    try:
+        if len(body) > _PEEK_MAX_BYTES:
+            return None
+        document = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError, TypeError, AttributeError):
+        return None
+    value = document.get(id_field) if isinstance(document, dict) else None
+    return value if isinstance(value, str) and _SAFE_ALERT_ID.fullmatch(value) else None
+
+
+def is_safe_id(value: str) -> bool:
+    """An id shaped like the hub's (letters, digits, `._:-`, ≤ 100): safe to echo back."""
+    return bool(_SAFE_ALERT_ID.fullmatch(value))
+
+
+def peek_schema(body: bytes) -> str | None:
+    """Best effort: the body's `schema` value, if it is one of the safe names."""
+    try:
+        if len(body) > _PEEK_MAX_BYTES:
+            return None
+        document = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError, TypeError, AttributeError):
+        return None
+    value = document.get("schema") if isinstance(document, dict) else None
+    return value if isinstance(value, str) and _SAFE_SCHEMA.fullmatch(value) else None
 
 
 def peek_identity(body: bytes) -> tuple[str | None, str | None]:

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from hub.adapters.rabbitmq import OUTCOMES_EXCHANGE, WORK_EXCHANGE, delivery_queue
-from hub.change_contracts import parse_justice_message
-from hub.contracts import peek_identity
+from hub.change_contracts import MESSAGE_TYPES, message_id_field, parse_justice_message
+from hub.contracts import is_safe_id, peek_identity, peek_message_id, peek_schema
 from hub.delivery import H_BUNDLE_ID, H_REQUEST_ID
 from hub.errors import AlertConflict, HubError, InvalidMessage
 from hub.follow_ups import FollowUpIntake
@@ -282,6 +282,14 @@ class IntakeStage:
         kind, org = source_from_routing_key(envelope)
         peeked_id, reference = peek_identity(envelope.body)
         alert_id = error.alert_id or peeked_id or envelope.message_id or "unknown"
+        schema = peek_schema(envelope.body)
+        rejected_id = (
+            peek_message_id(envelope.body, message_id_field(schema))
+            if schema in MESSAGE_TYPES
+            else None
+        ) or (
+            envelope.message_id if envelope.message_id and is_safe_id(envelope.message_id) else None
+        )
         now = self.clock()
         self.ledger.record_rejection(
             alert_id=alert_id,
@@ -305,6 +313,7 @@ class IntakeStage:
             status=OutcomeStatus.REJECTED,
             at=now,
             reasons=error.problems,
+            message_id=rejected_id,
         )
         publish_outcome(self.publisher, outcome)
         if self.metrics:

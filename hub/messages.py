@@ -240,6 +240,7 @@ class ReferralOutcome:
     service: ServiceRef | None = None
     reasons: tuple[Problem, ...] = ()
     detail: dict[str, str] = field(default_factory=dict)
+    message_id: str | None = None  # rejected: the id of the message rejected (alert or follow-up)
 
     @property
     def routing_key(self) -> str:
@@ -258,6 +259,8 @@ class ReferralOutcome:
                 {"code": self.service.code, "name": self.service.name} if self.service else None
             ),
         }
+        if self.message_id:
+            body["message_id"] = self.message_id
         if self.reasons:
             body["reasons"] = [p.as_dict() for p in self.reasons]
         if self.detail:

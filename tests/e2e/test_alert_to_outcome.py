@@ -133,7 +133,7 @@ def test_same_alert_id_with_a_different_body_is_rejected_as_a_conflict(rig: HubR
 
     outcomes = rig.justice.wait_for(lambda got: any(o["status"] == "rejected" for o in got))
     rejected = next(o for o in outcomes if o["status"] == "rejected")
-    assert rejected["alert_id"] == alert["alert_id"]
+    assert rejected["alert_id"] == rejected["message_id"] == alert["alert_id"]
     assert rejected["reasons"][0]["path"] == "alert_id"
     assert "different body" in rejected["reasons"][0]["problem"]
     assert len(rig.trust.received) == 1
@@ -260,7 +260,9 @@ def test_service_response_for_an_unknown_referral_is_refused_with_404(rig: HubRi
         at=datetime.now(UTC),
         message_id="9d7e8f00-0000-4000-8000-000000000001",
     )
-    status = rig.trust.post_to_hub(message, correlation_id="6f1c5a3e-0000-4000-8000-00000000000a")
+    status = rig.trust.post_to_hub(
+        message, correlation_id="6f1c5a3e-0000-4000-8000-00000000000a", endpoint="wy-ld"
+    )
     assert status == 404
 
 
@@ -282,7 +284,9 @@ def test_service_response_from_a_service_that_never_got_the_referral_is_refused(
         at=datetime.now(UTC),
         message_id="9d7e8f00-0000-4000-8000-000000000002",
     )
-    assert rig.trust.post_to_hub(message, correlation_id=alert["alert_id"]) == 403
+    # Authenticated as the DAT (its own token), reporting on wy-ld's referral.
+    status = rig.trust.post_to_hub(message, correlation_id=alert["alert_id"], endpoint="leeds-dat")
+    assert status == 403
 
 
 def test_same_flow_runs_with_the_sqlite_ledger(rig_factory: Any, tmp_path: Any) -> None:

@@ -257,5 +257,6 @@ def test_a_follow_up_for_an_unknown_alert_is_rejected_with_its_reason(rig: HubRi
     outcomes = rig.justice.wait_for(lambda got: any(o["status"] == "rejected" for o in got))
     rejected = next(o for o in outcomes if o["status"] == "rejected")
     assert rejected["alert_id"] == alert["alert_id"]
+    assert rejected["message_id"] == message["consent_update_id"]  # which message was refused
     assert rejected["reasons"][0]["path"] == "alert_id"
     assert "send the alert first" in rejected["reasons"][0]["problem"]
