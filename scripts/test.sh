@@ -11,4 +11,6 @@ PY=${PYTHON:-python3}
 .venv/bin/ruff format --check hub tests bench
 .venv/bin/mypy hub
 command -v chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+# The queue-metric tests read RabbitMQ's management API; enabling it is idempotent.
+command -v rabbitmq-plugins >/dev/null && rabbitmq-plugins enable rabbitmq_management >/dev/null
 .venv/bin/python -m pytest "$@"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pika
@@ -65,14 +66,17 @@ def test_metrics_count_a_delivered_and_a_rejected_alert_with_their_labels(watche
     assert metric(samples, "hub_delivery_attempt_seconds_count", endpoint="wy-ld") == 1
     assert metric(samples, "hub_dead_letters_total", stage="intake", endpoint="") == 1
     assert metric(samples, "hub_circuit_state", endpoint="wy-ld", state="closed") == 1
-    assert metric(samples, "hub_overdue_referrals") == 0
-    # without the management API, ages come from the ledger, for delivery queues only
-    aged = [
+    # Counted over the whole (shared) database; its values are proved in test_overdue.py.
+    assert metric(samples, "hub_overdue_referrals") >= 0
+    # every hub queue has an age but the retry queues (where waiting is the point)
+    aged = {
         dict(labels)["queue"]
         for name, labels in samples
         if name == "hub_queue_oldest_message_age_seconds"
-    ]
-    assert all(queue.startswith("hub.deliver.") for queue in aged)
+    }
+    assert {"hub.alerts.custody", "hub.outcomes.inbound", "hub.dlq.intake"} <= aged
+    assert "hub.deliver.wy-ld" in aged
+    assert not [queue for queue in aged if queue.startswith("hub.retry.")]
 
 
 def test_queue_depth_gauge_follows_an_unconsumed_dead_letter_queue(watched: HubRig) -> None:
@@ -121,3 +125,28 @@ def test_oldest_message_age_of_a_delivery_queue_comes_from_the_ledger(
         )
 
     wait_until(lambda: (age() or 0) > 1, timeout=15, what="a growing age on hub.deliver.wy-ld")
+
+
+def test_a_dead_letter_nobody_takes_shows_a_growing_age_and_empty_queues_show_zero(
+    rig_factory: Callable[..., HubRig], tmp_path: Path
+) -> None:
+    # This hub does not park dead letters (nothing consumes hub.dlq.*), and has a ledger of
+    # its own (the shared one holds other tests' undelivered referrals).
+    rig = rig_factory(queue_watch_seconds=0.2, db_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+
+    def age(queue: str) -> float | None:
+        return metric(scrape(rig), "hub_queue_oldest_message_age_seconds", queue=queue)
+
+    wait_until(lambda: age("hub.dlq.outcome") == 0.0, timeout=10, what="hub.dlq.outcome seen empty")
+    connection = pika.BlockingConnection(pika.URLParameters(rig.amqp_url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish("hub.dlq", "outcome", b"{}", pika.BasicProperties(delivery_mode=2))
+    connection.close()
+
+    wait_until(lambda: (age("hub.dlq.outcome") or 0) > 1, timeout=10, what="an age over 1 s")
+    first = age("hub.dlq.outcome")
+    wait_until(lambda: (age("hub.dlq.outcome") or 0) > (first or 0) + 1, timeout=10, what="growth")
+    for queue in ("hub.alerts.custody", "hub.alerts.court", "hub.outcomes.inbound"):
+        assert age(queue) == 0.0, queue
+    assert age("hub.deliver.wy-ld") == 0.0  # no referral waiting, says the ledger
