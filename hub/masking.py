@@ -68,13 +68,30 @@ def _mask_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):
             continue
-        if "text" in resource:  # a narrative repeats the resource in words
-            resource["text"] = HIDDEN
+        # Free text at any depth: a narrative, ServiceRequest.note (the vulnerability detail),
+        # a CarePlan's or activity's description, an Appointment's comment, a Task output…
+        _hide_free_text(resource)
         if resource.get("resourceType") == "Patient":
-            _mask_patient(resource)
-        if "note" in resource:  # ServiceRequest.note holds the vulnerability detail
-            resource["note"] = HIDDEN
+            _mask_patient(resource)  # after: its name becomes initials in `text`
     return masked
+
+
+# FHIR elements that hold words someone wrote, wherever they appear in a resource.
+_FHIR_FREE_TEXT = frozenset(
+    {"text", "note", "description", "comment", "patientInstruction", "valueString"}
+)
+
+
+def _hide_free_text(value: Any) -> None:
+    if isinstance(value, dict):
+        for key in list(value):
+            if key in _FHIR_FREE_TEXT:
+                value[key] = HIDDEN
+            else:
+                _hide_free_text(value[key])
+    elif isinstance(value, list):
+        for item in value:
+            _hide_free_text(item)
 
 
 def _mask_patient(patient: dict[str, Any]) -> None:

@@ -69,6 +69,7 @@ def build_outcome(
     view = justice_view(
         consent_status=alert.facts.consent_status,
         share_with_justice=alert.facts.share_with_justice,
+        service_code=recipient.ods_code,
         service_name=recipient.organisation_name,
         recommendation=recommendation,
         referred_to=referred_to,
@@ -82,7 +83,7 @@ def build_outcome(
         organisation_code=alert.facts.organisation_code,
         status=status,
         at=at,
-        service=ServiceRef(code=recipient.ods_code, name=view.service_name),
+        service=ServiceRef(code=view.service_code, name=view.service_name),
         detail=view.detail,
     )
 

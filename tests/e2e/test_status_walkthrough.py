@@ -18,6 +18,7 @@ from tests.fixtures.alerts import routing_key_of
 
 pytestmark = pytest.mark.e2e
 
+NEUTRAL_SERVICE = {"code": "HEALTH", "name": "Health service"}  # neither reveals the service
 RECOMMENDATION = "Fit for interview with an appropriate adult present"
 REFERRED_TO = "Community drug and alcohol service"
 NOTE = "Clinical note: history of psychosis, on olanzapine"
@@ -46,7 +47,7 @@ def expected(alert: dict[str, Any], status: str, *, shared: bool) -> dict[str, A
         "reference": alert["source"]["reference"],
         "source": {"kind": "custody", "organisation_code": alert["source"]["organisation"]["code"]},
         "status": status,
-        "service": {"code": code, "name": name if shared else "Health service"},
+        "service": {"code": code, "name": name} if shared else NEUTRAL_SERVICE,
         "_routing_key": f"custody.{alert['source']['organisation']['code']}.{status}",
     }
     detail = {

@@ -14,6 +14,7 @@ from hub.outcomes import build_outcome
 from hub.ports import AlertFacts, AlertRecord, AlertState, ReferralRecord
 from hub.transforms.consent_filter import (
     CLINICAL_FIELDS,
+    NEUTRAL_SERVICE_CODE,
     NEUTRAL_SERVICE_NAME,
     justice_view,
     may_share_detail,
@@ -44,6 +45,7 @@ def test_no_clinical_field_crosses_without_consent_to_share(
     view = justice_view(
         consent_status=str(consent),
         share_with_justice=share,
+        service_code="RXX03",
         service_name=name,
         recommendation=rec,
         referred_to=referred,
@@ -52,6 +54,9 @@ def test_no_clinical_field_crosses_without_consent_to_share(
     if not (consent is ConsentStatus.GIVEN and share):
         assert view.detail == {}
         assert view.service_name == NEUTRAL_SERVICE_NAME
+        assert view.service_code == NEUTRAL_SERVICE_CODE  # an ODS code can be looked up
+    else:
+        assert (view.service_code, view.service_name) == ("RXX03", name)
     assert "note" not in view.detail  # the clinical note never crosses, consent or not
     assert set(view.detail) <= set(CLINICAL_FIELDS)
 
@@ -108,6 +113,6 @@ def test_outgoing_outcomes_carry_no_clinical_value_without_consent(
     if not may_share_detail(consent_status=str(consent), share_with_justice=share):
         # free text and the service's revealing name reach the wire only through these two
         assert "detail" not in sent
-        assert sent["service"] == {"code": "RXX03", "name": NEUTRAL_SERVICE_NAME}
+        assert sent["service"] == {"code": NEUTRAL_SERVICE_CODE, "name": NEUTRAL_SERVICE_NAME}
     else:
         assert set(sent.get("detail", {})) <= {"recommendation", "referred_to"}

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hub.errors import InvalidMessage
 from hub.messages import OutcomeStatus, ServiceResponse
@@ -416,6 +418,557 @@ def test_removing_any_element_gives_a_response_or_invalid_message_never_a_crash(
     path: tuple[str | int, ...],
 ) -> None:
     bundle = _without(_full_response(), path)
+
+    try:
+        parsed = parse_service_response(bundle)
+    except InvalidMessage as exc:
+        assert exc.problems
+    else:
+        assert parsed.response_to == REFERRAL_ID
+
+
+# --- Encounter, Appointment and CarePlan (tables in hub/transforms/response_status.py) ---------
+
+SNOMED = "http://snomed.info/sct"
+DAT_CODE, DAT = "417096006", "Community drug and alcohol team"
+HOUSING_CODE, HOUSING = "710911006", "Housing service"
+S = OutcomeStatus
+
+
+def _add(bundle: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:
+    bundle["entry"].append({"fullUrl": f"urn:uuid:{resource['id']}", "resource": resource})
+    return bundle
+
+
+def path_of(bundle: dict[str, Any], resource_id: str) -> str:
+    index = next(i for i, e in enumerate(bundle["entry"]) if e["resource"]["id"] == resource_id)
+    return f"Bundle.entry[{index}].resource"
+
+
+def sender_ref(bundle: dict[str, Any]) -> dict[str, str]:
+    return {"reference": f"urn:uuid:{entry_of(bundle, 'Organization')['id']}"}
+
+
+def encounter(bundle: dict[str, Any], status: str, *, by_sender: bool = True) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "id": "encounter-1",
+        "status": status,
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+    }
+    if by_sender:
+        resource["serviceProvider"] = sender_ref(bundle)
+    return _add(bundle, resource)
+
+
+def appointment(bundle: dict[str, Any], status: str) -> dict[str, Any]:
+    return _add(
+        bundle,
+        {
+            "resourceType": "Appointment",
+            "id": "appointment-1",
+            "status": status,
+            "participant": [{"actor": {"display": "the person"}, "status": "accepted"}],
+        },
+    )
+
+
+def referral(
+    status: str = "completed", *, code: str = DAT_CODE, kind: str = "ServiceRequest", **extra: Any
+) -> dict[str, Any]:
+    coding = {"system": SNOMED, "code": code, "display": "whatever the sender calls it"}
+    return {"detail": {"kind": kind, "status": status, "code": {"coding": [coding]}, **extra}}
+
+
+def care_plan(
+    bundle: dict[str, Any], status: str, *activities: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "CarePlan",
+        "id": "care-plan-1",
+        "status": status,
+        "intent": "plan",
+        "subject": {"display": "the person named in the referral"},
+        **extra,
+    }
+    if activities:
+        resource["activity"] = list(activities)
+    return _add(bundle, resource)
+
+
+def no_task(**extra: Any) -> dict[str, Any]:
+    """A response with an active ServiceRequest and no Task: on its own it says nothing."""
+    bundle = response(OutcomeStatus.ACCEPTED, **extra)
+    _drop("Task")(bundle)
+    return bundle
+
+
+def status_of(bundle: dict[str, Any]) -> OutcomeStatus:
+    return parse_service_response(json.loads(json.dumps(bundle))).status
+
+
+NOTHING_TO_MAP = "Bundle.entry[1].resource.status"  # the active ServiceRequest of no_task()
+
+ENCOUNTER_ALONE: dict[str, OutcomeStatus | None] = {
+    "finished": S.ATTENDED,
+    "arrived": None,
+    "in-progress": None,
+    "onleave": None,
+    "planned": None,
+    "triaged": None,
+}
+APPOINTMENT_ALONE: dict[str, OutcomeStatus | None] = {
+    "noshow": S.DID_NOT_ATTEND,
+    "arrived": None,
+    "checked-in": None,
+    "fulfilled": None,
+    "proposed": None,
+    "pending": None,
+    "booked": None,
+    "waitlist": None,
+}
+REFUSED_CODES = ["cancelled", "entered-in-error", "unknown", "went-fishing"]
+
+
+@pytest.mark.parametrize("status", sorted(ENCOUNTER_ALONE))
+def test_each_encounter_status_of_the_service_maps_as_the_table_says(status: str) -> None:
+    bundle = encounter(no_task(), status)
+
+    expected = ENCOUNTER_ALONE[status]
+    if expected is None:
+        assert NOTHING_TO_MAP in paths_of(bundle)
+    else:
+        assert status_of(bundle) is expected
+
+
+@pytest.mark.parametrize("status", REFUSED_CODES)
+def test_a_cancelled_or_unknown_encounter_status_is_refused_even_beside_a_task(
+    status: str,
+) -> None:
+    bundle = encounter(response(OutcomeStatus.DID_NOT_ATTEND), status)
+
+    assert f"{path_of(bundle, 'encounter-1')}.status" in paths_of(bundle)
+
+
+def test_a_cancelled_encounter_is_refused_with_the_way_to_say_did_not_attend() -> None:
+    bundle = encounter(no_task(), "cancelled")
+
+    [(_, problem)] = problems_of(bundle)
+    assert "Appointment noshow" in problem
+
+
+def test_an_encounter_the_sender_does_not_provide_is_not_read() -> None:
+    bundle = response(OutcomeStatus.DID_NOT_ATTEND)
+    custody = copy.deepcopy(entry_of(bundle, "Organization")) | {"id": "custody-suite"}
+    custody["identifier"] = [
+        {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "X"}
+    ]
+    _add(bundle, custody)
+    encounter(bundle, "finished", by_sender=False)
+    entry_of(bundle, "Encounter")["serviceProvider"] = {"reference": "urn:uuid:custody-suite"}
+
+    assert status_of(bundle) is S.DID_NOT_ATTEND
+
+
+def test_an_encounter_without_a_service_provider_alone_is_nothing_to_map() -> None:
+    bundle = encounter(no_task(), "finished", by_sender=False)
+
+    assert NOTHING_TO_MAP in paths_of(bundle)
+
+
+@pytest.mark.parametrize("status", sorted(APPOINTMENT_ALONE))
+def test_each_appointment_status_maps_as_the_table_says(status: str) -> None:
+    bundle = appointment(no_task(), status)
+
+    expected = APPOINTMENT_ALONE[status]
+    if expected is None:
+        assert NOTHING_TO_MAP in paths_of(bundle)
+    else:
+        assert status_of(bundle) is expected
+
+
+@pytest.mark.parametrize("status", REFUSED_CODES)
+def test_a_cancelled_or_unknown_appointment_status_is_refused(status: str) -> None:
+    bundle = appointment(response(OutcomeStatus.DID_NOT_ATTEND), status)
+
+    assert f"{path_of(bundle, 'appointment-1')}.status" in paths_of(bundle)
+
+
+def test_a_no_show_appointment_alone_is_did_not_attend_as_in_the_bars_dna_feedback() -> None:
+    bundle = no_task()
+    entry_of(bundle, "ServiceRequest")["status"] = "revoked"
+    appointment(bundle, "noshow")
+
+    assert status_of(bundle) is S.DID_NOT_ATTEND
+
+
+CARE_PLAN_ROWS: list[tuple[str, bool, OutcomeStatus | None]] = [
+    ("active", True, S.REFERRED_ON),
+    ("completed", True, S.REFERRED_ON),
+    ("completed", False, S.CLOSED),
+    ("revoked", False, S.CLOSED),
+    ("draft", False, None),
+    ("active", False, None),
+    ("on-hold", False, None),
+]
+
+
+@pytest.mark.parametrize(("status", "refers", "expected"), CARE_PLAN_ROWS)
+def test_each_care_plan_row_maps_as_the_table_says(
+    status: str, refers: bool, expected: OutcomeStatus | None
+) -> None:
+    bundle = care_plan(no_task(), status, *([referral()] if refers else []))
+
+    if expected is None:
+        assert NOTHING_TO_MAP in paths_of(bundle)
+    else:
+        parsed = parse_service_response(bundle)
+        assert (parsed.status, parsed.referred_to) == (expected, DAT if refers else None)
+
+
+@pytest.mark.parametrize("status", ["revoked", "draft", "on-hold", *REFUSED_CODES])
+def test_a_care_plan_status_that_does_not_go_with_a_referral_is_refused(status: str) -> None:
+    bundle = care_plan(no_task(), status, referral())
+
+    assert f"{path_of(bundle, 'care-plan-1')}.status" in paths_of(bundle)
+
+
+@pytest.mark.parametrize("status", ["entered-in-error", "unknown", "went-fishing"])
+def test_an_unknown_care_plan_status_is_refused(status: str) -> None:
+    bundle = care_plan(response(OutcomeStatus.CLOSED), status)
+
+    assert f"{path_of(bundle, 'care-plan-1')}.status" in paths_of(bundle)
+
+
+@pytest.mark.parametrize(
+    ("activity_status", "expected"),
+    [
+        ("in-progress", S.REFERRED_ON),
+        ("completed", S.REFERRED_ON),
+        ("not-started", S.CLOSED),
+        ("scheduled", S.CLOSED),
+        ("on-hold", S.CLOSED),
+        ("cancelled", S.CLOSED),
+        ("stopped", S.CLOSED),
+    ],
+)
+def test_only_a_referral_in_progress_or_completed_has_been_made(
+    activity_status: str, expected: OutcomeStatus
+) -> None:
+    bundle = care_plan(no_task(), "completed", referral(activity_status))
+
+    assert status_of(bundle) is expected
+
+
+@pytest.mark.parametrize("activity_status", ["entered-in-error", "unknown", "went-fishing"])
+def test_an_unknown_referral_activity_status_is_refused(activity_status: str) -> None:
+    bundle = care_plan(no_task(), "completed", referral(activity_status))
+
+    assert f"{path_of(bundle, 'care-plan-1')}.activity[0].detail.status" in paths_of(bundle)
+
+
+@pytest.mark.parametrize(
+    "activity",
+    [
+        referral(kind="Appointment"),
+        referral(kind="MedicationRequest"),
+        referral(doNotPerform=True),
+        {"outcomeCodeableConcept": [{"text": "seen and advised"}]},
+    ],
+    ids=["appointment", "medication", "do-not-perform", "outcome-only"],
+)
+def test_an_activity_that_is_not_a_referral_says_nothing_about_referring_on(
+    activity: dict[str, Any],
+) -> None:
+    bundle = care_plan(no_task(), "completed", activity)
+
+    assert status_of(bundle) is S.CLOSED
+
+
+def test_referred_to_is_the_hubs_label_for_the_code_never_the_senders_display() -> None:
+    bundle = care_plan(no_task(), "active", referral())
+
+    assert parse_service_response(bundle).referred_to == DAT
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        {"coding": [{"system": SNOMED, "code": "306206005", "display": "Referral to service"}]},
+        {"coding": [{"system": SNOMED, "code": "123456789"}]},
+        {"coding": [{"system": "https://trust.example/services", "code": "cmht"}]},
+        {"text": "Community mental health team"},
+        None,
+        {
+            "coding": [
+                {"system": SNOMED, "code": DAT_CODE},
+                {"system": SNOMED, "code": HOUSING_CODE},
+            ]
+        },
+    ],
+    ids=["generic-referral", "unlisted", "local-only", "text-only", "missing", "two-services"],
+)
+def test_a_referral_without_one_known_coded_service_type_is_refused(
+    code: dict[str, Any] | None,
+) -> None:
+    activity = referral()
+    if code is None:
+        del activity["detail"]["code"]
+    else:
+        activity["detail"]["code"] = code
+    bundle = care_plan(no_task(), "active", activity)
+
+    assert f"{path_of(bundle, 'care-plan-1')}.activity[0].detail.code" in paths_of(bundle)
+
+
+def test_the_same_service_coded_twice_is_one_service() -> None:
+    activity = referral()
+    activity["detail"]["code"]["coding"].append({"system": SNOMED, "code": DAT_CODE})
+    bundle = care_plan(no_task(), "active", activity)
+
+    assert parse_service_response(bundle).referred_to == DAT
+
+
+def test_two_referrals_in_one_response_are_refused() -> None:
+    bundle = care_plan(no_task(), "active", referral(), referral(code=HOUSING_CODE))
+
+    assert f"{path_of(bundle, 'care-plan-1')}.activity[1].detail" in paths_of(bundle)
+
+
+def test_care_plan_notes_are_clinical_never_the_recommendation() -> None:
+    bundle = no_task(note="From the ServiceRequest.")
+    care_plan(
+        bundle,
+        "active",
+        referral(description="DETAIL-TEXT"),
+        note=[{"text": "From the CarePlan."}],
+        description="DESCRIPTION-TEXT",
+    )
+
+    parsed = parse_service_response(bundle)
+
+    assert (parsed.recommendation, parsed.note) == (
+        None,
+        "From the ServiceRequest.\n\nFrom the CarePlan.",
+    )
+    assert "TEXT" not in repr(parsed)
+
+
+def test_the_task_note_stays_the_recommendation_beside_a_care_plan() -> None:
+    bundle = response(OutcomeStatus.REFERRED_ON, recommendation="For the court.", note="Clinical.")
+    care_plan(bundle, "active", referral(), note=[{"text": "Plan."}])
+
+    parsed = parse_service_response(bundle)
+
+    assert (parsed.recommendation, parsed.note, parsed.referred_to) == (
+        "For the court.",
+        "Clinical.\n\nPlan.",
+        DAT,
+    )
+
+
+# Without a Task: the first of referred_on, attended, did_not_attend, closed decides.
+def _closed(bundle: dict[str, Any]) -> dict[str, Any]:
+    entry_of(bundle, "ServiceRequest")["status"] = "completed"
+    return bundle
+
+
+def test_without_a_task_a_referral_on_outranks_attendance() -> None:
+    bundle = care_plan(encounter(no_task(), "finished"), "active", referral())
+
+    assert status_of(bundle) is S.REFERRED_ON
+
+
+def test_without_a_task_attendance_outranks_a_closed_service_request() -> None:
+    assert status_of(encounter(_closed(no_task()), "finished")) is S.ATTENDED
+
+
+def test_without_a_task_a_no_show_outranks_a_closed_care_plan() -> None:
+    bundle = care_plan(appointment(no_task(), "noshow"), "completed")
+
+    assert status_of(bundle) is S.DID_NOT_ATTEND
+
+
+@pytest.mark.parametrize(
+    ("build", "at_fault"),
+    [
+        (lambda b: appointment(encounter(b, "finished"), "noshow"), "appointment-1"),
+        (lambda b: appointment(encounter(b, "in-progress"), "noshow"), "encounter-1"),
+        (lambda b: care_plan(appointment(b, "noshow"), "active", referral()), "appointment-1"),
+    ],
+    ids=["finished-and-no-show", "present-and-no-show", "no-show-and-referred-on"],
+)
+def test_without_a_task_resources_that_contradict_each_other_are_refused(
+    build: Callable[[dict[str, Any]], dict[str, Any]], at_fault: str
+) -> None:
+    bundle = build(no_task())
+
+    assert f"{path_of(bundle, at_fault)}.status" in paths_of(bundle)
+
+
+# With a Task, the Task decides; each other resource must agree with it.
+SAYS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "closed": lambda b: b,  # the builder's completed ServiceRequest; made revoked below
+    "present": lambda b: encounter(b, "in-progress"),
+    "attended": lambda b: encounter(b, "finished"),
+    "did_not_attend": lambda b: appointment(b, "noshow"),
+    "referred_on": lambda b: care_plan(b, "active", referral()),
+}
+AGREES_WITH: dict[str, set[OutcomeStatus]] = {
+    "closed": {S.DECLINED, S.ATTENDED, S.DID_NOT_ATTEND, S.REFERRED_ON, S.CLOSED},
+    "present": {S.SCREENED, S.ASSESSED, S.ATTENDED, S.REFERRED_ON, S.CLOSED},
+    "attended": {S.SCREENED, S.ASSESSED, S.ATTENDED, S.REFERRED_ON, S.CLOSED},
+    "did_not_attend": {S.DID_NOT_ATTEND, S.CLOSED},
+    "referred_on": {S.REFERRED_ON, S.CLOSED},
+}
+AT_FAULT = {
+    "closed": "Bundle.entry[2].resource.status",
+    "present": "Bundle.entry[4].resource.status",
+    "attended": "Bundle.entry[4].resource.status",
+    "did_not_attend": "Bundle.entry[4].resource.status",
+    "referred_on": "Bundle.entry[4].resource.activity[0].detail",
+}
+
+
+@pytest.mark.parametrize("task", SERVICE_SENDS, ids=str)
+@pytest.mark.parametrize("says", sorted(SAYS))
+def test_a_resource_beside_the_task_must_agree_with_it(says: str, task: OutcomeStatus) -> None:
+    bundle = SAYS[says](response(task))
+    if says == "closed":
+        entry_of(bundle, "ServiceRequest")["status"] = "revoked"
+
+    if task in AGREES_WITH[says]:
+        assert status_of(bundle) is task
+    else:
+        assert AT_FAULT[says] in paths_of(bundle)
+
+
+def test_a_contradiction_is_reported_without_quoting_the_resource() -> None:
+    bundle = appointment(response(OutcomeStatus.ATTENDED), "noshow")
+    entry_of(bundle, "Appointment")["comment"] = "SECRET-CLINICAL-TEXT"
+
+    [(path, problem)] = problems_of(bundle)
+
+    assert path == "Bundle.entry[4].resource.status"
+    assert "contradicts the Task" in problem and "SECRET" not in problem
+
+
+def test_the_task_decides_when_it_says_closed_after_a_referral_on() -> None:
+    bundle = care_plan(response(OutcomeStatus.CLOSED), "completed", referral())
+
+    parsed = parse_service_response(bundle)
+
+    assert (parsed.status, parsed.referred_to) == (S.CLOSED, None)
+
+
+def test_a_coded_service_type_wins_over_the_tasks_free_text() -> None:
+    bundle = care_plan(
+        response(OutcomeStatus.REFERRED_ON, referred_to="drugs team"), "active", referral()
+    )
+
+    assert parse_service_response(bundle).referred_to == DAT
+
+
+def _coded_output(code: str) -> Callable[[dict[str, Any]], None]:
+    def change(bundle: dict[str, Any]) -> None:
+        output = entry_of(bundle, "Task")["output"][0]
+        del output["valueString"]
+        output["valueCodeableConcept"] = {"coding": [{"system": SNOMED, "code": code}]}
+
+    return change
+
+
+def test_the_task_may_name_the_onward_service_by_code() -> None:
+    bundle = response(OutcomeStatus.REFERRED_ON, referred_to="x")
+    _coded_output(HOUSING_CODE)(bundle)
+
+    assert parse_service_response(bundle).referred_to == HOUSING
+
+
+def test_a_task_coding_an_unknown_onward_service_is_refused() -> None:
+    bundle = response(OutcomeStatus.REFERRED_ON, referred_to="x")
+    _coded_output("123456789")(bundle)
+
+    assert "Bundle.entry[1].resource.output[0].valueCodeableConcept" in paths_of(bundle)
+
+
+def test_a_task_and_a_care_plan_coding_different_services_are_refused() -> None:
+    bundle = response(OutcomeStatus.REFERRED_ON, referred_to="x")
+    _coded_output(HOUSING_CODE)(bundle)
+    care_plan(bundle, "active", referral(code=DAT_CODE))
+
+    assert "Bundle.entry[4].resource.activity[0].detail" in paths_of(bundle)
+
+
+ENCOUNTER_CODES = [*ENCOUNTER_ALONE, *REFUSED_CODES]
+APPOINTMENT_CODES = [*APPOINTMENT_ALONE, *REFUSED_CODES]
+CARE_PLAN_CODES = ["active", "completed", "revoked", "draft", "on-hold", *REFUSED_CODES]
+fhir_code = st.from_regex(r"[a-z][a-z\-]{0,15}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    task=st.one_of(st.none(), st.sampled_from(SERVICE_SENDS)),
+    encounter_status=st.one_of(st.none(), st.sampled_from(ENCOUNTER_CODES), fhir_code),
+    appointment_status=st.one_of(st.none(), st.sampled_from(APPOINTMENT_CODES), fhir_code),
+    plan=st.one_of(
+        st.none(),
+        st.tuples(
+            st.one_of(st.sampled_from(CARE_PLAN_CODES), fhir_code),
+            st.one_of(st.none(), st.sampled_from(["in-progress", "not-started"]), fhir_code),
+        ),
+    ),
+)
+def test_any_mix_of_resources_maps_consistently_or_is_refused_never_crashes(
+    task: OutcomeStatus | None,
+    encounter_status: str | None,
+    appointment_status: str | None,
+    plan: tuple[str, str | None] | None,
+) -> None:
+    bundle = response(task) if task is not None else no_task()
+    if encounter_status is not None:
+        encounter(bundle, encounter_status)
+    if appointment_status is not None:
+        appointment(bundle, appointment_status)
+    if plan is not None:
+        care_plan(bundle, plan[0], *([referral(plan[1])] if plan[1] else []))
+
+    try:
+        parsed = parse_service_response(bundle)
+    except InvalidMessage as exc:
+        assert exc.problems
+        return
+    assert task is None or parsed.status is task
+    if encounter_status is not None:
+        assert encounter_status in ENCOUNTER_ALONE
+        if encounter_status in ("finished", "arrived", "in-progress", "onleave"):
+            assert parsed.status in AGREES_WITH["attended"]
+    if appointment_status is not None:
+        assert appointment_status in APPOINTMENT_ALONE
+        if appointment_status == "noshow":
+            assert parsed.status in AGREES_WITH["did_not_attend"]
+    if plan is not None:
+        assert plan[0] in CARE_PLAN_CODES[:5]
+
+
+def _rich_response() -> dict[str, Any]:
+    bundle = response(OutcomeStatus.REFERRED_ON, recommendation="r", note="n", referred_to="x")
+    encounter(bundle, "finished")
+    appointment(bundle, "fulfilled")
+    return care_plan(bundle, "active", referral(), note=[{"text": "p"}])
+
+
+def test_the_rich_response_maps_and_validates_as_fhir_r4() -> None:
+    Bundle.model_validate(json.loads(json.dumps(_rich_response())))
+
+    assert parse_service_response(_rich_response()).referred_to == DAT
+
+
+@pytest.mark.parametrize("path", _paths(_rich_response()), ids=str)
+def test_removing_any_element_of_a_rich_response_never_crashes(
+    path: tuple[str | int, ...],
+) -> None:
+    bundle = _without(_rich_response(), path)
 
     try:
         parsed = parse_service_response(bundle)
