@@ -25,10 +25,11 @@ from hub.adapters.mllp import MllpClient, MllpSender
 from hub.adapters.rabbitmq import (
     ALERT_QUEUES,
     OUTCOMES_INBOUND_QUEUE,
+    Broker,
     KombuPublisher,
     QueueWorker,
     Topology,
-    connect,
+    connected,
     delivery_queue,
     queue_depth,
     queue_depths,
@@ -39,13 +40,23 @@ from hub.dead_letters import DLQ_QUEUES, DeadLetterIngester
 from hub.delivery import DeliveryStage
 from hub.endpoint_control import CircuitSender, EndpointGate, PauseWatcher, gate_for
 from hub.errors import ConfigError, TransientError
+from hub.inbound_auth import InboundCredentials
 from hub.intake import IntakeStage
 from hub.log import get_logger
 from hub.oauth2 import OAuth2TokenSource
 from hub.outcomes import OutcomeStage
-from hub.payloads import render_fhir_bundle, render_hl7v2_ref_i12, render_webhook_json
+from hub.overdue import OverdueWatch
+from hub.payloads import (
+    render_fhir_bundle,
+    render_fhir_followup,
+    render_hl7v2_followup,
+    render_hl7v2_ref_i12,
+    render_webhook_followup,
+    render_webhook_json,
+)
 from hub.pipeline import Clock, Dispatcher, RetryPolicy, Stage, utc_now
-from hub.ports import FailedState, FhirClient, Ledger, Metrics, Render, Sender
+from hub.ports import FailedState, FhirClient, Ledger, Metrics, Render, RenderFollowUp, Sender
+from hub.queue_ages import ObservedAges
 from hub.queue_watch import QueueWatch
 from hub.senders import (
     FhirRestSender,
@@ -65,6 +76,13 @@ RENDERERS: dict[EndpointKind, Render] = {
     EndpointKind.HL7V2_MLLP: render_hl7v2_ref_i12,
     EndpointKind.WEBHOOK: render_webhook_json,
     EndpointKind.MESH: render_fhir_bundle,  # the same Bundle as fhir-rest, through a mailbox
+}
+# What intake renders for an update, cancellation or consent update, per endpoint kind.
+FOLLOWUP_RENDERERS: dict[EndpointKind, RenderFollowUp] = {
+    EndpointKind.FHIR_REST: render_fhir_followup,
+    EndpointKind.HL7V2_MLLP: render_hl7v2_followup,
+    EndpointKind.WEBHOOK: render_webhook_followup,
+    EndpointKind.MESH: render_fhir_followup,
 }
 
 
@@ -162,7 +180,12 @@ class Hub:
     _senders: list[Sender] = field(default_factory=list)  # closed on stop (MESH sessions)
     metrics: Metrics | None = None  # Prometheus (GET /metrics) unless a test passes a fake
     queue_watch_seconds: float = 15.0  # how often queue depths/ages are sampled
+    overdue_check_seconds: float = 30.0  # how often the ledger is asked for overdue referrals
+    _overdue_watch: OverdueWatch | None = None
     _queue_watch: QueueWatch | None = None
+    # Told of every message a consumer takes: the queue-age bound for queues the ledger
+    # cannot age (hub.queue_ages).
+    _observed_ages: ObservedAges = field(default_factory=lambda: ObservedAges(_age_observed))
     _topology_declared: bool = False  # /readyz: the topology was declared this run
 
     def start(self) -> None:
@@ -176,12 +199,16 @@ class Hub:
         if self.metrics is None:
             self.metrics = PrometheusMetrics()
         topology = Topology(endpoints=list(s.endpoints), retry_delays=list(self.retry.delays))
-        with connect(s.amqp_url) as connection:
-            connection.ensure_connection(max_retries=3, interval_start=0.5)
-            topology.declare(connection)
+        try:
+            with connected(self.broker, max_retries=3) as connection:
+                topology.declare(connection)
+        except TransientError as exc:
+            log.error("broker_unreachable", reason=exc.message)  # e.g. a refused TLS handshake
+            raise
         self._topology_declared = True
         recipients = {name: ep.recipient for name, ep in s.endpoints.items()}
         renderers = {name: RENDERERS[ep.kind] for name, ep in s.endpoints.items()}
+        followup_renderers = {name: FOLLOWUP_RENDERERS[ep.kind] for name, ep in s.endpoints.items()}
 
         def intake() -> Stage:
             return IntakeStage(
@@ -194,6 +221,7 @@ class Hub:
                 max_body_bytes=s.max_body_bytes,
                 source_users=s.source_orgs,
                 renderers=renderers,
+                followup_renderers=followup_renderers,
                 metrics=self.metrics,
             )
 
@@ -246,6 +274,16 @@ class Hub:
                     prefetch=1,
                     gate=gate.may_consume,
                 )
+        # Overdue referrals are found in the ledger, so a restart (or another hub) carries on.
+        self._overdue_watch = OverdueWatch(
+            ledger=self._ledger,
+            publisher=self._publisher(),
+            recipients=recipients,
+            clock=self.clock,
+            metrics=self.metrics,
+            interval=self.overdue_check_seconds,
+        )
+        self._overdue_watch.start()
         if self.watch_pauses and self.gates:
             self._pause_watcher = PauseWatcher(
                 SqlEndpointSwitches(s.db_url), self.gates, interval=self.pause_poll_seconds
@@ -257,7 +295,13 @@ class Hub:
             failed_store = SqlFailedStore(s.db_url)
             for stage_name, dlq in DLQ_QUEUES.items():
                 ingester = DeadLetterIngester(failed_store, stage=stage_name, clock=self.clock)
-                worker = QueueWorker(s.amqp_url, dlq, ingester, prefetch=s.prefetch)
+                worker = QueueWorker(
+                    self.broker,
+                    dlq,
+                    ingester,
+                    prefetch=s.prefetch,
+                    on_take=self._observed_ages.taken,
+                )
                 self._workers.append((worker, start_worker(worker, f"dlq-{stage_name}")))
         self._watch_queues(topology)
         if self.serve_api:
@@ -265,13 +309,19 @@ class Hub:
                 ledger=self._ledger,
                 publisher=self._publisher(),
                 recipients=recipients,
+                inbound=self._inbound_credentials(),
                 max_body_bytes=s.max_body_bytes,
                 readiness=self.readiness,
                 metrics=self._metrics.exposition,
                 console=self._console() if s.operators else None,
             )
-            self._api = ApiServer(app, host=s.api_host, port=s.api_port)
-            self._api.start()
+            api = ApiServer(app, host=s.api_host, port=s.api_port, tls=s.api_tls)
+            try:
+                api.start()  # ConfigError for a TLS key it cannot open; TransientError
+            except (ConfigError, TransientError):
+                self.stop()  # the consumers already running
+                raise
+            self._api = api
         for worker, _ in self._workers:
             if not worker.ready.wait(timeout=15):
                 self.stop()
@@ -292,12 +342,29 @@ class Hub:
     def api_port(self) -> int | None:
         return self._api.port if self._api else None
 
+    @property
+    def broker(self) -> Broker:
+        """RabbitMQ's URL and TLS options, for every connection the hub makes."""
+        return Broker(self.settings.amqp_url, self.settings.amqp_tls)
+
+    def _inbound_credentials(self) -> dict[str, InboundCredentials]:
+        """Who may POST outcomes. Fail closed: an endpoint without `inbound` credentials cannot,
+        and start-up says so, as it does when tokens would cross the network in clear text."""
+        s = self.settings
+        inbound = {name: ep.inbound for name, ep in s.endpoints.items() if ep.inbound}
+        if closed := sorted(set(s.endpoints) - set(inbound)):
+            log.warning("outcomes_refused_from_endpoints", endpoints=closed, reason="no inbound")
+        loopback = s.api_host in ("127.0.0.1", "::1", "localhost")
+        if s.api_tls is None and not loopback and any(c.token_sha256 for c in inbound.values()):
+            log.warning("api_tokens_without_tls", host=s.api_host)  # fine behind a TLS proxy
+        return inbound
+
     def _console(self) -> ConsoleApp:
         """The ops console at /ops/ (only when operators are configured)."""
         s = self.settings
         if not s.console_secret:
             raise ConfigError(["operators are configured: set HUB_CONSOLE_SECRET"])
-        amqp_url = s.amqp_url
+        broker = self.broker
         return build_console(
             ConsoleDeps(
                 operators=s.operators,
@@ -307,7 +374,7 @@ class Hub:
                 publisher=self._publisher(),
                 endpoints=s.endpoints,
                 clock=self.clock,
-                endpoint_depth=lambda name: queue_depth(amqp_url, delivery_queue(name)),
+                endpoint_depth=lambda name: queue_depth(broker, delivery_queue(name)),
                 circuit_state=lambda name: (
                     str(self.gates[name].circuit.state) if name in self.gates else None
                 ),
@@ -316,7 +383,7 @@ class Hub:
         )
 
     def _publisher(self) -> KombuPublisher:
-        publisher = KombuPublisher(self.settings.amqp_url)
+        publisher = KombuPublisher(self.broker)
         self._publishers.append(publisher)
         return publisher
 
@@ -337,7 +404,12 @@ class Hub:
             metrics=self.metrics,
         )
         worker = QueueWorker(
-            self.settings.amqp_url, queue, dispatcher, prefetch=prefetch, gate=gate
+            self.broker,
+            queue,
+            dispatcher,
+            prefetch=prefetch,
+            gate=gate,
+            on_take=self._observed_ages.taken,
         )
         self._workers.append((worker, start_worker(worker, name)))
 
@@ -347,18 +419,22 @@ class Hub:
         return self.metrics
 
     def _watch_queues(self, topology: Topology) -> None:
-        """Sample queue depths (passive declares), head-message ages (only with
-        amqp.management_url: AMQP cannot tell them) and the failed-message store's size."""
+        """Sample queue depths (passive declares), oldest-message ages (docs/operations.md,
+        "Queue depth and age") and the failed-message store's size."""
         s = self.settings
         management_url = s.management_url
-        ages = partial(head_message_ages, management_url, s.amqp_url) if management_url else None
+        ages = (
+            partial(head_message_ages, management_url, s.amqp_url, tls=s.amqp_tls)
+            if management_url
+            else None
+        )
         store = SqlFailedStore(s.db_url)
-        self._metrics.overdue_referrals(0)  # nothing tracks response deadlines yet (issue 4)
         self._queue_watch = QueueWatch(
             metrics=self._metrics,
             queues=topology.all_queue_names(),
-            depths=partial(queue_depths, s.amqp_url),
+            depths=partial(queue_depths, self.broker),
             ages=partial(self._queue_ages, ages),
+            observed=self._observed_ages,
             failed_count=partial(store.count, FailedState.FAILED),
             interval=self.queue_watch_seconds,
             wall_clock=time.time,
@@ -371,19 +447,27 @@ class Hub:
         queues: Sequence[str],
         now: float,
     ) -> dict[str, float]:
-        ages = dict(management(queues, now=now)) if management else {}
-        for queue, age in self._ledger_ages(queues, now).items():
-            ages.setdefault(queue, age)
+        """Delivery queues from the ledger; others from the management API where the broker
+        reports a head-message timestamp (RabbitMQ reports none for quorum queues, so for
+        none of the hub's own today); the rest are left to the observed bound."""
+        ages = self._ledger_ages(queues, now)
+        if management is not None:
+            try:
+                for queue, age in management(queues, now=now).items():
+                    ages.setdefault(queue, age)
+            except TransientError as exc:
+                log.warning("management_api_unavailable", reason=exc.message)
         return ages
 
     def _ledger_ages(self, queues: Sequence[str], now: float) -> dict[str, float]:
-        """Without the management API (and for quorum queues, which report no head-message
-        timestamp): each delivery queue's oldest message is its oldest undelivered referral."""
+        """Each delivery queue's age is that of its endpoint's oldest referral the ledger still
+        has as queued, since its alert reached the hub (retry waits included); 0 when there is
+        none."""
         oldest = self._ledger.oldest_undelivered()
         return {
-            delivery_queue(endpoint): max(0.0, now - at.timestamp())
-            for endpoint, at in oldest.items()
-            if delivery_queue(endpoint) in queues
+            queue: max(0.0, now - oldest[endpoint].timestamp()) if endpoint in oldest else 0.0
+            for endpoint in self.settings.endpoints
+            if (queue := delivery_queue(endpoint)) in queues
         }
 
     def readiness(self) -> dict[str, bool]:
@@ -395,9 +479,11 @@ class Hub:
         except Exception:  # noqa: BLE001 - readiness reports, never raises
             checks["database"] = False
         try:
-            with connect(self.settings.amqp_url) as conn:
-                conn.ensure_connection(max_retries=1)
-            checks["broker"] = True
+            with connected(self.broker, max_retries=1):
+                checks["broker"] = True
+        except TransientError as exc:
+            log.warning("broker_not_ready", reason=exc.message)  # says why, e.g. TLS refused
+            checks["broker"] = False
         except Exception:  # noqa: BLE001 - readiness reports, never raises
             checks["broker"] = False
         return checks
@@ -409,6 +495,8 @@ class Hub:
             self._api.stop()
         if self._pause_watcher is not None:
             self._pause_watcher.stop()
+        if self._overdue_watch is not None:
+            self._overdue_watch.stop()
         if self._queue_watch is not None:
             self._queue_watch.stop()
         for worker, _ in self._workers:
@@ -424,6 +512,12 @@ class Hub:
         log.info("hub_stopped")
 
 
+def _age_observed(queue: str) -> bool:
+    """Queues whose age is bounded from what the consumers take: not the delivery queues (the
+    ledger ages their referrals) nor the retry queues (waiting is what they are for)."""
+    return not queue.startswith((delivery_queue(""), "hub.retry."))
+
+
 def _report_circuit(metrics: Metrics, endpoint: str, old: object, new: object) -> None:
     metrics.circuit_state(endpoint, str(new))
 
@@ -434,5 +528,5 @@ def operations_adapters(settings: Settings) -> tuple[SqlLedger, SqlFailedStore, 
     return (
         SqlLedger(settings.db_url),
         SqlFailedStore(settings.db_url),
-        KombuPublisher(settings.amqp_url),
+        KombuPublisher(Broker(settings.amqp_url, settings.amqp_tls)),
     )

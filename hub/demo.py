@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import socket
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from typing import Any
 
 from kombu import Connection, Queue
 
-from hub.adapters.fake_trust import FakeTrust, Reply
+from hub.adapters.fake_trust import FakeTrust, HubCredentials, Reply, inbound_token_env
 from hub.adapters.ledger import SqlLedger
 from hub.adapters.rabbitmq import (
     ALERTS_EXCHANGE,
@@ -61,7 +62,8 @@ rules:
 def _hub_yaml(trust: FakeTrust, api_port: int) -> str:
     endpoints = "\n".join(
         f"  {name}:\n    kind: fhir-rest\n    url: {trust.url(name)}\n"
-        f"    ods_code: {ods}\n    organisation_name: {org}\n    timeout_seconds: 5"
+        f"    ods_code: {ods}\n    organisation_name: {org}\n    timeout_seconds: 5\n"
+        f"    inbound: {{token_env: {inbound_token_env(name)}}}"
         for name, (ods, org) in SERVICES.items()
     )
     return (
@@ -251,12 +253,21 @@ def run_demo(*, verbose: bool = False, out: Any = None) -> int:
     configure_logging(level="INFO", stream=sys.stderr if verbose else io.StringIO())
     workdir = Path(tempfile.mkdtemp(prefix="hub-demo-"))
     api_port = _free_port()
+    # Each service's token for POSTing outcomes, made up for this run (secrets live in the
+    # environment, which here is this dictionary).
+    tokens = {name: secrets.token_urlsafe(32) for name in SERVICES}
     trust = FakeTrust(
-        services=SERVICES, hub_base_url=f"http://127.0.0.1:{api_port}/fhir", replies=_replies
+        services=SERVICES,
+        hub_base_url=f"http://127.0.0.1:{api_port}/fhir",
+        replies=_replies,
+        credentials={name: HubCredentials(token=token) for name, token in tokens.items()},
     ).start()
     (workdir / "hub.yaml").write_text(_hub_yaml(trust, api_port))
     (workdir / "routes.yaml").write_text(ROUTES)
-    settings = load_settings(workdir, env={"HUB_DB_URL": f"sqlite:///{workdir / 'ledger.db'}"})
+    env = {inbound_token_env(name): token for name, token in tokens.items()}
+    settings = load_settings(
+        workdir, env={**env, "HUB_DB_URL": f"sqlite:///{workdir / 'ledger.db'}"}
+    )
     ledger = SqlLedger(settings.db_url)
     hub = Hub(settings, ledger=ledger)
     outcomes: dict[str, list[dict[str, Any]]] = {}

@@ -1,6 +1,10 @@
 """A background thread that samples what only polling can tell: each hub queue's depth, its
-oldest message's age (when the management API is configured) and the failed-message store's
-size, into the Metrics port. It reads; it never consumes or changes anything.
+oldest message's age and the failed-message store's size, into the Metrics port. It reads; it
+never consumes or changes anything.
+
+Ages: a queue `ages` answers for (the ledger for delivery queues, the management API where the
+broker reports a head timestamp) gets that; a queue `observed` covers gets its bound
+(hub.queue_ages); any other queue none.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from hub.errors import HubError
 from hub.log import get_logger
 from hub.ports import Metrics
+from hub.queue_ages import ObservedAges
 
 log = get_logger("hub.queue_watch")
 
@@ -27,6 +32,7 @@ class QueueWatch:
         queues: Sequence[str],
         depths: Depths,
         ages: Ages | None = None,
+        observed: ObservedAges | None = None,
         failed_count: Callable[[], int] | None = None,
         interval: float = 15.0,
         wall_clock: Callable[[], float] = time.time,
@@ -35,6 +41,7 @@ class QueueWatch:
         self.queues = list(queues)
         self.depths = depths
         self.ages = ages
+        self.observed = observed
         self.failed_count = failed_count
         self.interval = interval
         self.wall_clock = wall_clock
@@ -43,23 +50,43 @@ class QueueWatch:
 
     def sample(self) -> None:
         """One round; each source on its own, so a broken one does not hide the others."""
+        at = self.wall_clock()  # before the depths are read: an empty queue was empty since
+        depths: Mapping[str, int] | None = None
         try:
-            for queue, depth in self.depths(self.queues).items():
+            depths = self.depths(self.queues)
+            for queue, depth in depths.items():
                 self.metrics.queue_depth(queue, depth)
         except HubError as exc:
             log.warning("queue_depths_unavailable", reason=exc.message)
-        if self.ages is not None:
-            try:
-                ages = self.ages(self.queues, self.wall_clock())
-                for queue in self.queues:
-                    self.metrics.queue_oldest_age(queue, ages.get(queue))
-            except HubError as exc:
-                log.warning("queue_ages_unavailable", reason=exc.message)
+        if self.ages is not None or self.observed is not None:
+            self._sample_ages(depths, at)
         if self.failed_count is not None:
             try:
                 self.metrics.failed_messages(self.failed_count())
             except HubError as exc:
                 log.warning("failed_store_size_unavailable", reason=exc.message)
+
+    def _sample_ages(self, depths: Mapping[str, int] | None, at: float) -> None:
+        answered: Mapping[str, float] | None = {}
+        if self.ages is not None:
+            try:
+                answered = self.ages(self.queues, at)
+            except HubError as exc:
+                log.warning("queue_ages_unavailable", reason=exc.message)
+                answered = None
+        for queue in self.queues:
+            observed = self.observed
+            if observed is not None and not observed.covers(queue):
+                observed = None
+            bound = None
+            if observed is not None:  # sampled every round: an empty queue is a later bound
+                ready = None if depths is None else depths.get(queue)
+                bound = observed.estimate(queue, ready=ready, at=at)
+            if answered and queue in answered:
+                self.metrics.queue_oldest_age(queue, answered[queue])
+            elif observed is not None or answered is not None:
+                self.metrics.queue_oldest_age(queue, bound)
+            # else: its only source failed this round; the last reading stands
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="queue-watch", daemon=True)

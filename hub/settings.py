@@ -7,8 +7,12 @@ file and line, as one ConfigError. The only module that reads os.environ.
     hub: {ods_code, name, endpoint}        # required: who the hub is; endpoint = its FHIR base URL
     amqp: {url, prefetch, intake_consumers} # HUB_AMQP_URL overrides url
     amqp.management_url                    # optional RabbitMQ management API (queue ages)
+    amqp.tls: {ca_file, cert_file, key_file, server_hostname}   # amqps:// only; HUB_AMQP_CA_FILE,
+                                           # HUB_AMQP_CERT_FILE, … override (hub.broker_tls)
     ledger: {url}                          # HUB_DB_URL overrides url
     api: {host, port, max_body_bytes}      # HUB_API_PORT overrides port
+    api.tls: {cert_file, key_file, key_password_env?, client_ca_file?, require_client_cert?}
+                                           # HTTPS, and client certificates (hub.inbound_auth)
     logging: {level}                       # HUB_LOG_LEVEL overrides level
     sources: {<org code>: [<amqp user id>, ...]}   # who may publish for whom; may be empty
     operators: {<name>: {password_hash}}   # ops console logins (argon2 hashes only);
@@ -18,6 +22,8 @@ file and line, as one ConfigError. The only module that reads os.environ.
         kind: fhir-rest | hl7v2-mllp | webhook | mesh  # selects its own fields (_KIND_FIELDS)
         ods_code, organisation_name, service_id?, timeout_seconds?, max_in_flight?, paused?
         circuit: {failure_threshold: 5, cooldown_seconds: 30}   # optional; these are defaults
+        inbound: {token_env?, client_cert_subject?}   # what it presents to POST outcomes to the
+                                           # hub; none: its outcomes are refused (inbound_auth)
         url: <FHIR base>                   # fhir-rest: the hub POSTs to url + '/$process-message'
         auth: {type: bearer, token_env: NAME}   # fhir-rest, optional; the token is read from env
         auth: {type: oauth2-client-credentials, token_url, client_id, client_secret_env, scope?}
@@ -43,10 +49,13 @@ from urllib.parse import urlsplit
 import jsonschema
 import yaml
 
+from hub import broker_tls, inbound_auth
 from hub import endpoint_credentials as credentials
+from hub.broker_tls import AmqpTls
 from hub.circuit import CircuitConfig
 from hub.endpoint_credentials import MeshMailbox, OAuth2ClientCredentials, TlsFiles
 from hub.errors import ConfigError
+from hub.inbound_auth import ApiTls, InboundCredentials
 from hub.messages import HubIdentity, Recipient
 from hub.passwords import ARGON2_HASH
 from hub.routes import ROUTES_SCHEMA, RouteTable, build_route_table, route_problems
@@ -115,6 +124,7 @@ class EndpointConfig:
     oauth2: OAuth2ClientCredentials | None = None  # fhir-rest, optional (instead of bearer)
     tls: TlsFiles | None = None  # fhir-rest and mesh, optional: mutual TLS, CA bundle
     mesh: MeshMailbox | None = None  # mesh
+    inbound: InboundCredentials | None = None  # None: may not POST outcomes to the hub
 
     @property
     def process_message_url(self) -> str:
@@ -147,9 +157,11 @@ class Settings:
     endpoints: dict[str, EndpointConfig]
     routes: RouteTable
     amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)  # may carry credentials
+    amqp_tls: AmqpTls | None = None  # amqps:// CA, client certificate (hub.broker_tls)
     db_url: str = field(default=DEFAULT_DB_URL, repr=False)
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    api_tls: ApiTls | None = None  # HTTPS for the API, client certificates (api.tls)
     prefetch: int = 10
     intake_consumers: int = 1  # competing consumers per alert queue; >1 gives no gain today
     max_body_bytes: int = 65536
@@ -190,6 +202,7 @@ _HUB_SCHEMA: dict[str, Any] = _section(
                 "intake_consumers": {"type": "integer", "minimum": 1, "maximum": 32},
                 # Credentials and vhost come from the AMQP URL; a password here is an error.
                 "management_url": _HTTP_URL,
+                "tls": broker_tls.TLS_SCHEMA,
             }
         ),
         "ledger": _section(
@@ -206,6 +219,7 @@ _HUB_SCHEMA: dict[str, Any] = _section(
                 "host": _TEXT,
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                 "max_body_bytes": {"type": "integer", "minimum": 1024, "maximum": 16 * 2**20},
+                "tls": inbound_auth.API_TLS_SCHEMA,
             }
         ),
         "logging": _section({"level": {"type": "string", "enum": [str(v) for v in LogLevel]}}),
@@ -256,6 +270,7 @@ _COMMON_FIELDS: dict[str, Any] = {
             "cooldown_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
         }
     ),
+    "inbound": inbound_auth.INBOUND_SCHEMA,
 }
 _KIND_ONLY = {"kind": _COMMON_FIELDS["kind"]}
 _ENV_NAME = {
@@ -498,6 +513,7 @@ def _endpoint(
         tls = credentials.tls(raw.get("tls"), problem)
     if kind is EndpointKind.MESH:
         mesh = credentials.mesh(raw, from_env)
+    inbound = inbound_auth.inbound(raw.get("inbound"), from_env, problem)
     if kind is EndpointKind.WEBHOOK:
         key = from_env(raw.get("secret_env"), ("secret_env",))
         if key is not None:
@@ -525,8 +541,43 @@ def _endpoint(
         oauth2=oauth2,
         tls=tls,
         mesh=mesh,
+        inbound=inbound,
     )
     return endpoint, []
+
+
+def _api_tls(doc: _Document, env: Mapping[str, str], problems: list[str]) -> ApiTls | None:
+    raw = doc.data.get("api") if isinstance(doc.data, Mapping) else None
+    raw_tls = raw.get("tls") if isinstance(raw, Mapping) else None
+    at: _Path = ("api", "tls")
+
+    def problem(path: _Path, text: str) -> None:
+        problems.append(f"{doc.locate((*at, *path))}: {text}")
+
+    def from_env(var: Any, path: _Path) -> str | None:
+        if not isinstance(var, str):
+            return None
+        value = env.get(var, "")
+        if not value:
+            problem(path, f"api.tls: environment variable {var} is not set")
+        return value
+
+    return inbound_auth.api_tls(raw_tls, from_env, problem)
+
+
+def _inbound_problems(
+    doc: _Document, endpoints: Mapping[str, EndpointConfig], api_tls: ApiTls | None
+) -> list[str]:
+    """A certificate subject the API could never see: mutual TLS needs api.tls.client_ca_file."""
+    if api_tls is not None and api_tls.client_ca_file:
+        return []
+    return [
+        f"{doc.locate(('endpoints', name, 'inbound', 'client_cert_subject'))}: endpoint "
+        f"{name!r}: inbound.client_cert_subject needs api.tls with client_ca_file (the CA "
+        "that signs the services' client certificates)"
+        for name, endpoint in endpoints.items()
+        if endpoint.inbound is not None and endpoint.inbound.client_cert_subject is not None
+    ]
 
 
 def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
@@ -612,6 +663,19 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
                 routes_doc.data, endpoints=raw_endpoints.keys(), locate=routes_doc.locate
             )
     problems += env_problems
+    api_tls = _api_tls(hub_doc, env, problems) if hub_ok else None
+    problems += _inbound_problems(hub_doc, endpoints, api_tls)
+    raw_amqp = hub_doc.data.get("amqp") if hub_ok and isinstance(hub_doc.data, Mapping) else None
+    raw_amqp = raw_amqp if isinstance(raw_amqp, Mapping) else {}
+    amqp_url = overrides.get("amqp_url", raw_amqp.get("url", DEFAULT_AMQP_URL))
+    amqp_tls, tls_problems = broker_tls.amqp_tls(
+        raw_amqp,
+        env,
+        url=amqp_url if isinstance(amqp_url, str) else "",
+        url_from_env="amqp_url" in overrides,
+        locate=hub_doc.locate,
+    )
+    problems += tls_problems
     has_operators = hub_ok and isinstance(hub_doc.data, Mapping) and hub_doc.data.get("operators")
     if has_operators and not env.get("HUB_CONSOLE_SECRET"):
         problems.append(
@@ -625,9 +689,11 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
     section = {key: hub.get(key, {}) for key in ("amqp", "ledger", "api", "logging")}
     values: dict[str, Any] = {
         "amqp_url": section["amqp"].get("url", DEFAULT_AMQP_URL),
+        "amqp_tls": amqp_tls,
         "db_url": section["ledger"].get("url", DEFAULT_DB_URL),
         "api_host": section["api"].get("host", "127.0.0.1"),
         "api_port": section["api"].get("port", 8080),
+        "api_tls": api_tls,
         "prefetch": section["amqp"].get("prefetch", 10),
         "intake_consumers": section["amqp"].get("intake_consumers", 1),
         "management_url": section["amqp"].get("management_url"),

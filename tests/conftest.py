@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import threading
@@ -21,8 +22,9 @@ from typing import Any
 import pika
 import pytest
 
-from hub.adapters.fake_trust import FakeTrust, Reply
+from hub.adapters.fake_trust import FakeTrust, HubCredentials, Reply, inbound_token_env
 from hub.bootstrap import Hub
+from hub.change_contracts import message_id_field
 from hub.pipeline import RetryPolicy
 from hub.settings import load_settings
 
@@ -100,19 +102,28 @@ def write_config(
     sources_yaml: str = "",
     operators_yaml: str = "",
     endpoint_yaml: dict[str, str] | None = None,
+    api_tls_yaml: str = "",
 ) -> Path:
-    """`endpoint_yaml` adds lines (indented 4) to the named trust endpoints' configuration."""
+    """`endpoint_yaml` adds lines (indented 4) to the named trust endpoints' configuration; an
+    endpoint the trust holds a token for gets `inbound: {token_env: <inbound_token_env>}`;
+    `api_tls_yaml` is the API's `tls:` mapping (flow style)."""
     directory.mkdir(parents=True, exist_ok=True)
     endpoints = "\n".join(
         f"  {name}:\n    kind: fhir-rest\n    url: {trust.url(name)}\n"
         f"    ods_code: {ods}\n    organisation_name: {org}\n    timeout_seconds: 3"
+        + (
+            f"\n    inbound: {{token_env: {inbound_token_env(name)}}}"
+            if trust.credentials.get(name, HubCredentials()).token
+            else ""
+        )
         + "".join(f"\n    {line}" for line in (endpoint_yaml or {}).get(name, "").splitlines())
         for name, (ods, org) in trust.services.items()
     )
+    api_tls = f", tls: {api_tls_yaml}" if api_tls_yaml else ""
     (directory / "hub.yaml").write_text(
         "hub: {ods_code: X26HUB, name: L&D Integration Hub, "
         f"endpoint: 'http://127.0.0.1:{api_port}/fhir'}}\n"
-        f"api: {{host: 127.0.0.1, port: {api_port}}}\n"
+        f"api: {{host: 127.0.0.1, port: {api_port}{api_tls}}}\n"
         f"endpoints:\n{endpoints}\n{extra_endpoint_yaml}{sources_yaml}{operators_yaml}"
     )
     (directory / "routes.yaml").write_text(routes)
@@ -149,7 +160,7 @@ class Justice:
         **props: Any,
     ) -> None:
         if isinstance(body, dict):
-            message_id = message_id or body.get("alert_id")
+            message_id = message_id or body.get(message_id_field(str(body.get("schema", ""))))
             body = json.dumps(body).encode()
         self._pub_ch.basic_publish(
             "justice.alerts",
@@ -231,6 +242,9 @@ class HubRig:
     amqp_url: str
     db_url: str
     api_port: int
+    # What else the configuration reads from the environment (the services' inbound tokens):
+    # commands run against `config_dir` (hub failed …, hub endpoint …) need it too.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -250,15 +264,28 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
         env: dict[str, str] | None = None,
         operators_yaml: str = "",  # the ops console's `operators:` (needs HUB_CONSOLE_SECRET)
         endpoint_yaml: dict[str, str] | None = None,  # extra lines per trust endpoint
+        hub_amqp_url: str | None = None,  # the hub's own broker URL (e.g. amqps:// via a proxy)
+        # What each service presents when it POSTs outcomes (default: a fresh token each, set
+        # as its `inbound.token_env`); with `api_tls_yaml` the API is HTTPS, verified by hub_ca.
+        credentials: dict[str, HubCredentials] | None = None,
+        api_tls_yaml: str = "",
+        hub_ca: str | None = None,
         **hub_options: Any,  # more Hub(...) fields, e.g. queue_watch_seconds
     ) -> HubRig:
         api_port = free_port()
+        if credentials is None:
+            credentials = {
+                name: HubCredentials(token=secrets.token_urlsafe(32)) for name in SERVICES
+            }
         trust = FakeTrust(
             services=SERVICES,
-            hub_base_url=f"http://127.0.0.1:{api_port}/fhir",
+            hub_base_url=f"{'https' if api_tls_yaml else 'http'}://127.0.0.1:{api_port}/fhir",
             replies=replies,
             behaviour=behaviour,
+            credentials=credentials,
+            hub_ca=hub_ca,
         ).start()
+        tokens = {inbound_token_env(n): c.token for n, c in credentials.items() if c.token}
         config = write_config(
             tmp_path / f"config-{len(made)}",
             trust=trust,
@@ -268,10 +295,17 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
             extra_endpoint_yaml=extra_endpoint_yaml,
             operators_yaml=operators_yaml,
             endpoint_yaml=endpoint_yaml,
+            api_tls_yaml=api_tls_yaml,
         )
         url = db_url or pg_url
         settings = load_settings(
-            config, env={**(env or {}), "HUB_AMQP_URL": amqp_url, "HUB_DB_URL": url}
+            config,
+            env={
+                **tokens,
+                **(env or {}),
+                "HUB_AMQP_URL": hub_amqp_url or amqp_url,
+                "HUB_DB_URL": url,
+            },
         )
         # Off unless asked for: most tests read the pipeline's dead letters off hub.dlq.*
         # themselves; tests of the failed-message store turn the ingester on.
@@ -283,7 +317,7 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
         )
         hub.start()
         justice = Justice(amqp_url)
-        rig = HubRig(hub, trust, justice, config, amqp_url, url, api_port)
+        rig = HubRig(hub, trust, justice, config, amqp_url, url, api_port, env=tokens)
         made.append(rig)
         return rig
 

@@ -1,8 +1,10 @@
 """The hub's inbound HTTP API (starlette, served by uvicorn in a thread).
 
 `POST /fhir/$process-message` takes a service's BaRS servicerequest-response and answers 200
-only once it is durably queued on hub.outcomes.inbound. Errors are FHIR OperationOutcomes.
-The only module that imports starlette/uvicorn.
+only once it is durably queued on hub.outcomes.inbound. The caller must authenticate as the
+service the referral went to (hub.inbound_auth: bearer token and/or client certificate), before
+its body is read. Errors are FHIR OperationOutcomes. The only module that imports starlette and
+uvicorn (with hub.adapters.api_tls, its HTTPS helper).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -19,11 +23,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from hub.adapters.rabbitmq import OUTCOMES_INBOUND_QUEUE, WORK_EXCHANGE
-from hub.errors import InvalidMessage, TransientError
+from hub.adapters.api_tls import uvicorn_tls_options
+from hub.adapters.rabbitmq import DLQ_EXCHANGE, OUTCOMES_INBOUND_QUEUE, WORK_EXCHANGE
+from hub.errors import ConfigError, InvalidMessage, TransientError
+from hub.inbound_auth import ApiTls, Authentication, InboundCredentials, authenticate
 from hub.log import bind_correlation, get_logger
-from hub.messages import Recipient
-from hub.pipeline import H_ALERT_ID
+from hub.messages import Problem, Recipient
+from hub.pipeline import (
+    H_ALERT_ID,
+    H_ATTEMPTS,
+    H_ENDPOINT,
+    H_ERROR,
+    H_ERROR_CLASS,
+    H_FIRST_FAILURE,
+    H_HTTP_STATUS,
+    H_LAST_FAILURE,
+    H_ORIGINAL_EXCHANGE,
+    H_ORIGINAL_QUEUE,
+    H_ORIGINAL_ROUTING_KEY,
+    H_PROBLEMS,
+    H_STAGE,
+)
 from hub.ports import Ledger, Publisher
 from hub.transforms.response_to_outcome import parse_service_response
 
@@ -31,6 +51,14 @@ log = get_logger("hub.api")
 
 FHIR_JSON = "application/fhir+json"
 ERROR_SYSTEM = "https://fhir.nhs.uk/Codesystem/http-error-codes"
+REALM = "ld-hub"
+# Why a request was refused (RFC 6750 §3.1 error codes): never says which service, if any,
+# a token belongs to.
+_UNAUTHORISED_TEXT = {
+    None: "authentication required: a bearer token and/or a client certificate",
+    "invalid_request": "the Authorization header is not 'Bearer <token>'",
+    "invalid_token": "the credentials presented are not those of a service this hub knows",
+}
 
 
 def operation_outcome(
@@ -55,11 +83,33 @@ def operation_outcome(
     return JSONResponse(body, status_code=status, headers=dict(echo), media_type=FHIR_JSON)
 
 
+def unauthorised(auth: Authentication, *, echo: Mapping[str, str]) -> Response:
+    """401 with the RFC 6750 challenge; an OperationOutcome like every other error."""
+    challenge = f'Bearer realm="{REALM}"'
+    if auth.error:
+        challenge += f', error="{auth.error}"'
+    return operation_outcome(
+        401,
+        "REC_UNAUTHORIZED",
+        "login",
+        _UNAUTHORISED_TEXT.get(auth.error, "not authenticated"),
+        echo={**echo, "WWW-Authenticate": challenge},
+    )
+
+
+def client_cert_name(request: Request) -> str | None:
+    """The verified client certificate's subject (ASGI TLS extension; hub.adapters.api_tls)."""
+    tls = (request.scope.get("extensions") or {}).get("tls") or {}
+    name = tls.get("client_cert_name")
+    return name if isinstance(name, str) else None
+
+
 def build_app(
     *,
     ledger: Ledger,
     publisher: Publisher,
     recipients: Mapping[str, Recipient],
+    inbound: Mapping[str, InboundCredentials],  # endpoint -> what it must present; absent: refused
     max_body_bytes: int,
     readiness: Callable[[], dict[str, bool]] | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,  # Prometheus text: (body, type)
@@ -71,6 +121,20 @@ def build_app(
             for k in ("x-request-id", "x-correlation-id")
             if k in request.headers
         }
+        # Authenticate first: nothing about the body or the referral is read for a stranger.
+        auth = authenticate(
+            inbound,
+            authorization=request.headers.get("authorization"),
+            client_cert_name=client_cert_name(request),
+        )
+        if not auth.ok:
+            log.warning(
+                "outcome_unauthenticated",
+                error=auth.error or "no_credentials",
+                client=request.client.host if request.client else None,
+                request_id=echo.get("x-request-id"),
+            )
+            return unauthorised(auth, echo=echo)
         if len(echo) < 2:
             return operation_outcome(
                 400,
@@ -96,18 +160,60 @@ def build_app(
                     echo=echo,
                 )
         # The confirmed publish blocks: run it in the thread pool, not on the event loop.
-        return await run_in_threadpool(_accept, body, echo)
+        return await run_in_threadpool(_accept, body, echo, auth.endpoints)
 
-    def _accept(body: bytes, echo: dict[str, str]) -> Response:
+    def _park(body: bytes, problems: Sequence[Problem], caller: frozenset[str]) -> None:
+        """An authenticated service's response the hub cannot read or map: refused to the
+        service (4xx) and parked on hub.dlq.outcome with every problem, so operators see it in
+        `hub failed` and may replay it (to hub.outcomes.inbound) once the cause is fixed."""
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        headers: dict[str, Any] = {
+            H_STAGE: "outcome",
+            H_ERROR_CLASS: "InvalidMessage",
+            H_ERROR: "the service's response could not be mapped: "
+            + "; ".join(p.path for p in problems)[:1500],
+            H_PROBLEMS: json.dumps([p.as_dict() for p in problems]),
+            H_ATTEMPTS: 1,
+            H_FIRST_FAILURE: now,
+            H_LAST_FAILURE: now,
+            H_ORIGINAL_EXCHANGE: WORK_EXCHANGE,
+            H_ORIGINAL_ROUTING_KEY: OUTCOMES_INBOUND_QUEUE,
+            H_ORIGINAL_QUEUE: OUTCOMES_INBOUND_QUEUE,
+            H_HTTP_STATUS: 422,
+        }
+        if len(caller) == 1:
+            headers[H_ENDPOINT] = next(iter(caller))
+        try:
+            publisher.publish(
+                exchange=DLQ_EXCHANGE,
+                routing_key="outcome",
+                body=body,
+                headers=headers,
+                content_type=FHIR_JSON,
+            )
+        except TransientError as exc:  # the service is told anyway; it may send it again
+            log.warning("service_response_not_parked", reason=exc.message)
+            return
+        log.warning(
+            "service_response_refused",
+            endpoint=headers.get(H_ENDPOINT),
+            problem_count=len(problems),
+            paths=[p.path for p in problems],
+        )
+
+    def _accept(body: bytes, echo: dict[str, str], caller: frozenset[str]) -> Response:
         try:
             bundle = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
+            problem = Problem("$", "body is not a JSON document")
+            _park(body, [problem], caller)
             return operation_outcome(
-                400, "REC_BAD_REQUEST", "structure", "body is not a JSON document", echo=echo
+                400, "REC_BAD_REQUEST", "structure", problem.problem, echo=echo
             )
         try:
             response = parse_service_response(bundle)
         except InvalidMessage as exc:
+            _park(body, exc.problems, caller)
             text = "; ".join(f"{p.path}: {p.problem}" for p in exc.problems)
             return operation_outcome(422, "REC_UNPROCESSABLE_ENTITY", "invalid", text, echo=echo)
         referral = ledger.get_referral(response.response_to)
@@ -120,6 +226,20 @@ def build_app(
                 echo=echo,
             )
         bind_correlation(referral.alert_id)
+        if referral.endpoint not in caller:
+            log.warning(
+                "outcome_from_other_service",
+                alert_id=referral.alert_id,
+                endpoint=referral.endpoint,
+                authenticated_as=sorted(caller),
+            )
+            return operation_outcome(
+                403,
+                "REC_FORBIDDEN",
+                "forbidden",
+                "the authenticated service did not receive this referral",
+                echo=echo,
+            )
         recipient = recipients.get(referral.endpoint)
         if recipient is None or recipient.ods_code != response.sender_ods:
             log.warning(
@@ -186,16 +306,31 @@ def build_app(
 
 
 class ApiServer:
-    """uvicorn in a background thread; `stop()` finishes in-flight requests first."""
+    """uvicorn in a background thread, HTTPS when `tls` is given (hub.adapters.api_tls);
+    `stop()` finishes in-flight requests first."""
 
-    def __init__(self, app: Starlette, *, host: str, port: int) -> None:
+    def __init__(self, app: Starlette, *, host: str, port: int, tls: ApiTls | None = None) -> None:
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            **uvicorn_tls_options(tls),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
 
     def start(self, timeout: float = 10.0) -> None:
+        try:
+            # Here, not in the thread: a wrong key password or a file that is not PEM stops
+            # start-up with a message, not a silent thread and a timeout.
+            self._server.config.load()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            if not self._server.config.is_ssl:
+                raise
+            raise ConfigError([f"api.tls: cannot load the certificate, key or CA: {exc}"]) from exc
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -36,11 +37,11 @@ from hub.adapters.ledger import (
     as_utc,
 )
 from hub.errors import TransientError
+from hub.failed_rules import audit_entries, stored_failure
 from hub.ports import AuditEntry, FailedMessage, FailedState, FailureGroup, NewFailure
 
 _ID = 128
 _CODE_LEN = 64
-AUDIT_ACTIONS = frozenset({"replay", "discard", "reveal"})
 
 metadata = sa.MetaData()
 
@@ -287,26 +288,15 @@ class SqlFailedStore:
 def _audit_rows(
     action: str, ids: Sequence[int], *, by: str, reason: str, at: datetime
 ) -> list[dict[str, Any]]:
-    if action not in AUDIT_ACTIONS:
-        raise ValueError(f"audit action must be one of {sorted(AUDIT_ACTIONS)}")
-    if not by.strip() or not reason.strip():
-        raise ValueError("an audited action needs who did it and why")
-    at = as_utc(at)
-    return [
-        {"at": at, "action": action, "failed_id": int(i), "by": by, "reason": reason} for i in ids
-    ]
+    return [asdict(entry) for entry in audit_entries(action, ids, by=by, reason=reason, at=at)]
 
 
 _FAILURE_FIELDS = tuple(NewFailure.__dataclass_fields__)
 
 
 def _failure_row(failure: NewFailure) -> dict[str, Any]:
-    row = {name: getattr(failure, name) for name in _FAILURE_FIELDS}
-    row["first_failure"] = as_utc(failure.first_failure)
-    row["last_failure"] = as_utc(failure.last_failure)
-    row["headers"] = dict(failure.headers)
-    row["body"] = bytes(failure.body)
-    return row
+    stored = stored_failure(failure)
+    return {name: getattr(stored, name) for name in _FAILURE_FIELDS}
 
 
 def _failed_message(row: Any) -> FailedMessage:

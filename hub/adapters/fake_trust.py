@@ -3,12 +3,14 @@ loopback with one BaRS `$process-message` per endpoint (`/fhir/<endpoint>/$proce
 
 It behaves as BaRS asks a receiver to: echoes X-Request-Id / X-Correlation-Id, answers a
 repeated X-Request-Id with 409 + OperationOutcome `duplicate`, and can later POST
-servicerequest-response messages back to the hub's own `$process-message`.
+servicerequest-response messages back to the hub's own `$process-message`, presenting each
+endpoint's credentials (bearer token, client certificate) as that service would.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 import urllib.error
@@ -46,6 +48,19 @@ class Reply:
     delay: float = 0.05
 
 
+@dataclass(frozen=True, slots=True)
+class HubCredentials:
+    """What the trust presents when it POSTs to the hub for one endpoint (its `inbound`)."""
+
+    token: str | None = field(default=None, repr=False)
+    cert: tuple[str, str] | None = None  # client certificate and key (PEM files): mutual TLS
+
+
+def inbound_token_env(endpoint: str) -> str:
+    """The variable holding the token `endpoint` presents to the hub (demo and tests)."""
+    return endpoint.upper().replace("-", "_") + "_INBOUND_TOKEN"
+
+
 # (endpoint, bundle) -> (HTTP status, extra headers, body) to override the normal answer.
 Behaviour = Callable[[str, dict[str, Any]], tuple[int, dict[str, str], bytes] | None]
 
@@ -56,6 +71,8 @@ class FakeTrust:
     hub_base_url: str | None = None  # where replies go: <base>/$process-message
     replies: Callable[[str, dict[str, Any]], list[Reply]] | None = None
     behaviour: Behaviour | None = None
+    credentials: Mapping[str, HubCredentials] = field(default_factory=dict)  # per endpoint
+    hub_ca: str | None = None  # the CA file that verifies an https:// hub
     received: list[Received] = field(default_factory=list)
     reply_results: list[int] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
@@ -171,12 +188,23 @@ class FakeTrust:
                 note=reply.note,
                 referred_to=reply.referred_to,
             )
-            self.reply_results.append(self.post_to_hub(message, correlation_id=correlation_id))
+            self.reply_results.append(
+                self.post_to_hub(message, correlation_id=correlation_id, endpoint=endpoint)
+            )
 
     def post_to_hub(
-        self, message: dict[str, Any], *, correlation_id: str, token: str | None = None
+        self,
+        message: dict[str, Any],
+        *,
+        correlation_id: str,
+        endpoint: str | None = None,
+        token: str | None = None,
     ) -> int:
+        """POST to the hub as `endpoint` (its `credentials`; none: no credentials at all);
+        `token` replaces the endpoint's token. Returns the HTTP status (0: never answered)."""
         assert self.hub_base_url
+        presented = self.credentials.get(endpoint, HubCredentials()) if endpoint else None
+        token = token or (presented.token if presented else None)
         headers = {
             "Content-Type": "application/fhir+json",
             "X-Request-Id": str(uuid.uuid4()),
@@ -184,6 +212,11 @@ class FakeTrust:
         }
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        context = None
+        if self.hub_base_url.startswith("https:"):
+            context = ssl.create_default_context(cafile=self.hub_ca)
+            if presented and presented.cert:
+                context.load_cert_chain(*presented.cert)
         req = urllib.request.Request(
             self.hub_base_url.rstrip("/") + "/$process-message",
             data=json.dumps(message).encode(),
@@ -192,7 +225,7 @@ class FakeTrust:
         )
         for _ in range(20):  # BaRS: the sender retries when the receiver is unavailable
             try:
-                with urllib.request.urlopen(req, timeout=10) as resp:
+                with urllib.request.urlopen(req, timeout=10, context=context) as resp:
                     return int(resp.status)
             except urllib.error.HTTPError as exc:
                 if exc.code not in (429, 503):

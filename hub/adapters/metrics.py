@@ -98,11 +98,19 @@ class PrometheusMetrics:
             registry=r,
         )
         self._depth = Gauge(
-            QUEUE_DEPTH, "Messages in each hub queue (ready + unacked)", ["queue"], registry=r
+            QUEUE_DEPTH,
+            "Messages ready on each hub queue, by passive declare (unacked ones not counted)",
+            ["queue"],
+            registry=r,
         )
         self._age = Gauge(
             QUEUE_OLDEST_AGE,
-            "Age of the message at the head of each hub queue (needs amqp.management_url)",
+            # docs/operations.md, "Queue depth and age", says how each is found.
+            "Age in seconds of the oldest message waiting on each hub queue. hub.deliver.*: "
+            "the oldest referral still queued in the ledger, counted from its alert's "
+            "arrival (0 if none). Other queues: an upper bound, from the messages the hub took "
+            "off the queue and when it was last seen empty (0 if none ready; absent while "
+            "unknown). Not reported for hub.retry.*",
             ["queue"],
             registry=r,
         )

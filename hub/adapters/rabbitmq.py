@@ -1,22 +1,29 @@
-"""RabbitMQ through kombu: topology, confirmed publishing, and the consumer loop.
+"""RabbitMQ through kombu: the connection (plain or TLS), topology, confirmed publishing, and the
+consumer loop.
 
-The only module that imports kombu/amqp. Broker exceptions become hub errors here. It decides
-nothing about messages: a handler returns whether to ack or to requeue.
+The only module that imports kombu/amqp. Broker exceptions become hub errors here, in words an
+operator can act on. It decides nothing about messages: a handler returns whether to ack or to
+requeue.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.exceptions import OperationalError
 from kombu.mixins import ConsumerMixin
 
+from hub.adapters import rabbitmq_tls
+from hub.broker_tls import AmqpTls
 from hub.errors import ConfigError, TransientError
 from hub.log import get_logger
 from hub.ports import Envelope
@@ -181,21 +188,80 @@ class Topology:
             )
 
 
-def connect(url: str, *, heartbeat: int = 30) -> Connection:
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """Where RabbitMQ is and how to reach it: the AMQP URL and, for amqps://, the TLS options
+    (None: verify the broker against the system's CA store, present no client certificate).
+    The broker's certificate is always verified (hub.adapters.rabbitmq_tls)."""
+
+    url: str = field(repr=False)  # may carry credentials
+    tls: AmqpTls | None = None
+
+    @classmethod
+    def of(cls, broker: Broker | str) -> Broker:
+        """A Broker from a plain URL too (amqps:// then verifies against the system store)."""
+        return broker if isinstance(broker, Broker) else cls(broker)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.url.startswith("amqps://")
+
+    @property
+    def address(self) -> str:
+        """host:port, for messages (the URL itself may carry a password)."""
+        try:
+            parts = urlsplit(self.url)
+            port = parts.port or (5671 if self.uses_tls else 5672)
+        except ValueError:
+            return "(unparsable AMQP URL)"
+        return f"{parts.hostname or 'localhost'}:{port}"
+
+    def connection(self, **options: Any) -> Connection:
+        """A kombu Connection (not yet connected) with this broker's TLS options."""
+        return Connection(self.url, ssl=rabbitmq_tls.ssl_options(self.url, self.tls), **options)
+
+    def explain(self, exc: BaseException) -> str:
+        """Why a connection failed, in words an operator can act on."""
+        return rabbitmq_tls.explain(exc, address=self.address, uses_tls=self.uses_tls, tls=self.tls)
+
+
+def connect(broker: Broker | str, *, heartbeat: int = 30) -> Connection:
     """A kombu connection; publisher confirms on for the AMQP transport."""
+    broker = Broker.of(broker)
     options: dict[str, Any] = {}
-    if url.startswith(("amqp://", "amqps://", "pyamqp://")):
+    if broker.url.startswith(("amqp://", "amqps://", "pyamqp://")):
         options["confirm_publish"] = True
-    elif url.startswith("memory://"):
+    elif broker.url.startswith("memory://"):
         options["polling_interval"] = 0.01  # the embedded demo: no 1 s polling per hop
-    return Connection(url, heartbeat=heartbeat, transport_options=options, connect_timeout=10)
+    return broker.connection(heartbeat=heartbeat, transport_options=options, connect_timeout=10)
+
+
+@contextmanager
+def connected(
+    broker: Broker | str, *, max_retries: int = 3, interval_start: float = 0.5
+) -> Iterator[Connection]:
+    """An established connection, released on exit; one that cannot be made raises
+    TransientError saying why (`Broker.explain`), never a library traceback."""
+    broker = Broker.of(broker)
+    connection = connect(broker)
+    errors = (OSError, OperationalError, *connection.connection_errors, *connection.channel_errors)
+    try:
+        try:
+            connection.ensure_connection(max_retries=max_retries, interval_start=interval_start)
+        except errors as exc:
+            raise TransientError(
+                f"cannot connect to RabbitMQ at {broker.address}: {broker.explain(exc)}"
+            ) from exc
+        yield connection
+    finally:
+        connection.release()
 
 
 class KombuPublisher:
     """hub.ports.Publisher over one kombu connection; thread-safe by a lock."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url
+    def __init__(self, broker: Broker | str) -> None:
+        self._broker = Broker.of(broker)
         self._lock = threading.Lock()
         self._connection: Connection | None = None
         self._producer: Any = None
@@ -225,8 +291,9 @@ class KombuPublisher:
                         content_type=content_type,
                         content_encoding="utf-8",
                         delivery_mode=2,
-                        # Read back as the management API's head_message_timestamp: how long
-                        # a queue's oldest message has waited (the queue-age metric).
+                        # Read back when the message is taken (QueueWorker.on_take), and as
+                        # head_message_timestamp where the management API reports one: the
+                        # queue-age metric (hub.queue_ages).
                         timestamp=int(time.time()),
                     )
                     return
@@ -235,12 +302,12 @@ class KombuPublisher:
                     if attempt == 2:
                         raise TransientError(
                             f"publish to {exchange or '(default)'}/{routing_key} not confirmed: "
-                            f"{type(exc).__name__}: {exc}"
+                            f"{self._broker.explain(exc)}"
                         ) from exc
 
     def _ensure_producer(self) -> Any:
         if self._producer is None:
-            self._connection = connect(self._url)
+            self._connection = connect(self._broker)
             self._connection.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.5)
             self._producer = self._connection.Producer()
         return self._producer
@@ -272,22 +339,28 @@ class QueueWorker(ConsumerMixin):
     open, endpoint paused) cancels the consumer so messages wait on the broker, never here;
     a later "yes" resumes it. Nothing is requeued for it (quorum queues count requeues towards
     x-delivery-limit).
+
+    `on_take(queue, enqueued_at)`, when given, hears of each message as it is taken, before the
+    handler runs: `enqueued_at` is `enqueued_no_earlier_than` (the queue-age metric).
     """
 
     def __init__(
         self,
-        url: str,
+        broker: Broker | str,
         queue: str,
         handler: Handler,
         *,
         prefetch: int,
         gate: Callable[[object], bool] | None = None,
+        on_take: Callable[[str, float | None], None] | None = None,
     ) -> None:
-        self.connection = connect(url)
+        self.broker = Broker.of(broker)
+        self.connection = connect(self.broker)
         self.queue = queue
         self.handler = handler
         self.prefetch = prefetch
         self.gate = gate
+        self.on_take = on_take
         self.ready = threading.Event()
         self._requeue_pause = 0.0
         self._consumers: list[Consumer] = []
@@ -330,13 +403,45 @@ class QueueWorker(ConsumerMixin):
             log.info("consumer_held", queue=self.queue)
 
     def on_connection_error(self, exc: Exception, interval: float) -> None:
+        # Called by kombu before each retry of a failed (re)connection.
         self.ready.clear()  # /readyz reports the gap until consuming resumes
+        if self.should_stop:
+            raise exc  # stopping: give up reconnecting (kombu would retry for ever)
         log.warning(
-            "broker_connection_lost", queue=self.queue, retry_in=interval, error=type(exc).__name__
+            "broker_connection_lost",
+            queue=self.queue,
+            retry_in=interval,
+            error=type(exc).__name__,
+            reason=self.broker.explain(exc),
         )
+
+    def run(self, _tokens: int = 1, **kwargs: Any) -> None:
+        """kombu's ConsumerMixin loop, but a dropped connection is logged in words, not as a
+        traceback (the reconnect attempts that follow say why they fail), and a stop while
+        the broker is away ends it."""
+        errors = (
+            OperationalError,
+            *self.connection.connection_errors,
+            *self.connection.channel_errors,
+        )
+        while not self.should_stop:
+            try:
+                if self.restart_limit.can_consume(_tokens):
+                    for _ in self.consume(limit=None, **kwargs):
+                        pass
+                else:
+                    time.sleep(self.restart_limit.expected_time(_tokens))
+            except errors as exc:
+                self.ready.clear()
+                if not self.should_stop:
+                    log.warning(
+                        "consumer_disconnected", queue=self.queue, reason=self.broker.explain(exc)
+                    )
 
     def _on_message(self, message: Any) -> None:
         props = message.properties
+        if self.on_take is not None:
+            self.on_take(self.queue, enqueued_no_earlier_than(props, message.headers or {}))
         envelope = Envelope(
             body=_raw_body(message),
             queue=self.queue,
@@ -363,6 +468,30 @@ class QueueWorker(ConsumerMixin):
         self.should_stop = True
 
 
+def enqueued_no_earlier_than(
+    properties: Mapping[str, Any], headers: Mapping[str, Any]
+) -> float | None:
+    """The latest moment (Unix time) known to come before a message entered the queue it was
+    taken from: its AMQP `timestamp` (whoever published it set it: every hub publish does) or,
+    later, a time the broker dead-lettered it (`x-death`: a retry back from its TTL queue, a
+    message the broker parked). None when it carries neither."""
+    deaths = headers.get("x-death")
+    times = [properties.get("timestamp")]
+    if isinstance(deaths, list | tuple):
+        times += [d.get("time") for d in deaths if isinstance(d, Mapping)]
+    known = [t for t in map(_unix_time, times) if t is not None]
+    return max(known, default=None)
+
+
+def _unix_time(value: Any) -> float | None:
+    if isinstance(value, datetime):
+        # py-amqp decodes AMQP timestamps as naive UTC datetimes.
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
 def _raw_body(message: Any) -> bytes:
     body = message.body
     if isinstance(body, bytes | bytearray | memoryview):
@@ -376,11 +505,11 @@ def start_worker(worker: QueueWorker, name: str) -> threading.Thread:
     return thread
 
 
-def queue_depth(url: str, queue: str, *, timeout: float = 3.0) -> int | None:
+def queue_depth(broker: Broker | str, queue: str, *, timeout: float = 3.0) -> int | None:
     """Messages ready on `queue` (a passive declare, which creates nothing); None when the
     queue does not exist or the broker cannot be reached, for a status page that must render."""
     try:
-        with Connection(url, connect_timeout=timeout) as connection:
+        with Broker.of(broker).connection(connect_timeout=timeout) as connection:
             channel = connection.channel()
             try:
                 _, count, _ = channel.queue_declare(queue=queue, passive=True)
@@ -394,12 +523,15 @@ def queue_depth(url: str, queue: str, *, timeout: float = 3.0) -> int | None:
         return None
 
 
-def queue_depths(url: str, queues: Sequence[str], *, timeout: float = 5.0) -> dict[str, int]:
+def queue_depths(
+    broker: Broker | str, queues: Sequence[str], *, timeout: float = 5.0
+) -> dict[str, int]:
     """Messages ready on each queue, by passive declares over one connection (creates
     nothing; RabbitMQ counts ready messages, not unacked ones). A queue that does not exist is
     left out; an unreachable broker raises TransientError."""
     depths: dict[str, int] = {}
-    connection = Connection(url, connect_timeout=timeout)
+    broker = Broker.of(broker)
+    connection = broker.connection(connect_timeout=timeout)
     try:
         connection.ensure_connection(max_retries=1)
         channel = connection.channel()
@@ -412,7 +544,9 @@ def queue_depths(url: str, queues: Sequence[str], *, timeout: float = 5.0) -> di
                 channel = connection.channel()
         channel.close()
     except (OSError, OperationalError, *connection.connection_errors) as exc:
-        raise TransientError(f"cannot read queue depths: broker unreachable ({exc})") from exc
+        raise TransientError(
+            f"cannot read queue depths: broker unreachable ({broker.explain(exc)})"
+        ) from exc
     finally:
         connection.release()
     return depths

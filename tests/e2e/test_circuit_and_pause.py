@@ -87,7 +87,12 @@ def _hub_cli(rig: HubRig, *args: str) -> str:
     result = CliRunner().invoke(
         main,
         ["endpoint", *args, "--config", str(rig.config_dir)],
-        env={"HUB_DB_URL": rig.db_url, "HUB_AMQP_URL": rig.amqp_url, "HUB_OPERATOR": "ops-test"},
+        env={
+            **rig.env,
+            "HUB_DB_URL": rig.db_url,
+            "HUB_AMQP_URL": rig.amqp_url,
+            "HUB_OPERATOR": "ops-test",
+        },
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output

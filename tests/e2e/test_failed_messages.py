@@ -170,7 +170,8 @@ def test_trace_finds_the_referral_by_alert_id_reference_bundle_id_and_request_id
 
 
 def run_cli(rig: HubRig, *args: str, operator: str | None = None) -> Any:
-    env = {"HUB_DB_URL": rig.db_url, "HUB_AMQP_URL": rig.amqp_url, "HUB_OPERATOR": operator}
+    env: dict[str, str | None] = {**rig.env, "HUB_DB_URL": rig.db_url, "HUB_OPERATOR": operator}
+    env["HUB_AMQP_URL"] = rig.amqp_url
     result = CliRunner().invoke(main, [*args, "--config", str(rig.config_dir)], env=env)
     return result
 
@@ -222,7 +223,7 @@ def test_cli_bulk_replay_by_group_asks_first(parked: Any) -> None:
         main,
         ["failed", "discard", "--group", row.failure.group_key, "--as", "erin"]
         + ["--reason", "no", "--config", str(rig.config_dir)],
-        env={"HUB_DB_URL": rig.db_url, "HUB_AMQP_URL": rig.amqp_url},
+        env={**rig.env, "HUB_DB_URL": rig.db_url, "HUB_AMQP_URL": rig.amqp_url},
         input="n\n",
     )
 

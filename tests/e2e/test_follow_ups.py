@@ -260,3 +260,36 @@ def test_a_follow_up_for_an_unknown_alert_is_rejected_with_its_reason(rig: HubRi
     assert rejected["message_id"] == message["consent_update_id"]  # which message was refused
     assert rejected["reasons"][0]["path"] == "alert_id"
     assert "send the alert first" in rejected["reasons"][0]["problem"]
+
+
+def test_a_response_the_hub_cannot_map_is_refused_and_parked_with_its_reasons(
+    rig_factory: Any,
+) -> None:
+    rig = rig_factory(replies=lambda endpoint, bundle: [])
+    alert = fresh_custody(vulnerabilities=MENTAL_HEALTH)
+    publish(rig, alert)
+    wait_until(lambda: len(at(rig, "wy-ld")) == 1, what="the referral")
+    ods, name = SERVICES["wy-ld"]
+    response = build_service_response(
+        referral_bundle_id=at(rig, "wy-ld")[0].bundle_id,
+        service_ods=ods,
+        service_name=name,
+        status=OutcomeStatus.ACCEPTED,
+        at=datetime.now(UTC),
+        message_id=str(uuid.uuid4()),
+    )
+    task = next(e["resource"] for e in response["entry"] if e["resource"]["resourceType"] == "Task")
+    task["status"] = "on-hold"  # a Task status the mapping has no justice status for
+
+    status = rig.trust.post_to_hub(response, correlation_id=alert["alert_id"], endpoint="wy-ld")
+
+    assert status == 422
+    _, props, body = rig.justice.get_one("hub.dlq.outcome")
+    assert json.loads(body)["id"] == response["id"]
+    assert props.headers["x-hub-stage"] == "outcome"
+    assert props.headers["x-hub-endpoint"] == "wy-ld"
+    assert props.headers["x-hub-original-queue"] == "hub.outcomes.inbound"
+    problems = json.loads(props.headers["x-hub-problems"])
+    assert any(p["path"].startswith("Bundle.entry") for p in problems), problems
+    time.sleep(0.3)
+    assert [o for o in rig.justice.for_alert(alert["alert_id"]) if o["status"] == "accepted"] == []

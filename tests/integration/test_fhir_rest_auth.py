@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from hub.errors import TransientError
 from hub.oauth2 import OAuth2TokenSource
 from hub.ports import DeliveryJob, ReferralRecord
 from hub.senders import FhirRestSender, FhirTarget
+from tests.pki import make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -175,24 +175,10 @@ def test_bad_client_credentials_are_transient_and_name_the_oauth_error(
 # -- mutual TLS ---------------------------------------------------------------------------
 
 
-def _openssl(*args: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
-             "-keyout", d / "ca.key", "-out", d / "ca.pem")  # fmt: skip
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                 "-keyout", d / f"{name}.key", "-out", d / f"{name}.csr")  # fmt: skip
-        _openssl("x509", "-req", "-in", d / f"{name}.csr", "-CA", d / "ca.pem", "-CAkey",
-                 d / "ca.key", "-CAcreateserial", "-days", "2", "-out", d / f"{name}.pem",
-                 *(["-extfile", d / "san.ext"] if name == "server" else []))  # fmt: skip
-    return d
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from hub.adapters.metrics import EXPORTED
+from hub.adapters.rabbitmq import Topology
 
 pytestmark = pytest.mark.unit
 
@@ -52,3 +53,20 @@ def test_the_rules_cover_failed_messages_dlq_depth_queue_age_and_open_circuits()
         "hub_circuit_state",
     } <= used
     assert any("hub\\\\.dlq" in r["expr"] or "hub\\.dlq" in r["expr"] for r in rules())
+
+
+def test_each_queue_age_rule_selects_hub_queues_that_report_an_age() -> None:
+    # Every declared queue reports an age except the retry queues (docs/operations.md,
+    # "Queue depth and age"); a rule selecting none of the others could never fire.
+    queues = Topology(endpoints=["wy-ld"], retry_delays=[10]).all_queue_names()
+    for rule in rules():
+        if "hub_queue_oldest_message_age_seconds" not in rule["expr"]:
+            continue
+        matcher = re.search(r'queue(=~|=)"([^"]+)"', rule["expr"])
+        assert matcher, rule["alert"]
+        pattern = matcher.group(2).replace("\\\\", "\\")
+        if matcher.group(1) == "=":
+            pattern = re.escape(pattern)
+        selected = [q for q in queues if re.fullmatch(pattern, q)]
+        assert selected, (rule["alert"], pattern)
+        assert not [q for q in selected if q.startswith("hub.retry.")], rule["alert"]

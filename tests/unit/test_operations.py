@@ -1,0 +1,283 @@
+"""What operators do with parked failures (hub.operations), on the in-memory failed-message store
+and ledger: show masks personal data unless revealed (and a reveal is audited), replay republishes
+exactly what failed to the queue it failed on, discard and replay need who and why, and trace
+joins the ledger's journey with the parked rows. The stores' own contract is
+tests/integration/test_failed_store.py."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from hub.adapters.memory_failed_store import MemoryFailedStore
+from hub.adapters.memory_ledger import MemoryLedger
+from hub.adapters.rabbitmq import WORK_EXCHANGE
+from hub.masking import mask_document
+from hub.operations import (
+    H_REPLAYED_FROM,
+    OperationRefused,
+    discard,
+    parse_since,
+    replay,
+    select_ids,
+    show,
+    trace,
+)
+from hub.ports import AlertFacts, FailedState, ReferralRecord
+from tests.fixtures.alerts import custody_alert, to_body
+from tests.fixtures.dead_letters import T0, dead_letter, failure
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass
+class ListPublisher:
+    published: list[dict[str, Any]] = field(default_factory=list)
+
+    def publish(self, **message: Any) -> None:
+        self.published.append(message)
+
+
+@pytest.fixture
+def store() -> MemoryFailedStore:
+    return MemoryFailedStore()
+
+
+def parked(store: MemoryFailedStore, **options: Any) -> int:
+    return store.add(failure(dead_letter(**options)), at=T0)[1]
+
+
+# -- show ---------------------------------------------------------------------------------------
+
+
+def test_show_masks_an_alert_unless_revealed_and_a_reveal_is_audited(
+    store: MemoryFailedStore,
+) -> None:
+    alert = custody_alert()
+    envelope = dead_letter(body=to_body(alert), stage="intake")
+    failed_id = store.add(failure(envelope, stage="intake"), at=T0)[1]
+
+    masked = show(store, failed_id, now=T0)
+    text = json.dumps(masked)
+    person = masked["body"]["person"]
+    assert person["name"] == "J. T."
+    assert person["nhs_number"] == "******026"
+    assert person["date_of_birth"] == person["address"] == person["pnc_id"] == "[hidden]"
+    assert all(v["detail"] == "[hidden]" for v in masked["body"]["vulnerabilities"])
+    for secret in ("Testperson", "1991-04-17", "9990000026", "LS11", "hearing voices"):
+        assert secret not in text
+    assert store.audit_log(failed_id) == []
+
+    revealed = show(store, failed_id, reveal=True, by="alice", now=T0)
+
+    assert revealed["body"] == alert
+    assert [(e.action, e.by) for e in store.audit_log(failed_id)] == [("reveal", "alice")]
+    with pytest.raises(OperationRefused):
+        show(store, failed_id, reveal=True, by=None, now=T0)
+
+
+def test_showing_an_unknown_id_is_refused(store: MemoryFailedStore) -> None:
+    with pytest.raises(OperationRefused, match="no failed message with id 7"):
+        show(store, 7, now=T0)
+
+
+def test_a_fhir_bundle_is_masked_like_an_alert() -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "name": [{"given": ["Jordan"], "family": "Testperson"}],
+                    "identifier": [
+                        {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000026"},
+                        {"system": "https://example.org/pnc", "value": "2019/0448213B"},
+                    ],
+                    "birthDate": "1991-04-17",
+                    "address": [{"postalCode": "LS11 5ZZ"}],
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "ServiceRequest",
+                    "status": "active",
+                    "note": [{"text": "Mental health: hearing voices"}],
+                }
+            },
+        ],
+    }
+
+    masked = mask_document(bundle)
+
+    patient, request = (e["resource"] for e in masked["entry"])
+    assert patient["name"] == [{"text": "J. T."}]
+    assert [i["value"] for i in patient["identifier"]] == ["******026", "[hidden]"]
+    assert patient["birthDate"] == patient["address"] == request["note"] == "[hidden]"
+    assert request["status"] == "active"
+
+
+# -- replay and discard -------------------------------------------------------------------------
+
+
+def test_replay_republishes_the_original_to_the_queue_it_failed_on(
+    store: MemoryFailedStore,
+) -> None:
+    envelope = dead_letter(body=b'{"resourceType": "Bundle", "id": "b-1"}')
+    failed_id = store.add(failure(envelope), at=T0)[1]
+    publisher = ListPublisher()
+
+    result = replay(store, publisher, [failed_id], by="alice", reason="endpoint fixed", now=T0)
+
+    assert result.done == [failed_id] and result.skipped == {}
+    (sent,) = publisher.published
+    assert (sent["exchange"], sent["routing_key"]) == (WORK_EXCHANGE, "hub.deliver.wy-ld")
+    assert sent["body"] == envelope.body
+    assert sent["message_id"] == envelope.message_id
+    assert sent["correlation_id"] == envelope.headers["x-hub-alert-id"]
+    assert sent["content_type"] == "application/fhir+json"
+    headers = sent["headers"]
+    assert headers["x-hub-attempts"] == 0 and headers[H_REPLAYED_FROM] == str(failed_id)
+    assert "x-hub-error" not in headers and "x-hub-first-failure" not in headers
+    assert headers["x-hub-original-queue"] == "hub.deliver.wy-ld"
+    message = store.get(failed_id)
+    assert message is not None and message.state is FailedState.REPLAYED
+    assert [(e.action, e.by, e.reason) for e in store.audit_log(failed_id)] == [
+        ("replay", "alice", "endpoint fixed")
+    ]
+
+
+def test_replay_skips_what_is_not_still_failed_and_says_why(store: MemoryFailedStore) -> None:
+    replayed, discarded = parked(store), parked(store)
+    store.mark_replayed([replayed], by="alice", reason="fixed", at=T0)
+    store.mark_discarded([discarded], by="alice", reason="duplicate", at=T0)
+    publisher = ListPublisher()
+
+    result = replay(store, publisher, [replayed, discarded, 99], by="bob", reason="again", now=T0)
+
+    assert result.done == [] and publisher.published == []
+    assert result.skipped == {
+        replayed: "already replayed",
+        discarded: "already discarded",
+        99: "unknown id",
+    }
+
+
+def test_replay_and_discard_need_who_and_why(store: MemoryFailedStore) -> None:
+    failed_id = parked(store)
+
+    with pytest.raises(OperationRefused, match="reason"):
+        discard(store, [failed_id], by="alice", reason=" ", now=T0)
+    with pytest.raises(OperationRefused, match="operator"):
+        replay(store, ListPublisher(), [failed_id], by="", reason="fixed", now=T0)
+
+    assert store.get(failed_id).state is FailedState.FAILED  # type: ignore[union-attr]
+    assert store.audit_log() == []
+
+
+def test_a_group_selects_its_still_failed_messages_and_unknown_ids_are_refused(
+    store: MemoryFailedStore,
+) -> None:
+    outage = [parked(store) for _ in range(3)]
+    parked(store, endpoint="leeds-dat")
+    store.mark_discarded(outage[:1], by="alice", reason="duplicate", at=T0)
+    key = store.get(outage[0]).failure.group_key  # type: ignore[union-attr]
+
+    assert select_ids(store, group=key[:12]) == outage[1:]
+    assert select_ids(store, ids=[outage[2], outage[1], outage[2]]) == [outage[2], outage[1]]
+    with pytest.raises(OperationRefused, match="no failed message with id 42"):
+        select_ids(store, ids=[outage[0], 42])
+    with pytest.raises(OperationRefused):
+        select_ids(store, ids=[outage[0]], group=key)
+    with pytest.raises(OperationRefused):
+        select_ids(store)
+
+
+def test_since_takes_an_age_or_an_iso_time() -> None:
+    assert parse_since("6h", now=T0) == T0 - timedelta(hours=6)
+    assert parse_since("30m", now=T0) == T0 - timedelta(minutes=30)
+    assert parse_since("2026-11-23T08:00Z", now=T0) == T0 - timedelta(hours=1, minutes=30)
+    assert parse_since("2026-11-23T08:00", now=T0) == T0 - timedelta(hours=1, minutes=30)
+    with pytest.raises(OperationRefused):
+        parse_since("yesterday", now=T0)
+
+
+# -- trace --------------------------------------------------------------------------------------
+
+
+def test_trace_shows_the_parked_failure_of_a_referral(store: MemoryFailedStore) -> None:
+    ledger = MemoryLedger()
+    envelope = dead_letter()
+    alert_id = str(envelope.headers["x-hub-alert-id"])
+    ledger.record_alert(
+        AlertFacts(
+            alert_id=alert_id,
+            body_sha256="a" * 64,
+            source_kind="custody",
+            organisation_code="WYP",
+            reference="WY-26-000001",
+            pathway="adult",
+            urgency="urgent",
+            consent_status="given",
+            share_with_justice=True,
+            received_at=T0,
+        )
+    )
+    bundle_id = str(envelope.message_id)
+    referral = ReferralRecord(bundle_id, alert_id, "wy-ld", request_id="req-1")
+    ledger.mark_routed(alert_id, rule="default", referrals=[referral], at=T0)
+    failed_id = store.add(failure(envelope), at=T0)[1]
+
+    (found,) = trace(ledger, "WY-26-000001", store=store)
+
+    assert found["alert_id"] == alert_id
+    assert found["failed_messages"] == [
+        {
+            "id": failed_id,
+            "stage": "deliver",
+            "endpoint": "wy-ld",
+            "error_class": "PermanentError",
+            "state": "failed",
+        }
+    ]
+    assert found["current"] == f"routed: wy-ld queued; parked as #{failed_id}"
+    assert trace(ledger, "WY-26-999999", store=store) == []
+
+
+def test_masking_hides_free_text_anywhere_in_a_fhir_resource_but_keeps_initials() -> None:
+    from hub.masking import HIDDEN, mask_document
+
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "CarePlan",
+                    "description": "Plan after disclosure of abuse",
+                    "activity": [{"detail": {"description": "Weekly sessions", "kind": "Task"}}],
+                    "note": [{"text": "Lives with partner"}],
+                }
+            },
+            {"resource": {"resourceType": "Appointment", "comment": "Bring methadone script"}},
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "name": [{"given": ["Jordan"], "family": "Testperson"}],
+                }
+            },
+        ],
+    }
+
+    masked = mask_document(bundle)
+
+    care_plan, appointment, patient = (e["resource"] for e in masked["entry"])
+    assert care_plan["description"] == HIDDEN
+    assert care_plan["activity"][0]["detail"] == {"description": HIDDEN, "kind": "Task"}
+    assert care_plan["note"] == HIDDEN
+    assert appointment["comment"] == HIDDEN
+    assert patient["name"] == [{"text": "J. T."}]
+    for secret in ("abuse", "Weekly", "partner", "methadone", "Jordan", "Testperson"):
+        assert secret not in repr(masked)
