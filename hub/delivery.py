@@ -41,7 +41,7 @@ from hub.errors import CircuitOpen, HubError, InvalidMessage, PermanentError, Tr
 from hub.log import bind_correlation, get_logger
 from hub.messages import OutcomeStatus, Recipient
 from hub.outcomes import return_outcome
-from hub.pipeline import H_ALERT_ID, Clock, header_str
+from hub.pipeline import H_ALERT_ID, H_ATTEMPTS, Clock, header_str
 from hub.ports import (
     Delivered,
     DeliveryJob,
@@ -207,7 +207,12 @@ class DeliveryStage:
             return
         if referral.state is ReferralState.WITHHELD:
             return
-        withhold = self._withhold_reason(referral)
+        # A referral's first attempt skips the cancellation check (one query per referral at
+        # full speed): a cancellation applied since then waits for it and follows it. Retries
+        # and replays (they carry an attempt count) are checked, so a referral cancelled while
+        # it waited, or replayed after, is never sent.
+        first_try = referral.kind == "new" and H_ATTEMPTS not in envelope.headers
+        withhold = None if first_try else self._withhold_reason(referral)
         if withhold is not None:
             self._withhold(referral, withhold)
             return
