@@ -318,17 +318,7 @@ class SqlLedger:
             ).rowcount
             if changed == 0:
                 raise KeyError(alert_id)
-            wanted = {r.bundle_id: r for r in referrals}
-            stored = set(
-                conn.scalars(
-                    sa.select(referrals_table.c.bundle_id).where(
-                        referrals_table.c.bundle_id.in_(wanted)
-                    )
-                )
-            )
-            new_rows = [_referral_row(r, at) for b, r in wanted.items() if b not in stored]
-            if new_rows:
-                conn.execute(referrals_table.insert(), new_rows)
+            _insert_new_referrals(conn, referrals, at)
 
     def record_change(self, facts: ChangeFacts) -> tuple[Seen, ChangeRecord]:
         received_at = as_utc(facts.received_at)
@@ -402,17 +392,7 @@ class SqlLedger:
                         consent_recorded_at=recorded_at,
                     )
                 )
-            wanted = {r.bundle_id: r for r in referrals}
-            stored = set(
-                conn.scalars(
-                    sa.select(referrals_table.c.bundle_id).where(
-                        referrals_table.c.bundle_id.in_(wanted)
-                    )
-                )
-            )
-            new_rows = [_referral_row(r, at) for b, r in wanted.items() if b not in stored]
-            if new_rows:
-                conn.execute(referrals_table.insert(), new_rows)
+            _insert_new_referrals(conn, referrals, at)
             if applied:
                 conn.execute(
                     changes_table.update()
@@ -835,6 +815,21 @@ def _alert_record(row: Any) -> AlertRecord:
 
 def _change_dict(facts: ChangeFacts) -> dict[str, Any]:
     return {name: getattr(facts, name) for name in ChangeFacts.__dataclass_fields__}
+
+
+def _insert_new_referrals(
+    conn: Connection, referrals: Sequence[ReferralRecord], at: datetime
+) -> None:
+    """Store the referrals not stored yet (a re-driven intake or follow-up repeats them)."""
+    wanted = {r.bundle_id: r for r in referrals}
+    stored = set(
+        conn.scalars(
+            sa.select(referrals_table.c.bundle_id).where(referrals_table.c.bundle_id.in_(wanted))
+        )
+    )
+    new_rows = [_referral_row(r, at) for b, r in wanted.items() if b not in stored]
+    if new_rows:
+        conn.execute(referrals_table.insert(), new_rows)
 
 
 def _get_change(conn: Connection, change_id: str) -> ChangeRecord | None:
