@@ -56,7 +56,7 @@ AMQP_HOST = os.environ.get("HUB_TEST_AMQP_HOST", "127.0.0.1")
 PG_ADMIN_URL = os.environ.get("HUB_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 ENDPOINT = "wy-ld"
 SERVICE = ("XWY10", "West Yorkshire Liaison and Diversion Service")
-ROUTING_KEY = "custody.WYP.identification"  # <kind>.<organisation>.<type>; custody_alert() is from WYP
+ROUTING_KEY = "custody.WYP.identification"  # <kind>.<organisation>.<type>; the alerts are WYP
 H_PUBLISHED = "x-bench-published-ns"
 
 
