@@ -40,7 +40,11 @@ from hub.messages import (
 )
 
 ROOT = "$"
+# How far ahead of the hub's clock a sender's clock may run: a timestamp that claims a past
+# moment (PAST_MOMENTS, in every justice contract that has the field) beyond it is refused.
 CLOCK_SKEW = timedelta(minutes=5)
+PAST_MOMENTS = ("sent_at", "consent.recorded_at")
+_SKEW_TEXT = f"{int(CLOCK_SKEW.total_seconds() // 60)} minutes"
 ADULT_AGE = 18
 MAX_AGE_YEARS = 120
 
@@ -410,12 +414,11 @@ def _semantic_problems(
     if isinstance(pnc_id, str) and _PNC_SHAPE.fullmatch(pnc_id) and not pnc_id_is_valid(pnc_id):
         yield Problem("person.pnc_id", "wrong check character (or impossible year)")
 
+    yield from _future_problems(document, now=now)
     sent_at = _parse_datetime(document.get("sent_at"))
-    if sent_at is not None and sent_at > now + CLOCK_SKEW:
-        yield Problem("sent_at", "more than 5 minutes after the hub's clock")
     recorded_at = _parse_datetime(_get(document, "consent", "recorded_at"))
     if recorded_at is not None and sent_at is not None and recorded_at > sent_at + CLOCK_SKEW:
-        yield Problem("consent.recorded_at", "more than 5 minutes after sent_at")
+        yield Problem("consent.recorded_at", f"more than {_SKEW_TEXT} after sent_at")
 
     born = _parse_date(_get(document, "person", "date_of_birth"))
     if born is not None:
@@ -429,6 +432,17 @@ def _semantic_problems(
     kind = _get(document, "source", "kind")
     if expected_kind is not None and isinstance(kind, str) and kind != expected_kind:
         yield Problem("source.kind", f"does not match the queue it arrived on ({expected_kind})")
+
+
+def _future_problems(document: dict[str, Any], *, now: datetime) -> Iterator[Problem]:
+    """The clock-skew rule: a timestamp that claims a moment already past (PAST_MOMENTS) may
+    be at most CLOCK_SKEW after the hub's clock, so a sender's clock running ahead cannot date a
+    consent after one the hub receives later. hearing.at is in the future by nature: not checked.
+    """
+    for path in PAST_MOMENTS:
+        moment = _parse_datetime(_get(document, *path.split(".")))
+        if moment is not None and moment > now + CLOCK_SKEW:
+            yield Problem(path, f"more than {_SKEW_TEXT} after the hub's clock")
 
 
 def _parse_datetime_keep_offset(value: str) -> datetime:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 
 from hub.adapters.rabbitmq import WORK_EXCHANGE, delivery_queue
 from hub.change_contracts import message_id_field
+from hub.consent_rules import consent_facts, consent_to_tell
 from hub.delivery import H_BUNDLE_ID, H_REQUEST_ID
 from hub.errors import AlertConflict, InvalidMessage, TransientError
 from hub.log import get_logger
@@ -153,7 +155,7 @@ class FollowUpIntake:
         have = list(dict.fromkeys(r.endpoint for r in referrals if r.kind == "new"))
         if record.cancelled:  # a second cancellation: the services already have the first
             have = []
-        jobs: list[tuple[ReferralRecord, Callable[[], Payload]]] = []
+        jobs: list[tuple[ReferralRecord, Callable[[FollowUp], Payload]]] = []
         for endpoint in have:
             if endpoint not in self.recipients:
                 continue  # removed from the configuration since: nothing to send it with
@@ -166,7 +168,7 @@ class FollowUpIntake:
                 kind=str(follow_up.kind),
                 change_id=follow_up.change_id,
             )
-            jobs.append((message, self._followup_payload(follow_up, endpoint)))
+            jobs.append((message, self._followup_payload(endpoint)))
         added: dict[str, int] = {}
         if follow_up.alert is not None:
             added = self._newly_selected(follow_up.alert, have)
@@ -179,7 +181,7 @@ class FollowUpIntake:
                     request_id=ids.request_id,
                     due_at=now + timedelta(seconds=service_level),
                 )
-                jobs.append((referral, self._referral_payload(follow_up.alert, endpoint)))
+                jobs.append((referral, self._referral_payload(endpoint)))
         consent = follow_up.consent
         messages = [m for m, _ in jobs]
         apply = functools.partial(
@@ -187,13 +189,7 @@ class FollowUpIntake:
             follow_up.change_id,
             referrals=messages,
             at=now,
-            consent=None
-            if consent is None
-            else ConsentFacts(
-                status=str(consent.status),
-                share_with_justice=consent.share_with_justice,
-                recorded_at=consent.recorded_at,
-            ),
+            consent=None if consent is None else consent_facts(consent),
             cancelled=None
             if follow_up.cancellation is None
             else CANCELLED_STATUS[follow_up.cancellation],
@@ -201,9 +197,11 @@ class FollowUpIntake:
             pathway=None if follow_up.alert is None else str(follow_up.alert.pathway),
         )
         # Applied before anything is queued: a withdrawn consent limits outcomes from now on.
-        apply(applied=False)
+        in_force = apply(applied=False)
+        # The services are told the consent the ledger now applies, never one that lost to it.
+        told = follow_up if in_force is None else _with_consent(follow_up, in_force)
         for message, payload in jobs:
-            self._publish(message, payload())
+            self._publish(message, payload(told))
         apply(applied=True)
         event = EVENTS[follow_up.kind]
         detail: dict[str, object] = {
@@ -217,9 +215,11 @@ class FollowUpIntake:
             detail["status"] = CANCELLED_STATUS[follow_up.cancellation]
         if follow_up.update_reason is not None:
             detail["reason"] = str(follow_up.update_reason)
-        if consent is not None:
-            detail["consent_status"] = str(consent.status)
-            detail["share_with_justice"] = consent.share_with_justice
+        if consent is not None and in_force is not None:
+            detail["consent_status"] = in_force.status
+            detail["share_with_justice"] = in_force.share_with_justice
+            if consent_facts(consent) != in_force:
+                detail["consent_outranked"] = True
         self.ledger.add_event(
             JourneyEvent(
                 alert_id=follow_up.alert_id, at=now, stage=STAGE, event=event, detail=detail
@@ -240,13 +240,18 @@ class FollowUpIntake:
         )
         return {e: decision.service_levels[e] for e in decision.endpoints if e not in have}
 
-    def _followup_payload(self, follow_up: FollowUp, endpoint: str) -> Callable[[], Payload]:
+    def _followup_payload(self, endpoint: str) -> Callable[[FollowUp], Payload]:
         render = self.followup_renderers[endpoint]
-        return lambda: render(follow_up, self.recipients[endpoint], self.hub)
+        return lambda follow_up: render(follow_up, self.recipients[endpoint], self.hub)
 
-    def _referral_payload(self, alert: Alert, endpoint: str) -> Callable[[], Payload]:
+    def _referral_payload(self, endpoint: str) -> Callable[[FollowUp], Payload]:
         render = self.renderers[endpoint]
-        return lambda: render(alert, self.recipients[endpoint], self.hub)
+
+        def payload(follow_up: FollowUp) -> Payload:
+            assert follow_up.alert is not None  # only an update selects new services
+            return render(follow_up.alert, self.recipients[endpoint], self.hub)
+
+        return payload
 
     def _publish(self, message: ReferralRecord, payload: Payload) -> None:
         self.publisher.publish(
@@ -263,3 +268,12 @@ class FollowUpIntake:
             correlation_id=message.alert_id,
             content_type=payload.content_type,
         )
+
+
+def _with_consent(follow_up: FollowUp, in_force: ConsentFacts) -> FollowUp:
+    """`follow_up` as the services are told it: carrying the consent in force (an update's
+    alert too), which is the follow-up's own unless it lost to an earlier-received one."""
+    assert follow_up.consent is not None  # the ledger returns a consent only when given one
+    consent = consent_to_tell(follow_up.consent, in_force)
+    alert = None if follow_up.alert is None else replace(follow_up.alert, consent=consent)
+    return replace(follow_up, consent=consent, alert=alert)

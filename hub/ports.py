@@ -178,11 +178,13 @@ class Ledger(Protocol):
         urgency: str | None = None,
         pathway: str | None = None,
         applied: bool = True,
-    ) -> None:
+    ) -> ConsentFacts | None:
         """Atomically apply a follow-up to its alert and store its messages (ignoring ones
-        already stored): a consent recorded no earlier than the one in force replaces it, a
+        already stored): `consent` replaces the one in force as hub.consent_rules decides, a
         cancellation is kept once, urgency and pathway follow an update. `applied` as in
-        mark_routed: False before the messages are published, True once all are confirmed."""
+        mark_routed: False before the messages are published, True once all are confirmed.
+        Returns the consent in force afterwards when `consent` is given (what the services
+        must be told), else None."""
         ...
 
     def overdue_due(self, now: datetime) -> list[ReferralRecord]:

@@ -34,6 +34,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
 from hub.attempt_rules import ATTEMPT_RESULTS, NOT_FROM_THE_SERVICE, reason_code
+from hub.consent_rules import consent_in_force
 from hub.errors import ConfigError, TransientError
 from hub.messages import Problem
 from hub.ports import (
@@ -355,7 +357,7 @@ class SqlLedger:
         urgency: str | None = None,
         pathway: str | None = None,
         applied: bool = True,
-    ) -> None:
+    ) -> ConsentFacts | None:
         at = as_utc(at)
         alerts = alerts_table.c
         with self._translated("apply_change"), self._engine.begin() as conn:
@@ -375,21 +377,29 @@ class SqlLedger:
                 values["cancelled"] = sa.func.coalesce(alerts.cancelled, cancelled)
             # First statement on the alert's row: takes its lock, as mark_routed does.
             conn.execute(alerts_table.update().where(alerts.alert_id == alert_id).values(**values))
+            in_force = None
             if consent is not None:
-                recorded_at = sa.literal(as_utc(consent.recorded_at), _UtcDateTime())
+                # Read under the row lock taken above, so the rule sees the consent in force.
+                current = conn.execute(
+                    sa.select(
+                        alerts.consent_status,
+                        alerts.share_with_justice,
+                        alerts.consent_recorded_at,
+                    ).where(alerts.alert_id == alert_id)
+                ).one()
+                in_force = consent_in_force(
+                    replace(consent, recorded_at=as_utc(consent.recorded_at)),
+                    status=current.consent_status,
+                    share_with_justice=current.share_with_justice,
+                    recorded_at=current.consent_recorded_at,
+                )
                 conn.execute(
                     alerts_table.update()
-                    .where(
-                        alerts.alert_id == alert_id,
-                        sa.or_(
-                            alerts.consent_recorded_at.is_(None),
-                            alerts.consent_recorded_at <= recorded_at,
-                        ),
-                    )
+                    .where(alerts.alert_id == alert_id)
                     .values(
-                        consent_status=consent.status,
-                        share_with_justice=consent.share_with_justice,
-                        consent_recorded_at=recorded_at,
+                        consent_status=in_force.status,
+                        share_with_justice=in_force.share_with_justice,
+                        consent_recorded_at=in_force.recorded_at,
                     )
                 )
             _insert_new_referrals(conn, referrals, at)
@@ -399,6 +409,7 @@ class SqlLedger:
                     .where(changes_table.c.change_id == change_id)
                     .values(state=ChangeState.APPLIED.value)
                 )
+        return in_force
 
     def get_alert(self, alert_id: str) -> AlertRecord | None:
         with self._translated("get_alert", alert_id=alert_id), self._engine.connect() as conn:

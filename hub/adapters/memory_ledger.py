@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from hub.attempt_rules import ATTEMPT_RESULTS, NOT_FROM_THE_SERVICE, reason_code
+from hub.consent_rules import consent_in_force
 from hub.messages import Problem
 from hub.ports import (
     AlertFacts,
@@ -159,7 +160,7 @@ class MemoryLedger:
         urgency: str | None = None,
         pathway: str | None = None,
         applied: bool = True,
-    ) -> None:
+    ) -> ConsentFacts | None:
         at = _as_utc(at)
         stored_referrals = [_stored_referral(r, at) for r in referrals]
         with self._lock:
@@ -176,15 +177,20 @@ class MemoryLedger:
                 facts = replace(facts, urgency=urgency)
             if pathway is not None:
                 facts = replace(facts, pathway=pathway)
+            in_force = None
             if consent is not None:
-                recorded_at = _as_utc(consent.recorded_at)
-                if facts.consent_recorded_at is None or facts.consent_recorded_at <= recorded_at:
-                    facts = replace(
-                        facts,
-                        consent_status=consent.status,
-                        share_with_justice=consent.share_with_justice,
-                        consent_recorded_at=recorded_at,
-                    )
+                in_force = consent_in_force(
+                    replace(consent, recorded_at=_as_utc(consent.recorded_at)),
+                    status=facts.consent_status,
+                    share_with_justice=facts.share_with_justice,
+                    recorded_at=facts.consent_recorded_at,
+                )
+                facts = replace(
+                    facts,
+                    consent_status=in_force.status,
+                    share_with_justice=in_force.share_with_justice,
+                    consent_recorded_at=in_force.recorded_at,
+                )
             self._alerts[alert_id] = replace(
                 alert, facts=facts, cancelled=alert.cancelled or cancelled
             )
@@ -192,6 +198,7 @@ class MemoryLedger:
                 self._referrals.setdefault(referral.bundle_id, referral)
             if applied:
                 self._changes[change_id] = replace(change, state=ChangeState.APPLIED)
+            return in_force
 
     def overdue_due(self, now: datetime) -> list[ReferralRecord]:
         now = _as_utc(now)

@@ -666,6 +666,98 @@ def test_an_older_consent_never_replaces_a_newer_one(ledger: CheckedLedger) -> N
     assert (alert.facts.consent_status, alert.facts.share_with_justice) == ("refused", False)
 
 
+def apply_consents(
+    ledger: CheckedLedger, *consents: ConsentFacts
+) -> tuple[list[ConsentFacts | None], ConsentFacts]:
+    """Apply each consent as its own change of one routed alert, in the order given: what each
+    apply_change returned, and the consent the ledger then holds."""
+    alert_id = routed_alert(ledger)
+    returned = []
+    for consent in consents:
+        c = change(alert_id)
+        ledger.record_change(c)
+        returned.append(ledger.apply_change(c.change_id, referrals=[], at=T0, consent=consent))
+    alert = ledger.get_alert(alert_id)
+    assert alert is not None and alert.facts.consent_recorded_at is not None
+    stored = ConsentFacts(
+        status=alert.facts.consent_status,
+        share_with_justice=alert.facts.share_with_justice,
+        recorded_at=alert.facts.consent_recorded_at,
+    )
+    return returned, stored
+
+
+def test_a_withdrawal_received_later_wins_over_a_grant_recorded_ahead_of_it(
+    ledger: CheckedLedger,
+) -> None:
+    # A grant dated minutes ahead (a fast clock, within the allowed skew), then the person
+    # withdraws and the withdrawal is recorded "now": earlier by its timestamp, later in fact.
+    grant = consent_at(10, status="given", share=True)
+    withdrawal = consent_at(4, status="refused", share=False)
+
+    returned, stored = apply_consents(ledger, grant, withdrawal)
+
+    assert returned == [grant, withdrawal]
+    assert stored == withdrawal
+
+
+def test_any_consent_that_shares_less_wins_when_received_later(ledger: CheckedLedger) -> None:
+    full = consent_at(10, status="given", share=True)
+    not_with_justice = consent_at(2, status="given", share=False)
+    lacks_capacity = consent_at(3, status="lacks_capacity", share=True)
+    not_asked = consent_at(1, status="not_asked", share=False)
+
+    assert apply_consents(ledger, full, not_with_justice)[1] == not_with_justice
+    assert apply_consents(ledger, full, lacks_capacity)[1] == lacks_capacity
+    assert apply_consents(ledger, lacks_capacity, not_asked)[1] == not_asked
+
+
+def test_a_grant_replaces_a_withdrawal_only_when_recorded_strictly_later(
+    ledger: CheckedLedger,
+) -> None:
+    withdrawal = consent_at(4, status="refused", share=False)
+    same_moment = consent_at(4, status="given", share=True)
+    earlier = consent_at(3, status="given", share=True)
+    later = consent_at(5, status="given", share=True)
+
+    assert apply_consents(ledger, withdrawal, same_moment) == ([withdrawal] * 2, withdrawal)
+    assert apply_consents(ledger, withdrawal, earlier) == ([withdrawal] * 2, withdrawal)
+    assert apply_consents(ledger, withdrawal, later) == ([withdrawal, later], later)
+
+
+def test_a_grant_received_after_a_refusal_dated_ahead_changes_nothing(
+    ledger: CheckedLedger,
+) -> None:
+    # The mirror case: what apply_change returns is what the services are told, so it must be
+    # the refusal the ledger keeps, not the grant that lost.
+    refusal = consent_at(10, status="refused", share=False)
+    grant = consent_at(4, status="given", share=True)
+
+    assert apply_consents(ledger, refusal, grant) == ([refusal, refusal], refusal)
+
+
+def test_the_same_consent_again_changes_nothing_and_a_change_without_one_returns_none(
+    ledger: CheckedLedger,
+) -> None:
+    withdrawal = consent_at(4, status="refused", share=False)
+    alert_id = routed_alert(ledger)
+    c = change(alert_id)
+    ledger.record_change(c)
+    first = ledger.apply_change(c.change_id, referrals=[], at=T0, consent=withdrawal, applied=False)
+    again = ledger.apply_change(c.change_id, referrals=[], at=T0, consent=withdrawal)
+    cancel = change(alert_id, "cancellation")
+    ledger.record_change(cancel)
+    none = ledger.apply_change(cancel.change_id, referrals=[], at=T0, cancelled="revoked")
+
+    assert (first, again, none) == (withdrawal, withdrawal, None)
+    alert = ledger.get_alert(alert_id)
+    assert alert is not None
+    assert (alert.facts.consent_status, alert.facts.consent_recorded_at) == (
+        "refused",
+        withdrawal.recorded_at,
+    )
+
+
 def test_withheld_is_final_like_failed_and_never_undoes_delivered(ledger: CheckedLedger) -> None:
     alert_id = routed_alert(ledger, ("leeds-ld", "wakefield-ld"))
     first, second = ledger.referrals_for(alert_id)

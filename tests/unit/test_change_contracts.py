@@ -24,6 +24,7 @@ from hub.messages import (
 from tests.fixtures.alerts import (
     cancellation_of,
     consent_update_of,
+    court_alert,
     custody_alert,
     to_body,
     update_of,
@@ -141,3 +142,65 @@ def test_a_body_without_schema_is_judged_as_its_routing_key_says() -> None:
     paths = {path for path, _ in problems(message, "cancellation")}
 
     assert paths == {"schema", "reason"}
+
+
+# ---- the clock-skew rule: a claimed past moment may not lie ahead of the hub's clock ---------
+
+AHEAD = "2026-11-23T15:04:00Z"  # NOW + 4 minutes: within the allowance
+BEYOND = "2026-11-23T15:05:01Z"  # NOW + 5 minutes 1 second
+EDGE = "2026-11-23T15:05:00Z"  # NOW + exactly the allowance
+
+
+def every_justice_message(sent_at: str) -> dict[str, dict[str, Any]]:
+    alert = custody_alert(sent_at=sent_at)
+    return {
+        "identification": alert,
+        "update": update_of(alert, sent_at=sent_at),
+        "cancellation": cancellation_of(alert, sent_at=sent_at),
+        "consent": consent_update_of(
+            alert, status="refused", share_with_justice=False, sent_at=sent_at
+        ),
+    }
+
+
+@pytest.mark.parametrize("message_type", ["identification", "update", "consent"])
+def test_a_consent_recorded_beyond_the_clock_skew_ahead_of_the_hub_is_refused(
+    message_type: str,
+) -> None:
+    # Sent within the allowance, and recorded within the allowance after it, but recorded more
+    # than the allowance ahead of the hub's clock: it could outrank a withdrawal recorded now.
+    message = every_justice_message(AHEAD)[message_type]
+    message["consent"]["recorded_at"] = "2026-11-23T15:08:00Z"
+
+    assert problems(message, message_type) == [
+        ("consent.recorded_at", "more than 5 minutes after the hub's clock")
+    ]
+
+
+@pytest.mark.parametrize("message_type", ["identification", "update", "cancellation", "consent"])
+def test_every_contract_refuses_a_sent_at_beyond_the_clock_skew(message_type: str) -> None:
+    message = every_justice_message(BEYOND)[message_type]
+    if "consent" in message:
+        message["consent"]["recorded_at"] = AHEAD
+
+    assert problems(message, message_type) == [
+        ("sent_at", "more than 5 minutes after the hub's clock")
+    ]
+
+
+@pytest.mark.parametrize("message_type", ["identification", "update", "cancellation", "consent"])
+def test_timestamps_exactly_the_clock_skew_ahead_are_accepted(message_type: str) -> None:
+    message = every_justice_message(EDGE)[message_type]
+    if "consent" in message:
+        message["consent"]["recorded_at"] = EDGE
+
+    assert parse(message, message_type).sent_at == datetime(2026, 11, 23, 15, 5, tzinfo=UTC)
+
+
+def test_a_hearing_may_lie_in_the_future() -> None:
+    alert = court_alert(sent_at="2026-11-23T14:59:00Z")
+    alert["hearing"]["at"] = "2026-11-30T10:00:00Z"
+
+    parsed = parse(alert, "identification")
+
+    assert isinstance(parsed, Alert) and parsed.hearing is not None
