@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -226,6 +226,98 @@ def test_consent_withdrawal_is_forwarded_and_stops_detail_at_once(rig_factory: A
     assessed = next(o for o in outcomes if o["status"] == "assessed")
     assert "detail" not in assessed
     assert assessed["service"]["name"] == "Health service"
+
+
+def minutes_from_now(minutes: int) -> str:
+    moment = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=minutes)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def assessed_with_detail(rig: HubRig, alert: dict[str, Any], referral: Received) -> dict[str, Any]:
+    """The service assesses the referral and offers detail; what the justice side gets."""
+    ods, name = SERVICES["wy-ld"]
+    status = rig.trust.post_to_hub(
+        build_service_response(
+            referral_bundle_id=referral.bundle_id,
+            service_ods=ods,
+            service_name=name,
+            status=OutcomeStatus.ASSESSED,
+            at=datetime.now(UTC),
+            message_id=str(uuid.uuid4()),
+            recommendation="Suitable for interview with an appropriate adult",
+            note="Clinical note",
+        ),
+        correlation_id=alert["alert_id"],
+        endpoint="wy-ld",
+    )
+    assert status == 200
+    outcomes = rig.justice.wait_for(lambda got: any(o["status"] == "assessed" for o in got))
+    return next(o for o in outcomes if o["status"] == "assessed")
+
+
+def test_a_withdrawal_recorded_now_outranks_a_grant_dated_minutes_ahead(rig_factory: Any) -> None:
+    # The sender's clock runs four minutes fast (within the allowance): the grant is dated ahead
+    # of the withdrawal that follows it, recorded by a nurse whose clock is right.
+    rig = rig_factory(replies=lambda endpoint, bundle: [])
+    ahead = minutes_from_now(4)
+    alert = fresh_custody(vulnerabilities=MENTAL_HEALTH)
+    alert["sent_at"] = ahead
+    alert["consent"].update(status="given", share_with_justice=True, recorded_at=ahead)
+    publish(rig, alert)
+    wait_until(lambda: len(at(rig, "wy-ld")) == 1, what="the referral")
+    referral = at(rig, "wy-ld")[0]
+
+    publish(rig, consent_update_of(alert, status="refused", share_with_justice=False))
+    wait_until(lambda: len(at(rig, "wy-ld")) == 2, what="the consent update")
+
+    consent = resource(at(rig, "wy-ld")[1], "Consent")
+    assert (consent["status"], consent["provision"]["provision"][0]["type"]) == ("rejected", "deny")
+    assessed = assessed_with_detail(rig, alert, referral)
+    assert "detail" not in assessed
+    assert assessed["service"]["name"] == "Health service"
+
+
+def test_a_grant_that_loses_to_a_refusal_dated_ahead_is_not_told_to_the_service(
+    rig_factory: Any,
+) -> None:
+    # The mirror case: the refusal is dated ahead, a grant recorded now loses to it; the service
+    # must hear the consent the hub keeps, not the one that lost.
+    rig = rig_factory(replies=lambda endpoint, bundle: [])
+    ahead = minutes_from_now(4)
+    alert = fresh_custody(vulnerabilities=MENTAL_HEALTH)
+    alert["sent_at"] = ahead
+    alert["consent"].update(status="refused", share_with_justice=False, recorded_at=ahead)
+    publish(rig, alert)
+    wait_until(lambda: len(at(rig, "wy-ld")) == 1, what="the referral")
+    referral = at(rig, "wy-ld")[0]
+
+    publish(rig, consent_update_of(alert, status="given", share_with_justice=True))
+    wait_until(lambda: len(at(rig, "wy-ld")) == 2, what="the consent update")
+
+    told = resource(at(rig, "wy-ld")[1], "Consent")
+    kept = resource(referral, "Consent")
+    assert (told["status"], told["provision"]["type"]) == ("rejected", "deny")
+    assert told["provision"]["provision"][0]["type"] == "deny"
+    assert told["dateTime"] == kept["dateTime"]
+    assessed = assessed_with_detail(rig, alert, referral)
+    assert "detail" not in assessed
+    assert assessed["service"]["name"] == "Health service"
+
+
+def test_an_alert_whose_consent_is_dated_beyond_the_clock_skew_is_rejected(rig: HubRig) -> None:
+    alert = fresh_custody(vulnerabilities=MENTAL_HEALTH)
+    alert["sent_at"] = minutes_from_now(4)
+    alert["consent"]["recorded_at"] = minutes_from_now(8)
+    publish(rig, alert)
+
+    outcomes = rig.justice.wait_for(lambda got: any(o["status"] == "rejected" for o in got))
+
+    rejected = next(o for o in outcomes if o["status"] == "rejected")
+    assert rejected["alert_id"] == alert["alert_id"]
+    assert rejected["reasons"] == [
+        {"path": "consent.recorded_at", "problem": "more than 5 minutes after the hub's clock"}
+    ]
+    assert rig.trust.delivered() == []
 
 
 def test_a_follow_up_from_another_organisation_is_rejected(rig: HubRig) -> None:
