@@ -299,6 +299,10 @@ def test_a_grant_that_loses_to_a_refusal_dated_ahead_is_not_told_to_the_service(
     assert (told["status"], told["provision"]["type"]) == ("rejected", "deny")
     assert told["provision"]["provision"][0]["type"] == "deny"
     assert told["dateTime"] == kept["dateTime"]
+    updated = [e for e in rig.hub.ledger.journey(alert["alert_id"]) if e.event == "consent_updated"]
+    assert [(e.detail["consent_status"], e.detail.get("consent_outranked")) for e in updated] == [
+        ("refused", True)
+    ]
     assessed = assessed_with_detail(rig, alert, referral)
     assert "detail" not in assessed
     assert assessed["service"]["name"] == "Health service"
