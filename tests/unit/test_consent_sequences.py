@@ -11,6 +11,7 @@ message each service was sent carries exactly the consent in force.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,8 @@ from hub.outcomes import build_outcome
 from hub.payloads import (
     render_fhir_bundle,
     render_fhir_followup,
+    render_hl7v2_followup,
+    render_hl7v2_ref_i12,
     render_webhook_followup,
     render_webhook_json,
 )
@@ -34,6 +37,7 @@ from hub.pipeline import H_ENDPOINT
 from hub.ports import Envelope
 from hub.routes.rules import build_route_table
 from hub.transforms.consent_filter import NEUTRAL_SERVICE_NAME
+from hub.transforms.followup_terms import CONSENT_LABELS
 from tests.fixtures.alerts import (
     consent_update_of,
     custody_alert,
@@ -50,6 +54,7 @@ HUB = HubIdentity(ods_code="X26", name="L&D hub", endpoint="https://hub.example/
 RECIPIENTS = {
     "fhir": Recipient(endpoint="fhir", ods_code="RGD01", organisation_name="Drug and alcohol team"),
     "hook": Recipient(endpoint="hook", ods_code="RGD02", organisation_name="Housing support"),
+    "hl7": Recipient(endpoint="hl7", ods_code="RGD03", organisation_name="Liaison team"),
 }
 STATUSES = ("given", "refused", "not_asked", "lacks_capacity")
 FHIR_CONSENT = {  # consent.status → (Consent.status, provision.type): the mapping table
@@ -105,8 +110,11 @@ def acceptable(sent_at: datetime, recorded_at: datetime) -> bool:
     return sent_at <= NOW + SKEW and recorded_at <= NOW + SKEW and recorded_at <= sent_at + SKEW
 
 
-def told_by(published: dict[str, Any]) -> Told:
-    """The consent one published message tells its service."""
+def told_by(published: dict[str, Any]) -> Told | None:
+    """The consent one published message tells its service (None: an HL7 REF^I12, which has no
+    field for it)."""
+    if published["headers"][H_ENDPOINT] == "hl7":
+        return hl7_told(published["body"].decode("utf-8"))
     body = json.loads(published["body"])
     if published["headers"][H_ENDPOINT] == "hook":
         consent = body["consent"]
@@ -126,6 +134,28 @@ def told_by(published: dict[str, Any]) -> Told:
     )
     share = resource["provision"]["provision"][0]["type"] == "permit"
     return Told(status, share, datetime.fromisoformat(resource["dateTime"]))
+
+
+def hl7_told(message: str) -> Told | None:
+    found = {
+        key: re.search(rf"{key}: ([^~|\r]*)", message)
+        for key in (
+            "Consent to referral",
+            "Share outcomes with the justice side",
+            "Consent recorded",
+        )
+    }
+    if not all(found.values()):
+        return None
+    label, share, when = (m.group(1) for m in found.values() if m is not None)
+    status = next(str(s) for s, text in CONSENT_LABELS.items() if text == label)
+    recorded = datetime.strptime(when, "%Y-%m-%d %H:%M UTC").replace(tzinfo=UTC)
+    return Told(status, share == "Yes", recorded)
+
+
+def to_the_minute(c: Told) -> Told:
+    """HL7 says when a consent was recorded to the minute (HL7v2 mapping table)."""
+    return Told(c.status, c.share, c.recorded_at.replace(second=0, microsecond=0))
 
 
 def envelope(message: dict[str, Any]) -> Envelope:
@@ -172,8 +202,16 @@ class Hub:
             hub=HUB,
             clock=lambda: NOW,
             max_body_bytes=65536,
-            renderers={"fhir": render_fhir_bundle, "hook": render_webhook_json},
-            followup_renderers={"fhir": render_fhir_followup, "hook": render_webhook_followup},
+            renderers={
+                "fhir": render_fhir_bundle,
+                "hook": render_webhook_json,
+                "hl7": render_hl7v2_ref_i12,
+            },
+            followup_renderers={
+                "fhir": render_fhir_followup,
+                "hook": render_webhook_followup,
+                "hl7": render_hl7v2_followup,
+            },
         )
 
     def receive(self, message: dict[str, Any]) -> bool:
@@ -213,7 +251,7 @@ class Hub:
         )
         return outcome.service.name, dict(outcome.detail)
 
-    def last_told(self, endpoint: str) -> Told:
+    def last_told(self, endpoint: str) -> Told | None:
         sent = [p for p in self.publisher.published if p["headers"][H_ENDPOINT] == endpoint]
         return told_by(sent[-1])
 
@@ -285,4 +323,8 @@ def check(hub: Hub, alert_id: str, *, expected: Told, last_received: Told) -> No
             assert (name, detail) == (NEUTRAL_SERVICE_NAME, {})
         else:
             assert name == RECIPIENTS[endpoint].organisation_name and detail
-        assert hub.last_told(endpoint) == in_force
+        told = hub.last_told(endpoint)
+        if endpoint == "hl7":
+            assert told is None or told == to_the_minute(in_force)
+        else:
+            assert told == in_force
