@@ -202,7 +202,9 @@ class FollowUpIntake:
         told = follow_up if in_force is None else _with_consent(follow_up, in_force)
         for message, payload in jobs:
             self._publish(message, payload(told))
-        apply(applied=True)
+        # The consent was applied above, once: applying it again here could undo a consent
+        # another consumer applied in between (and has already told the services).
+        apply(applied=True, consent=None)
         event = EVENTS[follow_up.kind]
         detail: dict[str, object] = {
             "change_id": follow_up.change_id,

@@ -258,7 +258,7 @@ class Hub:
 
 @settings(
     derandomize=True,
-    max_examples=250,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -328,3 +328,36 @@ def check(hub: Hub, alert_id: str, *, expected: Told, last_received: Told) -> No
             assert told is None or told == to_the_minute(in_force)
         else:
             assert told == in_force
+
+
+def test_a_consent_is_applied_once_even_when_another_arrives_while_it_is_being_published() -> None:
+    # Two intake consumers: a grant recorded after the withdrawal is processed while the
+    # withdrawal's messages are still being published. The withdrawal must not be applied again
+    # when it is marked done, undoing the newer grant the services were just told.
+    hub = Hub()
+    alert = custody_alert(sent_at=iso(NOW - timedelta(minutes=10)))
+    assert hub.receive(alert)
+    withdrawal = consent_update_of(
+        alert, status="refused", share_with_justice=False, sent_at=iso(NOW)
+    )
+    grant = consent_update_of(
+        alert,
+        status="given",
+        share_with_justice=True,
+        sent_at=iso(NOW + timedelta(minutes=1)),
+    )
+    publish = hub.publisher.publish
+    pending = [grant]
+
+    def publish_then_take_the_next(**message: Any) -> None:
+        publish(**message)
+        if pending:
+            assert hub.receive(pending.pop())
+
+    hub.publisher.publish = publish_then_take_the_next  # type: ignore[method-assign]
+    assert hub.receive(withdrawal)
+
+    granted = Told("given", True, NOW + timedelta(minutes=1))
+    assert hub.consent_in_force(alert["alert_id"]) == granted
+    first = hub.publisher.published[len(RECIPIENTS)]["headers"][H_ENDPOINT]
+    assert hub.last_told(first) == granted
