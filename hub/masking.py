@@ -386,6 +386,27 @@ HEADERS = Obj(
 )
 
 
+def _field_names(spec: Spec, seen: set[str]) -> set[str]:
+    if isinstance(spec, Obj):
+        for name, sub in spec.fields.items():
+            if name not in seen:
+                seen.add(name)
+                _field_names(sub, seen)
+    elif isinstance(spec, ListOf):
+        _field_names(spec.item, seen)
+    elif isinstance(spec, Either):
+        for option in spec.options:
+            _field_names(option, seen)
+    return seen
+
+
+# Every field name some allowlist knows (a key on it is structure, not content).
+KNOWN_FIELDS: frozenset[str] = frozenset(
+    _field_names(Obj({**JUSTICE.fields, **BUNDLE.fields, **_FHIR_ELEMENTS}), set())
+    | {"name", "entry", "resource", "issue", "details", "provision", "given", "family"}
+)
+
+
 # -- applying them --------------------------------------------------------------------------
 
 
@@ -442,8 +463,9 @@ def mask_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
 
 def mask_document(doc: Any) -> Any:
     """A JSON document as an operator may see it: FHIR (a Bundle, or one resource) by the FHIR
-    list, anything else by the justice list. A document that is neither object nor list
-    of objects shows nothing."""
+    list, anything else by the justice list. A document nested past MAX_DEPTH shows nothing."""
+    if json_depth(doc) > MAX_DEPTH:
+        return HIDDEN
     if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
         return _apply(doc, BUNDLE)
     if isinstance(doc, dict) and isinstance(doc.get("resourceType"), str):
@@ -451,10 +473,28 @@ def mask_document(doc: Any) -> Any:
     return _apply(doc, JUSTICE)
 
 
+MAX_DEPTH = 64  # deeper than any message the hub reads; a deeper one is shown as text
+
+
+def json_depth(doc: Any, *, limit: int = MAX_DEPTH) -> int:
+    """How deeply `doc` nests (a scalar is 0), found without recursion; stops past `limit`."""
+    deepest, stack = 0, [(doc, 0)]
+    while stack and deepest <= limit:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return deepest
+
+
 def view_body(body: bytes, *, reveal: bool) -> Any:
-    """The body as JSON if it is JSON; masked unless `reveal`."""
+    """The body as JSON if it is JSON (and not nested absurdly deep); masked unless `reveal`."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
+        doc = None
+    if doc is None or json_depth(doc) > MAX_DEPTH:
         return body.decode("utf-8", "replace") if reveal else f"[{len(body)} bytes, not JSON]"
     return doc if reveal else mask_document(doc)

@@ -242,3 +242,15 @@ def test_no_header_off_the_allowlist_is_ever_shown(headers: dict[str, Any]) -> N
     masked = mask_headers(headers)
 
     assert MARK not in json.dumps(masked, ensure_ascii=False)
+
+
+def test_a_document_nested_absurdly_deep_is_hidden_not_a_crash() -> None:
+    deep: Any = {"alert_id": "x"}
+    for _ in range(5000):
+        deep = {"person": deep}
+    store = MemoryFailedStore()
+    body = ("[" * 50_000 + "]" * 50_000).encode()
+    failed_id = store.add(failure(dead_letter(body=body, stage="intake"), stage="intake"), at=T0)[1]
+
+    assert mask_document(deep) == HIDDEN
+    assert show(store, failed_id, now=T0)["body"] == f"[{len(body)} bytes, not JSON]"
