@@ -362,7 +362,7 @@ class FailureGroup:
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     at: datetime
-    action: str  # replay | discard | reveal
+    action: str  # replay, discard, reveal; the console: sign_in, sign_out, login_locked…
     failed_id: int
     by: str
     reason: str
