@@ -33,6 +33,7 @@ from hub.passwords import verify_password
 from hub.pipeline import Clock
 from hub.ports import FailedStore, LedgerReader, Publisher
 from hub.settings import EndpointConfig, OperatorAccount
+from hub.terminal import neutralise
 
 log = get_logger("hub.console")
 
@@ -86,6 +87,12 @@ class ConsoleDeps:
 Handler = Callable[[Request, Session], Awaitable[Response]]
 
 
+def _neutralised(value: Any) -> Any:
+    """Text on a page as hub.terminal neutralises it for a terminal (autoescape then handles
+    HTML); the page's own pre-formatted JSON keeps its line breaks."""
+    return neutralise(value, keep_newlines=True) if isinstance(value, str) else value
+
+
 def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
     """A Starlette app to mount at `base`."""
     env = Environment(
@@ -93,6 +100,7 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_neutralised,  # every {{ value }} on every page: no bidi or control tricks
     )
 
     throttle = deps.throttle or LoginThrottle()

@@ -289,3 +289,19 @@ def test_the_session_cookie_is_secure_when_served_over_tls(a_hash: str) -> None:
 
     assert "secure" in over_tls.headers["set-cookie"].lower()
     assert "secure" not in in_clear.headers["set-cookie"].lower()
+
+
+def test_pages_show_text_from_outside_with_controls_and_bidi_overrides_neutralised(
+    console: Console,
+) -> None:
+    hostile = "HTTP 400 \u202eevil\u202c \x1b[2J\x1b]0;owned\x07 \u200b"
+    envelope = dead_letter(error=hostile)
+    failed_id = console.store.add(failure(envelope), at=T0)[1]
+    console.login()
+
+    page = console.client.get(f"/ops/messages/{failed_id}")
+    group = console.client.get(f"/ops/groups/{console.store.get(failed_id).failure.group_key}")  # type: ignore[union-attr]
+
+    for html in (page.text, group.text):
+        assert not any(ch in html for ch in "\u202e\u202c\x1b\x07\u200b")
+    assert "\\u202eevil" in page.text
