@@ -4,11 +4,12 @@
 CLIENT_WINDOW_SECONDS; per account name, LOCK_AFTER_FAILURES wrong passwords in a row (within
 FAILURE_WINDOW_SECONDS) lock it for LOCKOUT_SECONDS, for every client, right password or not.
 Unknown names are counted like known ones, so a lockout does not tell which names exist.
-`LiveSessions`: the server-side half of a session cookie: a signed cookie names a session id
-that must still be live here, so signing out (or a lockout) ends it everywhere at once.
+`LiveSessions`: the server-side half of a session cookie (hub.ports.LiveSessionStore) in
+memory, for tests and a console built without a database; the hub itself keeps them in the
+ledger's database (hub.adapters.console_sessions), so a sign-out ends a session on every hub.
 
-Pure and in memory (a lock, no I/O; time comes in as an argument). Kept per hub process: a
-restart signs every operator out, and each hub counts attempts on its own.
+Pure and in memory (a lock, no I/O; time comes in as an argument). The throttle is per hub
+process: a restart forgets the counts, and each hub counts attempts on its own.
 """
 
 from __future__ import annotations

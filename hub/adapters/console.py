@@ -31,7 +31,7 @@ from hub.log import get_logger
 from hub.operations import OperationRefused, discard, replay, select_ids, show, summary, trace
 from hub.passwords import verify_password
 from hub.pipeline import Clock
-from hub.ports import FailedStore, LedgerReader, Publisher
+from hub.ports import FailedStore, LedgerReader, LiveSessionStore, Publisher
 from hub.settings import EndpointConfig, OperatorAccount
 from hub.terminal import neutralise
 
@@ -47,6 +47,7 @@ WRONG_TEXT = "Wrong name or password."
 LOCKED_TEXT = (
     f"Too many wrong passwords for this name: it is locked for {LOCKOUT_SECONDS // 60} minutes."
 )
+UNAVAILABLE_TEXT = "Signing in is unavailable (the database cannot be reached). Try again."
 THROTTLED_TEXT = "Too many sign-in attempts from here: wait a few minutes and try again."
 ACTIONS = ("replay", "discard")
 # Redirect notices are fixed codes, never text from the request, so nothing is reflected.
@@ -80,7 +81,7 @@ class ConsoleDeps:
     circuit_state: Callable[[str], str | None] | None = None
     paused_by_operator: Callable[[str], bool] | None = None  # `hub endpoint pause`
     throttle: LoginThrottle | None = None  # a fresh one (hub.console_guard defaults) if None
-    sessions: LiveSessions | None = None
+    sessions: LiveSessionStore | None = None  # in memory (this process only) if None
     seconds: Callable[[], float] = time.time  # the throttle's and sessions' clock
 
 
@@ -112,7 +113,7 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
     def now_s() -> int:
         return int(deps.seconds())
 
-    def session_of(request: Request) -> Session | None:
+    async def session_of(request: Request) -> Session | None:
         """The cookie's session; a signed-in one only while its id is live on the server
         (signed out, expired or from before a restart: read as signed out)."""
         session = console_session.decode(
@@ -120,8 +121,12 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
         )
         if session is None or session.user is None:
             return session
-        if live.is_live(session.sid, session.user, now=deps.seconds()):
-            return session
+        try:
+            now = deps.seconds()
+            if await run_in_threadpool(live.is_live, session.sid, session.user, now=now):
+                return session
+        except TransientError as exc:  # cannot tell it is live: signed out, fail closed
+            log.error("console_sessions_unavailable", reason=exc.message)
         return replace(session, user=None, sid=None)
 
     def over_tls(request: Request) -> bool:
@@ -163,7 +168,7 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
 
     def login_required(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def guarded(request: Request) -> Response:
-            session = session_of(request)
+            session = await session_of(request)
             if request.method == "POST":
                 form = await request.form()
                 if not console_session.csrf_ok(session, form.get("csrf")):
@@ -176,13 +181,13 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
         return guarded
 
     async def login_form(request: Request) -> Response:
-        session = session_of(request) or console_session.new_session(now=now_s())
+        session = await session_of(request) or console_session.new_session(now=now_s())
         if session.user in deps.operators:
             return redirect(request, "/groups")
         return page(request, "login.html", session)
 
     async def login(request: Request) -> Response:
-        session = session_of(request)
+        session = await session_of(request)
         form = await request.form()
         if not console_session.csrf_ok(session, form.get("csrf")):
             return HTMLResponse("CSRF token missing or wrong", 403, headers=_HEADERS)
@@ -224,7 +229,11 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
                 return page(request, "login.html", session, status=401, error=LOCKED_TEXT)
             return page(request, "login.html", session, status=401, error=WRONG_TEXT)
         throttle.succeeded(account=name)
-        sid = live.start(name, now=deps.seconds())
+        try:
+            sid = await run_in_threadpool(live.start, name, now=deps.seconds())
+        except TransientError as exc:
+            log.error("console_sessions_unavailable", reason=exc.message)
+            return page(request, "login.html", session, status=503, error=UNAVAILABLE_TEXT)
         log.info("console_login", operator=name)
         await run_in_threadpool(audit, "sign_in", by=name, reason=f"from {client}")
         return redirect(
@@ -232,7 +241,12 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
         )
 
     async def logout(request: Request, session: Session) -> Response:
-        live.end(session.sid)  # the old cookie is worthless from now on, wherever it is
+        try:
+            await run_in_threadpool(live.end, session.sid)  # the cookie is worthless from now on
+        except TransientError as exc:
+            log.error("console_sessions_unavailable", reason=exc.message)
+            error = "Could not sign you out: the database is unavailable. Try again."
+            return page(request, "error.html", session, status=503, error=error)
         log.info("console_logout", operator=session.user)
         await run_in_threadpool(audit, "sign_out", by=session.user or "", reason="signed out")
         response = redirect(request, "/login", console_session.new_session(now=now_s()))
