@@ -243,6 +243,49 @@ def test_tokens_never_reach_the_logs(rig_factory: Callable[..., HubRig]) -> None
         assert secret not in logged
 
 
+def test_hostile_requests_to_the_running_api_are_refused_with_operation_outcomes(
+    rig_factory: Callable[..., HubRig],
+) -> None:
+    stream = io.StringIO()
+    configure_logging(level="DEBUG", stream=stream)
+    huge_id = "r" * 12_000
+    try:
+        rig = rig_factory(replies=None)
+        alert, referral = delivered_referral(rig)
+        body = response_to(referral)
+        url = f"http://127.0.0.1:{rig.api_port}/fhir/$process-message"
+        good = {
+            "Content-Type": "application/fhir+json",
+            "X-Request-Id": str(uuid.uuid4()),
+            "X-Correlation-Id": alert["alert_id"],
+            "Authorization": f"Bearer {token_of(rig, 'wy-ld')}",
+        }
+
+        def send(content: bytes = body, **changes: str) -> httpx.Response:
+            return httpx.post(url, content=content, headers={**good, **changes}, timeout=10)
+
+        long_id_stranger = send(**{"X-Request-Id": huge_id, "Authorization": ""})
+        long_id = send(**{"X-Request-Id": huge_id})
+        hub_header = send(**{"X-Hub-Alert-Id": alert["alert_id"]})
+        plain_text = send(**{"Content-Type": "text/plain"})
+        deep = send(b"[" * 30_000 + b"]" * 30_000)
+    finally:
+        configure_logging(level="INFO")
+
+    for response, status in (
+        (long_id_stranger, 400),
+        (long_id, 400),
+        (hub_header, 400),
+        (plain_text, 415),
+        (deep, 400),
+    ):
+        assert response.status_code == status, response.text
+        assert response.json()["resourceType"] == "OperationOutcome"
+    assert "x-request-id" not in long_id.headers
+    assert "rrrrrrrrrrrrrrrr" not in stream.getvalue()
+    assert_only_received(rig, alert)
+
+
 # -- mutual TLS ---------------------------------------------------------------------------
 
 
