@@ -13,6 +13,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -305,3 +307,27 @@ def test_pages_show_text_from_outside_with_controls_and_bidi_overrides_neutralis
     for html in (page.text, group.text):
         assert not any(ch in html for ch in "\u202e\u202c\x1b\x07\u200b")
     assert "\\u202eevil" in page.text
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    form=st.dictionaries(
+        st.sampled_from(["csrf", "username", "password", "reason", "x"]),
+        st.text(max_size=300),
+        max_size=5,
+    ),
+    with_token=st.booleans(),
+)
+def test_any_sign_in_form_gets_an_answer_never_a_server_error(
+    console: Console, form: dict[str, str], with_token: bool
+) -> None:
+    if with_token:
+        form = {**form, "csrf": console.csrf()}
+
+    response = console.client.post("/ops/login", data=form, follow_redirects=False)
+
+    assert response.status_code in (303, 401, 403, 429)
