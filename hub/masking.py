@@ -29,10 +29,9 @@ NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
-    """A scalar shown only when `ok(value)`; `show` may shorten it (initials, last digits)."""
+    """A scalar shown as it is when `ok(value)`, else HIDDEN."""
 
     ok: Callable[[Any], bool]
-    show: Callable[[Any], Any] = lambda v: v
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,7 +413,7 @@ def _apply(value: Any, spec: Spec) -> Any:
     if isinstance(spec, Special):
         return spec.render(value)
     if isinstance(spec, Leaf):
-        return spec.show(value) if spec.ok(value) else HIDDEN
+        return value if spec.ok(value) else HIDDEN
     if isinstance(spec, ListOf):
         if not isinstance(value, list):
             return HIDDEN
