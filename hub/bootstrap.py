@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from hub import console_session
 from hub.adapters.api import ApiServer, build_app
 from hub.adapters.console import ConsoleApp, ConsoleDeps, build_console
+from hub.adapters.console_sessions import SqlLiveSessions
 from hub.adapters.endpoint_switches import SqlEndpointSwitches
 from hub.adapters.failed_store import SqlFailedStore
 from hub.adapters.fhir_endpoint import HttpxFhirClient
@@ -379,6 +381,9 @@ class Hub:
                     str(self.gates[name].circuit.state) if name in self.gates else None
                 ),
                 paused_by_operator=lambda name: name in self.gates and self.gates[name].paused,
+                # In the database: every hub honours the same sessions, and a sign-out on one
+                # ends the session on all.
+                sessions=SqlLiveSessions(s.db_url, max_age=console_session.MAX_AGE_SECONDS),
             )
         )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from hub.cli_options import as_option, config_option
+from hub.cli_options import as_option, config_option, echo, echo_json
 from hub.errors import ConfigError, TransientError
 from hub.log import configure_logging, get_logger
 
@@ -44,7 +44,7 @@ def run(config_dir: Path) -> None:
     try:
         settings = load_settings(config_dir)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
+        echo(str(exc), err=True)
         sys.exit(2)
     configure_logging(level=settings.log_level)
     log = get_logger("hub.cli")
@@ -55,10 +55,10 @@ def run(config_dir: Path) -> None:
     try:
         hub.start()
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
+        echo(str(exc), err=True)
         sys.exit(2)
     except TransientError as exc:
-        click.echo(f"cannot start: {exc.message}", err=True)
+        echo(f"cannot start: {exc.message}", err=True)
         sys.exit(3)
     stop.wait()
     log.info("hub_stopping")
@@ -94,18 +94,18 @@ def _operations(config_dir: Path) -> Iterator[Any]:
         configure_logging(level=settings.log_level)  # JSON lines on stderr, never stdout
         ledger, store, publisher = operations_adapters(settings)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
+        echo(str(exc), err=True)
         sys.exit(2)
     except TransientError as exc:
-        click.echo(f"cannot reach the database: {exc.message}", err=True)
+        echo(f"cannot reach the database: {exc.message}", err=True)
         sys.exit(3)
     try:
         yield ledger, store, publisher
     except OperationRefused as exc:
-        click.echo(f"refused: {exc}", err=True)
+        echo(f"refused: {exc}", err=True)
         sys.exit(2)
     except TransientError as exc:
-        click.echo(f"failed: {exc.message}", err=True)
+        echo(f"failed: {exc.message}", err=True)
         sys.exit(3)
     finally:
         publisher.close()
@@ -126,8 +126,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
+_echo_json = echo_json
 
 
 @main.group()
@@ -166,10 +165,10 @@ def failed_list(
             if as_json:
                 _echo_json([_fields(g) for g in groups])
                 return
-            click.echo(f"{'GROUP':12}  {'FAILED':>6}  {'TOTAL':>5}  STAGE/ENDPOINT  ERROR")
+            echo(f"{'GROUP':12}  {'FAILED':>6}  {'TOTAL':>5}  STAGE/ENDPOINT  ERROR")
             for g in groups:
                 where = f"{g.stage}/{g.endpoint or '-'}"
-                click.echo(
+                echo(
                     f"{g.group_key[:12]}  {g.count:>6}  {g.total:>5}  {where}  "
                     f"{g.error_class}: {_scrubbed(g.sample_error)[:80]}"
                 )
@@ -186,13 +185,13 @@ def failed_list(
             _echo_json(views)
             return
         for v in views:
-            click.echo(
+            echo(
                 f"#{v['id']:<5} {v['state']:9} {v['last_failure'][:19]}  {v['stage']}/"
                 f"{v['endpoint'] or '-'}  {v['error_class']}"
                 f"{' ' + str(v['http_status']) if v['http_status'] else ''}  "
                 f"alert {v['alert_id'] or '?'}  group {v['group']}  {v['error'][:80]}"
             )
-        click.echo(f"{len(views)} message(s)")
+        echo(f"{len(views)} message(s)")
 
 
 def _fields(value: Any) -> dict[str, Any]:
@@ -240,14 +239,14 @@ def _bulk_action(
         if not chosen:
             raise OperationRefused(f"nothing to {verb}: no failed message in that group")
         if (group or len(chosen) > 1) and not yes:
-            click.echo(f"{verb} {len(chosen)} message(s): {', '.join(map(str, chosen[:20]))}")
+            echo(f"{verb} {len(chosen)} message(s): {', '.join(map(str, chosen[:20]))}")
             if not click.confirm("go ahead?", default=False):
-                click.echo("nothing done")
+                echo("nothing done")
                 return
         result = act(store, publisher, chosen, by)
-        click.echo(f"{verb}ed {len(result.done)} message(s)")
+        echo(f"{verb}ed {len(result.done)} message(s)")
         for failed_id, why in result.skipped.items():
-            click.echo(f"  skipped #{failed_id}: {why}")
+            echo(f"  skipped #{failed_id}: {why}")
 
 
 @failed.command("replay")
@@ -327,16 +326,17 @@ def trace_command(config_dir: Path, any_id: str, as_json: bool) -> None:
     with _operations(config_dir) as (ledger, store, _p):
         traces = trace(ledger, any_id, store=store)
     if not traces:
-        click.echo(f"nothing known by {any_id}", err=True)
+        echo(f"nothing known by {any_id}", err=True)
         sys.exit(1)
     if as_json:
         _echo_json(traces)
         return
     for t in traces:
-        click.echo(_trace_text(t))
+        for line in _trace_lines(t):
+            echo(line)
 
 
-def _trace_text(t: dict[str, Any]) -> str:
+def _trace_lines(t: dict[str, Any]) -> list[str]:
     lines = [f"alert {t['alert_id']}  {t['current']}"]
     if "source" in t:
         src = t["source"]
@@ -373,7 +373,7 @@ def _trace_text(t: dict[str, Any]) -> str:
             f"  parked #{m['id']} ({m['state']}): {m['stage']}/{m['endpoint'] or '-'} "
             f"{m['error_class']}"
         )
-    return "\n".join(lines)
+    return lines
 
 
 @main.group()
@@ -392,7 +392,7 @@ def operator_hash_password() -> None:
         password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         raise click.ClickException("an empty password cannot be hashed")
-    click.echo(hash_password(password))
+    echo(hash_password(password))
 
 
 def _register_endpoint_commands() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from hub.cli_options import as_option, config_option
+from hub.cli_options import as_option, config_option, echo
 from hub.errors import ConfigError, TransientError
 
 
@@ -43,15 +43,15 @@ def _switches(config_dir: Path, name: str | None) -> Iterator[tuple[Any, Any]]:
             raise click.UsageError(f"no endpoint {name!r} in {config_dir}/hub.yaml ({known})")
         switches = SqlEndpointSwitches(settings.db_url)
     except ConfigError as exc:
-        click.echo(str(exc), err=True)
+        echo(str(exc), err=True)
         sys.exit(2)
     except TransientError as exc:
-        click.echo(f"cannot reach the database: {exc.message}", err=True)
+        echo(f"cannot reach the database: {exc.message}", err=True)
         sys.exit(3)
     try:
         yield settings, switches
     except TransientError as exc:
-        click.echo(f"failed: {exc.message}", err=True)
+        echo(f"failed: {exc.message}", err=True)
         sys.exit(3)
     finally:
         switches.close()
@@ -76,7 +76,7 @@ def pause(name: str, reason: str | None, config_dir: Path, operator: str | None)
     who = _who(operator)
     with _switches(config_dir, name) as (_, switches):
         switches.set_paused(name, paused=True, at=datetime.now(UTC), by=who, reason=reason)
-    click.echo(f"{name}: paused (running hubs stop consuming within a few seconds)")
+    echo(f"{name}: paused (running hubs stop consuming within a few seconds)")
 
 
 @endpoint.command("resume")
@@ -89,9 +89,9 @@ def resume(name: str, config_dir: Path, operator: str | None) -> None:
     with _switches(config_dir, name) as (settings, switches):
         switches.set_paused(name, paused=False, at=datetime.now(UTC), by=who)
         if settings.endpoints[name].paused:
-            click.echo(f"{name}: still paused by `paused: true` in hub.yaml", err=True)
+            echo(f"{name}: still paused by `paused: true` in hub.yaml", err=True)
             sys.exit(1)
-    click.echo(f"{name}: resumed")
+    echo(f"{name}: resumed")
 
 
 @endpoint.command("list")
@@ -109,4 +109,4 @@ def list_(config_dir: Path) -> None:
                 state += f" ({switch.reason})" if switch.reason else ""
             else:
                 state = "delivering"
-            click.echo(f"{name:24} {configured.kind:11} {state}")
+            echo(f"{name:24} {configured.kind:11} {state}")

@@ -24,6 +24,7 @@ X-Request-Id and the payload bytes stay identical on every retry (BaRS idempoten
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -77,11 +78,21 @@ class Judgement:
     operation_outcome: str | None = None
 
 
+# An OperationOutcome's codes, as far as they can go into an error message that is logged
+# and shown masked: a code is a short token; anything else the service wrote (diagnostics,
+# details.text, display) may quote the person and stays in `operation_outcome` only.
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
+
+def _codes_only(codes: list[str]) -> str:
+    return " ".join(dict.fromkeys(c for c in codes if _CODE.fullmatch(c)))[:200]
+
+
 def _operation_outcome(body: bytes) -> tuple[list[str], str | None]:
     """(issue codes, readable text) of an OperationOutcome body, if it is one."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return [], None
     if not isinstance(doc, dict) or doc.get("resourceType") != "OperationOutcome":
         return [], None
@@ -99,6 +110,8 @@ def _operation_outcome(body: bytes) -> tuple[list[str], str | None]:
         )
         code = coding.get("code") if isinstance(coding, dict) else None
         texts.append(" ".join(str(x) for x in (code, text) if x))
+        if code:
+            codes.append(str(code))
     return codes, "; ".join(t for t in texts if t) or None
 
 
@@ -144,16 +157,16 @@ def classify(
             "HTTP 409 duplicate: the receiver already has it",
             operation_outcome=text,
         )
+    said = _codes_only(codes)
+    reason = f"HTTP {status}" + (f": {said}" if said else "")
     if status in TRANSIENT_STATUSES or status >= 500:
         return Judgement(
             Verdict.TRANSIENT,
-            f"HTTP {status}" + (f": {text}" if text else ""),
+            reason,
             retry_after=_retry_after(result.headers),
             operation_outcome=text,
         )
-    return Judgement(
-        Verdict.PERMANENT, f"HTTP {status}" + (f": {text}" if text else ""), operation_outcome=text
-    )
+    return Judgement(Verdict.PERMANENT, reason, operation_outcome=text)
 
 
 def _worth_a_quick_retry(error: BaseException) -> bool:

@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from hub.ports import AuditEntry, NewFailure
 
 AUDIT_ACTIONS = frozenset({"replay", "discard", "reveal"})
+# The ops console's sign-in events, recorded against failed_id CONSOLE_EVENTS (no message).
+CONSOLE_AUDIT_ACTIONS = frozenset({"sign_in", "sign_out", "login_locked", "login_throttled"})
+CONSOLE_EVENTS = 0
 
 
 def utc(value: datetime) -> datetime:
@@ -40,7 +43,7 @@ def audit_entries(
 ) -> list[AuditEntry]:
     """One audit row per id. An unknown action, or no operator or reason, is refused
     (ValueError) even when there is nothing to record."""
-    if action not in AUDIT_ACTIONS:
+    if action not in AUDIT_ACTIONS | CONSOLE_AUDIT_ACTIONS:
         raise ValueError(f"audit action must be one of {sorted(AUDIT_ACTIONS)}")
     if not by.strip() or not reason.strip():
         raise ValueError("an audited action needs who did it and why")

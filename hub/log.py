@@ -67,27 +67,55 @@ def scrub_text(value: str) -> str:
     return value
 
 
-def _scrub(value: Any) -> Any:
+# Bounds on what one log line carries, whatever a caller passes: a string value (a rendered
+# traceback gets more), a key, the items of a list or object, and the depth of nesting.
+MAX_VALUE_CHARS = 500
+MAX_EXCEPTION_CHARS = 8000
+MAX_ITEMS = 50
+MAX_DEPTH = 6
+# A key inside a logged value (e.g. a JSON object from a response) may come from outside: it
+# is kept only if it looks like a field name, else it is replaced by its position.
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,39}")
+
+
+def bounded(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """At most `limit` characters, saying how many were cut."""
+    return text if len(text) <= limit else f"{text[:limit]}…[{len(text) - limit} more]"
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return scrub_text(value)
+        return bounded(scrub_text(bounded(value, 4 * MAX_VALUE_CHARS)))
+    if depth >= MAX_DEPTH and isinstance(value, dict | list | tuple):
+        return _REDACTED
     if isinstance(value, dict):
-        return {
-            k: (_REDACTED if str(k).lower() in _SENSITIVE_KEYS else _scrub(v))
-            for k, v in value.items()
-        }
+        scrubbed: dict[str, Any] = {}
+        for i, (k, v) in enumerate(list(value.items())[:MAX_ITEMS]):
+            key = str(k)
+            if key.lower() in _SENSITIVE_KEYS:
+                scrubbed[key] = _REDACTED
+            elif _KEY.fullmatch(key) and scrub_text(key) == key:
+                scrubbed[key] = _scrub(v, depth + 1)
+            else:
+                scrubbed[f"[key {i}]"] = _scrub(v, depth + 1)
+        return scrubbed
     if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    return value
+        return [_scrub(v, depth + 1) for v in list(value)[:MAX_ITEMS]]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return bounded(scrub_text(str(value)))  # anything else is rendered as its text
 
 
 def redact_personal_data(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: drop sensitive keys, scrub every string value (the rendered
-    exception text included)."""
+    """structlog processor: drop sensitive keys, scrub and bound every string value (the
+    rendered exception text included) and every key inside a value."""
     for key in list(event_dict):
         if key.lower() in _SENSITIVE_KEYS:
             event_dict[key] = _REDACTED
+        elif key == "exception" and isinstance(event_dict[key], str):
+            event_dict[key] = bounded(scrub_text(event_dict[key]), MAX_EXCEPTION_CHARS)
         elif key != "timestamp":
             event_dict[key] = _scrub(event_dict[key])
     return event_dict

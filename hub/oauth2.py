@@ -10,6 +10,7 @@ put right.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,9 @@ from hub.ports import HttpResult
 
 DEFAULT_LIFETIME = 300.0  # seconds, when the token service gives no expires_in
 REFRESH_MARGIN = 60.0  # refresh this long before expiry (at most a tenth of the lifetime)
+
+
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 class FormPoster(Protocol):
@@ -81,7 +85,10 @@ class OAuth2TokenSource:
         except (ValueError, UnicodeDecodeError):
             doc = None
         if result.status != 200 or not isinstance(doc, dict) or not doc.get("access_token"):
-            reason = doc.get("error") if isinstance(doc, dict) else None
+            said = doc.get("error") if isinstance(doc, dict) else None
+            # RFC 6749 §5.2 error codes are tokens; anything else the service wrote is not
+            # repeated into an error message that is logged and shown to operators.
+            reason = said if isinstance(said, str) and _ERROR_CODE.fullmatch(said) else None
             raise TransientError(
                 f"OAuth2 token service answered HTTP {result.status}"
                 + (f" ({reason})" if reason else "")

@@ -14,7 +14,17 @@ from typing import Any
 
 from hub.adapters.rabbitmq import WORK_EXCHANGE
 from hub.log import scrub_text
-from hub.masking import view_body
+from hub.masking import (
+    CODE,
+    CONTENT_TYPE,
+    HIDDEN,
+    HUB_NAME,
+    UUID,
+    Leaf,
+    mask_headers,
+    shown_or_hidden,
+    view_body,
+)
 from hub.pipeline import (
     H_ATTEMPTS,
     H_ERROR,
@@ -37,8 +47,9 @@ _FAILURE_HEADERS = frozenset(
     {H_FIRST_FAILURE, H_LAST_FAILURE, H_ERROR_CLASS, H_ERROR, H_STAGE, H_HTTP_STATUS}
     | {H_OPERATION_OUTCOME, H_PROBLEMS}
 )
-# Free text in headers that may quote a message's content.
-_TEXT_HEADERS = (H_ERROR, H_OPERATION_OUTCOME, H_PROBLEMS)
+# The hub's own words about a failure (its error, the contract's problems): shown scrubbed.
+# A service's OperationOutcome text is its own words, and may quote the person: hidden.
+_HUB_TEXT_HEADERS = (H_ERROR, H_PROBLEMS)
 
 
 class OperationRefused(Exception):
@@ -95,7 +106,7 @@ def summary(message: FailedMessage) -> dict[str, Any]:
         "http_status": f.http_status,
         "attempts": f.attempts,
         "last_failure": f.last_failure.isoformat(),
-        "alert_id": f.alert_id,
+        "alert_id": f.alert_id if f.alert_id is None else shown_or_hidden(f.alert_id, UUID),
         "group": f.group_key[:12],
     }
 
@@ -119,23 +130,21 @@ def show(
             raise OperationRefused("revealing personal data needs an operator name (--as)")
         store.audit("reveal", [failed_id], by=by, reason=reason, at=now)
     f = message.failure
-    headers = dict(f.headers)
-    if not reveal:
-        for key in _TEXT_HEADERS:
-            if isinstance(headers.get(key), str):
-                headers[key] = scrub_text(headers[key])
+    headers = dict(f.headers) if reveal else _masked_headers(f.headers)
     view = summary(message)
     view.update(
         {
             "group": f.group_key,
             "error": f.error_message if reveal else scrub_text(f.error_message),
             "first_failure": f.first_failure.isoformat(),
-            "original_exchange": f.original_exchange,
-            "original_routing_key": f.original_routing_key,
-            "original_queue": f.original_queue,
-            "operation_outcome": _maybe(f.operation_outcome, reveal),
-            "message_id": f.message_id,
-            "content_type": f.content_type,
+            "original_exchange": _maybe(f.original_exchange, HUB_NAME, reveal),
+            "original_routing_key": _maybe(f.original_routing_key, HUB_NAME, reveal),
+            "original_queue": _maybe(f.original_queue, HUB_NAME, reveal),
+            "operation_outcome": f.operation_outcome
+            if reveal or not f.operation_outcome
+            else HIDDEN,
+            "message_id": _maybe(f.message_id, CODE, reveal),
+            "content_type": _maybe(f.content_type, CONTENT_TYPE, reveal),
             "received_at": message.received_at.isoformat(),
             "state_by": message.state_by,
             "state_reason": message.state_reason,
@@ -151,8 +160,17 @@ def show(
     return view
 
 
-def _maybe(text: str | None, reveal: bool) -> str | None:
-    return text if reveal or text is None else scrub_text(text)
+def _maybe(value: str | None, leaf: Leaf, reveal: bool) -> str | None:
+    return value if reveal or value is None else shown_or_hidden(value, leaf)
+
+
+def _masked_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """Headers by the allowlist (hub.masking.HEADERS); the hub's own failure text scrubbed."""
+    masked = mask_headers(headers)
+    for key in _HUB_TEXT_HEADERS:
+        if isinstance(headers.get(key), str):
+            masked[key] = scrub_text(headers[key])
+    return masked
 
 
 # -- acting -------------------------------------------------------------------------------

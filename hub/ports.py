@@ -364,7 +364,7 @@ class FailureGroup:
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     at: datetime
-    action: str  # replay | discard | reveal
+    action: str  # replay, discard, reveal; the console: sign_in, sign_out, login_locked…
     failed_id: int
     by: str
     reason: str
@@ -546,3 +546,19 @@ class Metrics(Protocol):
     def exposition(self) -> tuple[bytes, str]:
         """The metrics as served on GET /metrics: (body, content type)."""
         ...
+
+
+class LiveSessionStore(Protocol):
+    """The ops console's server-side sessions: a signed cookie is honoured only while the
+    session id it names is live here (hub.console_guard.LiveSessions in memory,
+    hub.adapters.console_sessions.SqlLiveSessions in the ledger's database)."""
+
+    def start(self, operator: str, *, now: float) -> str:
+        """A new live session for `operator`; returns its id (secret: it goes in the cookie)."""
+        ...
+
+    def is_live(self, session_id: str | None, operator: str | None, *, now: float) -> bool: ...
+
+    def end(self, session_id: str | None) -> None: ...
+
+    def end_all(self, operator: str) -> None: ...

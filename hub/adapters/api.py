@@ -10,6 +10,7 @@ uvicorn (with hub.adapters.api_tls, its HTTPS helper).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from hub.adapters.rabbitmq import DLQ_EXCHANGE, OUTCOMES_INBOUND_QUEUE, WORK_EXC
 from hub.errors import ConfigError, InvalidMessage, TransientError
 from hub.inbound_auth import ApiTls, Authentication, InboundCredentials, authenticate
 from hub.log import bind_correlation, get_logger
+from hub.masking import KNOWN_FIELDS, json_depth
 from hub.messages import Problem, Recipient
 from hub.pipeline import (
     H_ALERT_ID,
@@ -50,6 +52,10 @@ from hub.transforms.response_to_outcome import parse_service_response
 log = get_logger("hub.api")
 
 FHIR_JSON = "application/fhir+json"
+ACCEPTED_MEDIA_TYPES = frozenset({FHIR_JSON, "application/json"})
+HUB_HEADER_PREFIX = "x-hub-"
+MAX_JSON_DEPTH = 32  # a BaRS response Bundle nests about 10 deep
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 ERROR_SYSTEM = "https://fhir.nhs.uk/Codesystem/http-error-codes"
 REALM = "ld-hub"
 # Why a request was refused (RFC 6750 §3.1 error codes): never says which service, if any,
@@ -81,6 +87,28 @@ def operation_outcome(
         ],
     }
     return JSONResponse(body, status_code=status, headers=dict(echo), media_type=FHIR_JSON)
+
+
+def not_found(echo: Mapping[str, str]) -> Response:
+    """The one answer for a referral this hub did not send to the caller, whether it exists."""
+    return operation_outcome(
+        404,
+        "REC_NOT_FOUND",
+        "not-found",
+        "MessageHeader.response.identifier names no referral this hub sent you",
+        echo=echo,
+    )
+
+
+def path_for_log(path: str) -> str:
+    """A problem's path with every key that is not a known FHIR element replaced: pydantic's
+    paths hold the keys the service sent, and a key can quote a person as well as a value."""
+    parts = []
+    for part in path.split(".")[:20]:
+        name, _, index = part.partition("[")
+        known = name in KNOWN_FIELDS or name in ("Bundle", "$")
+        parts.append((name if known else "[key]") + (f"[{index}" if index else ""))
+    return ".".join(parts)[:200]
 
 
 def unauthorised(auth: Authentication, *, echo: Mapping[str, str]) -> Response:
@@ -116,6 +144,31 @@ def build_app(
     console: Starlette | None = None,  # the ops console (hub.adapters.console), at /ops
 ) -> Starlette:
     async def process_message(request: Request) -> Response:
+        # Headers in the hub's own namespace are refused before anything reads them: only the
+        # hub writes x-hub-* (DESIGN.md, "Trust boundary").
+        if any(name.lower().startswith(HUB_HEADER_PREFIX) for name in request.headers):
+            return operation_outcome(
+                400,
+                "REC_BAD_REQUEST",
+                "invalid",
+                f"headers starting {HUB_HEADER_PREFIX} are the hub's own and may not be sent",
+                echo={},
+            )
+        # BaRS: X-Request-Id and X-Correlation-Id are UUIDs. Anything else is refused unread:
+        # never echoed, never logged (a caller's 60 KB header would otherwise reach both).
+        malformed = [
+            name
+            for name in ("x-request-id", "x-correlation-id")
+            if name in request.headers and not _UUID.fullmatch(request.headers[name])
+        ]
+        if malformed:
+            return operation_outcome(
+                400,
+                "REC_BAD_REQUEST",
+                "invalid",
+                "X-Request-Id and X-Correlation-Id must be UUIDs",
+                echo={},
+            )
         echo = {
             k: request.headers[k]
             for k in ("x-request-id", "x-correlation-id")
@@ -143,7 +196,19 @@ def build_app(
                 "X-Request-Id and X-Correlation-Id headers are required",
                 echo=echo,
             )
-        declared = int(request.headers.get("content-length") or 0)
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type not in ACCEPTED_MEDIA_TYPES:
+            return operation_outcome(
+                415,
+                "REC_UNSUPPORTED_MEDIA_TYPE",
+                "not-supported",
+                "Content-Type must be application/fhir+json or application/json",
+                echo=echo,
+            )
+        try:
+            declared = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            declared = 0  # uvicorn refuses a malformed Content-Length before it gets here
         if declared > max_body_bytes:
             return operation_outcome(
                 413, "REC_BAD_REQUEST", "too-costly", f"body over {max_body_bytes} bytes", echo=echo
@@ -198,7 +263,7 @@ def build_app(
             "service_response_refused",
             endpoint=headers.get(H_ENDPOINT),
             problem_count=len(problems),
-            paths=[p.path for p in problems],
+            paths=[path_for_log(p.path) for p in problems[:20]],
         )
 
     def _accept(body: bytes, echo: dict[str, str], caller: frozenset[str]) -> Response:
@@ -206,6 +271,14 @@ def build_app(
             bundle = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             problem = Problem("$", "body is not a JSON document")
+            _park(body, [problem], caller)
+            return operation_outcome(
+                400, "REC_BAD_REQUEST", "structure", problem.problem, echo=echo
+            )
+        except RecursionError:  # nested past Python's own limit
+            bundle = None
+        if bundle is None or json_depth(bundle, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            problem = Problem("$", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
             _park(body, [problem], caller)
             return operation_outcome(
                 400, "REC_BAD_REQUEST", "structure", problem.problem, echo=echo
@@ -218,28 +291,18 @@ def build_app(
             return operation_outcome(422, "REC_UNPROCESSABLE_ENTITY", "invalid", text, echo=echo)
         referral = ledger.get_referral(response.response_to)
         if referral is None:
-            return operation_outcome(
-                404,
-                "REC_NOT_FOUND",
-                "not-found",
-                "MessageHeader.response.identifier names no referral this hub sent",
-                echo=echo,
-            )
+            return not_found(echo)
         bind_correlation(referral.alert_id)
         if referral.endpoint not in caller:
+            # The same answer as for a referral that does not exist: a 403 would tell one trust
+            # that an alert also went somewhere else (DESIGN.md, "Trust boundary").
             log.warning(
                 "outcome_from_other_service",
                 alert_id=referral.alert_id,
                 endpoint=referral.endpoint,
                 authenticated_as=sorted(caller),
             )
-            return operation_outcome(
-                403,
-                "REC_FORBIDDEN",
-                "forbidden",
-                "the authenticated service did not receive this referral",
-                echo=echo,
-            )
+            return not_found(echo)
         recipient = recipients.get(referral.endpoint)
         if recipient is None or recipient.ods_code != response.sender_ods:
             log.warning(

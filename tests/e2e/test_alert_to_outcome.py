@@ -284,9 +284,10 @@ def test_service_response_from_a_service_that_never_got_the_referral_is_refused(
         at=datetime.now(UTC),
         message_id="9d7e8f00-0000-4000-8000-000000000002",
     )
-    # Authenticated as the DAT (its own token), reporting on wy-ld's referral.
+    # Authenticated as the DAT (its own token), reporting on wy-ld's referral: answered as if
+    # there were no such referral (a 403 would tell the DAT the alert went elsewhere).
     status = rig.trust.post_to_hub(message, correlation_id=alert["alert_id"], endpoint="leeds-dat")
-    assert status == 403
+    assert status == 404
 
 
 def test_same_flow_runs_with_the_sqlite_ledger(rig_factory: Any, tmp_path: Any) -> None:

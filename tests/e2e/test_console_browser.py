@@ -203,3 +203,46 @@ def test_a_page_without_a_session_redirects_to_the_login_form(console: Any) -> N
     assert (groups.status_code, groups.headers["location"]) == (303, "/ops/login")
     assert (forged.status_code, forged.headers["location"]) == (303, "/ops/login")
     assert bad_password.status_code == 401
+
+
+def test_after_signing_out_a_copied_session_cookie_is_worthless(console: Any, browser: Any) -> None:
+    rig, _, store, alert = console
+    row = only_row(store, alert["alert_id"])
+    base = f"http://127.0.0.1:{rig.api_port}/ops"
+    context = browser.new_context()
+    page = context.new_page()
+
+    # given an operator signed in, whose session cookie someone has copied
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", OPERATOR)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    assert page.url == f"{base}/groups"
+    copied = context.cookies()
+    page.goto(f"{base}/messages/{row.id}")
+    token = page.locator("input[name=csrf]").first.get_attribute("value")
+
+    # when they sign out
+    page.click("header form[action='/ops/logout'] button[type=submit]")
+    assert page.url == f"{base}/login"
+    context.close()
+
+    # then a browser holding the copied cookie is sent to the login form, and cannot act
+    thief = browser.new_context()
+    thief.add_cookies(copied)
+    stolen = thief.new_page()
+    stolen.goto(f"{base}/groups")
+    assert stolen.url == f"{base}/login"
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{rig.api_port}",
+        timeout=10,
+        cookies={c["name"]: c["value"] for c in copied},
+    ) as client:
+        discard = client.post(
+            f"/ops/messages/{row.id}/discard", data={"csrf": token, "reason": "after sign-out"}
+        )
+    thief.close()
+    assert (discard.status_code, discard.headers["location"]) == (303, "/ops/login")
+    assert only_row(store, alert["alert_id"]).state.value == "failed"
+    assert store.audit_log(row.id) == []
+    assert [e.action for e in store.audit_log(0)][-2:] == ["sign_in", "sign_out"]

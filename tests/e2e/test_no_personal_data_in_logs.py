@@ -83,3 +83,45 @@ def test_personal_data_never_reaches_the_logs(rig: HubRig) -> None:
         "9991000047",
     ):
         assert secret not in logged, f"{secret!r} leaked into the logs"
+
+
+def test_a_services_error_body_quoting_the_person_never_reaches_the_logs(
+    rig_factory: Any,
+) -> None:
+    from tests.e2e.test_delivery_failures import Script
+
+    # given a service that refuses the referral with a 400 whose text names the person
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": "invalid",
+                "details": {"coding": [{"code": "REC_BAD_REQUEST"}], "text": f"{GIVEN} {FAMILY}"},
+                "diagnostics": f"Patient {GIVEN} {FAMILY} born {DOB} is already registered",
+            }
+        ],
+    }
+    stream = io.StringIO()
+    configure_logging(level="DEBUG", stream=stream)
+    try:
+        rig: HubRig = rig_factory(
+            behaviour=Script("wy-ld", 400, 100, body=json.dumps(outcome).encode()), replies=None
+        )
+        alert = personal_alert()
+        rig.justice.publish(alert, routing_key=key_for(alert))
+        rig.justice.get_one("hub.dlq.deliver", timeout=15)
+        wait_until(lambda: "message_dead_lettered" in stream.getvalue(), what="log lines")
+    finally:
+        configure_logging(level="INFO")
+
+    # then the log says what happened, with the codes, and nothing of what the service wrote
+    logged = stream.getvalue()
+    dead = next(
+        json.loads(line)
+        for line in logged.splitlines()
+        if line.strip() and json.loads(line).get("event") == "message_dead_lettered"
+    )
+    assert dead["reason"] == "HTTP 400: invalid REC_BAD_REQUEST"
+    for secret in (FAMILY, GIVEN, "already registered"):
+        assert secret not in logged, f"{secret!r} leaked into the logs"

@@ -12,6 +12,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -131,17 +132,23 @@ def test_an_outcome_with_a_wrong_token_is_refused_with_401(
     assert_only_received(rig, alert)
 
 
-def test_an_outcome_with_another_services_token_is_refused_with_403(
+def test_another_services_referral_looks_exactly_like_one_that_does_not_exist(
     rig_factory: Callable[..., HubRig],
 ) -> None:
     rig = rig_factory(replies=None)
     alert, referral = delivered_referral(rig)  # went to wy-ld
+    dat = token_of(rig, "leeds-dat")
 
     # leeds-dat's own, valid token, on wy-ld's referral (its message even claims to be wy-ld)
-    response = post(rig, response_to(referral), alert=alert, token=token_of(rig, "leeds-dat"))
+    theirs = post(rig, response_to(referral), alert=alert, token=dat)
+    nobodys = post(
+        rig, response_to(replace(referral, bundle_id=str(uuid.uuid4()))), alert=alert, token=dat
+    )
 
-    outcome = assert_refused(response, 403, "REC_FORBIDDEN")
-    assert outcome["issue"][0]["code"] == "forbidden"
+    outcome = assert_refused(theirs, 404, "REC_NOT_FOUND")
+    assert outcome["issue"][0]["code"] == "not-found"
+    assert (theirs.status_code, theirs.content) == (nobodys.status_code, nobodys.content)
+    assert set(theirs.headers) == set(nobodys.headers)
     assert_only_received(rig, alert)
 
 
@@ -211,7 +218,7 @@ def test_an_endpoint_without_inbound_credentials_cannot_send_outcomes(
         configure_logging(level="INFO")
 
     assert_refused(anonymous, 401, "REC_UNAUTHORIZED")
-    assert_refused(as_dat, 403, "REC_FORBIDDEN")
+    assert_refused(as_dat, 404, "REC_NOT_FOUND")
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
     warning = next(line for line in lines if line["event"] == "outcomes_refused_from_endpoints")
     assert warning["endpoints"] == ["leeds-yjh", "wy-ld"]
@@ -234,6 +241,49 @@ def test_tokens_never_reach_the_logs(rig_factory: Callable[..., HubRig]) -> None
     assert "outcome_unauthenticated" in logged and "outcome_from_other_service" in logged
     for secret in (wrong, *(c.token for c in rig.trust.credentials.values() if c.token)):
         assert secret not in logged
+
+
+def test_hostile_requests_to_the_running_api_are_refused_with_operation_outcomes(
+    rig_factory: Callable[..., HubRig],
+) -> None:
+    stream = io.StringIO()
+    configure_logging(level="DEBUG", stream=stream)
+    huge_id = "r" * 12_000
+    try:
+        rig = rig_factory(replies=None)
+        alert, referral = delivered_referral(rig)
+        body = response_to(referral)
+        url = f"http://127.0.0.1:{rig.api_port}/fhir/$process-message"
+        good = {
+            "Content-Type": "application/fhir+json",
+            "X-Request-Id": str(uuid.uuid4()),
+            "X-Correlation-Id": alert["alert_id"],
+            "Authorization": f"Bearer {token_of(rig, 'wy-ld')}",
+        }
+
+        def send(content: bytes = body, **changes: str) -> httpx.Response:
+            return httpx.post(url, content=content, headers={**good, **changes}, timeout=10)
+
+        long_id_stranger = send(**{"X-Request-Id": huge_id, "Authorization": ""})
+        long_id = send(**{"X-Request-Id": huge_id})
+        hub_header = send(**{"X-Hub-Alert-Id": alert["alert_id"]})
+        plain_text = send(**{"Content-Type": "text/plain"})
+        deep = send(b"[" * 30_000 + b"]" * 30_000)
+    finally:
+        configure_logging(level="INFO")
+
+    for response, status in (
+        (long_id_stranger, 400),
+        (long_id, 400),
+        (hub_header, 400),
+        (plain_text, 415),
+        (deep, 400),
+    ):
+        assert response.status_code == status, response.text
+        assert response.json()["resourceType"] == "OperationOutcome"
+    assert "x-request-id" not in long_id.headers
+    assert "rrrrrrrrrrrrrrrr" not in stream.getvalue()
+    assert_only_received(rig, alert)
 
 
 # -- mutual TLS ---------------------------------------------------------------------------
@@ -313,7 +363,7 @@ def test_over_https_a_service_authenticates_with_its_client_certificate_and_outc
     assert rig.trust.reply_results == [200, 200]  # the trust's replies, over mutual TLS
 
 
-def test_a_client_certificate_of_another_service_is_refused_with_403(
+def test_a_client_certificate_of_another_service_is_answered_not_found(
     rig_factory: Callable[..., HubRig], pki: Path
 ) -> None:
     rig = mtls_rig(rig_factory, pki)
@@ -321,7 +371,7 @@ def test_a_client_certificate_of_another_service_is_refused_with_403(
 
     response = post(rig, response_to(referral), alert=alert, tls=client_tls(pki, "leeds-dat"))
 
-    assert_refused(response, 403, "REC_FORBIDDEN")
+    assert_refused(response, 404, "REC_NOT_FOUND")
     assert_only_received(rig, alert)
 
 

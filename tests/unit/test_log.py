@@ -51,3 +51,35 @@ def test_ids_and_timestamps_survive_redaction() -> None:
     out = _capture(lambda log: log.info("alert_routed", alert_id=alert_id, count=3))
     line = json.loads(out)
     assert line["alert_id"] == alert_id and line["count"] == 3 and "timestamp" in line
+
+
+def test_a_long_value_from_outside_is_bounded() -> None:
+    huge = "r" * 60_000  # e.g. an X-Request-Id or an error body
+
+    line = json.loads(_capture(lambda log: log.warning("x", request_id=huge, reason=[huge])))
+
+    assert len(line["request_id"]) < 600 and len(line["reason"][0]) < 600
+    assert line["request_id"].startswith("rrr") and "more]" in line["request_id"]
+
+
+def test_keys_that_come_from_outside_are_not_logged_verbatim() -> None:
+    out = _capture(
+        lambda log: log.warning(
+            "x",
+            fields={"status": 1, "Jo Bloggs": 2, "9434765919": 3, "\x1b]0;pwned\x07": 4},
+        )
+    )
+
+    line = json.loads(out)
+    assert "Bloggs" not in out and "9434765919" not in out and "pwned" not in out
+    assert line["fields"]["status"] == 1 and len(line["fields"]) == 4
+
+
+def test_deeply_nested_values_are_cut_off_not_walked_forever() -> None:
+    deep: object = "leaf"
+    for _ in range(2000):
+        deep = [deep]
+
+    line = json.loads(_capture(lambda log: log.warning("x", value=deep)))
+
+    assert "leaf" not in json.dumps(line)

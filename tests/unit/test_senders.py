@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,3 +167,30 @@ def test_the_mllp_sender_judges_the_ack(code: str, outcome: type[Exception] | No
             sender.send(mllp_job(control_id))
         assert "text" in str(caught.value)
     assert len(client.sent) == 1
+
+
+def test_a_token_services_error_text_is_not_repeated_into_the_error_unless_it_is_a_code() -> None:
+    from hub.endpoint_credentials import OAuth2ClientCredentials
+    from hub.oauth2 import OAuth2TokenSource
+
+    class Poster:
+        def __init__(self, error: object) -> None:
+            self.body = json.dumps({"error": error}).encode()
+
+        def post_form(self, **_: object) -> HttpResult:
+            return HttpResult(status=401, headers={}, body=self.body, elapsed_ms=1.0)
+
+    credentials = OAuth2ClientCredentials(
+        token_url="https://auth.example/token",
+        client_id="hub",
+        client_secret_env="S",
+        client_secret="s",
+    )
+    messages = []
+    for error in ("invalid_client", "Patient Jordan Testperson \x1b[2J", {"nested": "Jordan"}):
+        with pytest.raises(TransientError) as caught:
+            OAuth2TokenSource(credentials, Poster(error)).token()  # type: ignore[arg-type]
+        messages.append(caught.value.message)
+
+    assert "(invalid_client)" in messages[0]
+    assert not any("Jordan" in m or "\x1b" in m for m in messages)
