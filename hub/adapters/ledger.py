@@ -42,7 +42,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
 from hub.attempt_rules import ATTEMPT_RESULTS, NOT_FROM_THE_SERVICE, reason_code
-from hub.errors import ConfigError, TransientError
+from hub.errors import ConfigError, LedgerUnavailable, TransientError
 from hub.messages import Problem
 from hub.ports import (
     AlertFacts,
@@ -217,10 +217,10 @@ class SqlLedger:
     raises `TransientError`.
     """
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, pre_ping: bool = True) -> None:
         self._url = _normalise_url(url)
         self._where = _describe(self._url)
-        self._engine = _build_engine(self._url, timeout=timeout)
+        self._engine = _build_engine(self._url, timeout=timeout, pre_ping=pre_ping)
         with self._translated("create tables"):
             _create_tables(self._engine)
 
@@ -681,14 +681,14 @@ class SqlLedger:
         try:
             yield
         except _CONNECTION_ERRORS as exc:
-            raise TransientError(
+            raise LedgerUnavailable(
                 f"ledger unavailable ({self._where}) during {operation}: {_reason(exc)}",
                 alert_id=alert_id,
             ) from exc
         except sa_exc.DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-            raise TransientError(
+            raise LedgerUnavailable(
                 f"ledger connection lost ({self._where}) during {operation}: {_reason(exc)}",
                 alert_id=alert_id,
             ) from exc
@@ -716,7 +716,7 @@ def _describe(url: URL) -> str:
     return f"postgresql {url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
 
 
-def _build_engine(url: URL, *, timeout: float) -> Engine:
+def _build_engine(url: URL, *, timeout: float, pre_ping: bool = True) -> Engine:
     if url.get_backend_name() == "sqlite":
         engine = sa.create_engine(url, pool_timeout=timeout, connect_args={"timeout": timeout})
         busy_ms = int(timeout * 1000)
@@ -734,12 +734,33 @@ def _build_engine(url: URL, *, timeout: float) -> Engine:
     given = url.query.get("options", ())
     given = (given,) if isinstance(given, str) else given
     options = " ".join([*given, f"-c statement_timeout={int(timeout * 1000)}"])
-    return sa.create_engine(
+    engine = sa.create_engine(
         url.difference_update_query(["options"]),
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_timeout=timeout,
         connect_args={"connect_timeout": max(2, math.ceil(timeout)), "options": options},
     )
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _connection_lost(context: Any) -> None:
+        # A restart or a failover to a standby ends every session: whatever the driver makes
+        # of it, the connection is gone, so SQLAlchemy invalidates the whole pool (each pooled
+        # connection predates the loss) instead of failing once per stale connection. This
+        # does not depend on pool_pre_ping.
+        if _lost_connection(context.original_exception):
+            context.is_disconnect = True
+
+    return engine
+
+
+# SQLSTATE class 08 (connection exception) and 57P01-57P03 (admin_shutdown, crash_shutdown,
+# cannot_connect_now: the server is going down or not yet up).
+_LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(state, str) and (state.startswith("08") or state in _LOST_STATES)
 
 
 def _enable_wal(cursor: Any, *, deadline: float) -> None:
