@@ -605,8 +605,8 @@ def _mixed_schemes(url: Any, doc: _Document, *, from_env: bool) -> list[str]:
     if not isinstance(url, str) or ";" not in url:
         return []
     schemes = {u.strip().split("://", 1)[0] for u in url.split(";")}
-    if len(schemes) == 1:
-        return []
+    if not {"amqp", "amqps"} <= schemes:
+        return []  # one scheme, or a URL that is not AMQP at all (reported as such)
     where = "environment HUB_AMQP_URL" if from_env else f"{doc.locate(('amqp', 'url'))}: amqp.url"
     return [f"{where}: the URLs mix amqp:// and amqps://; use one scheme for every node"]
 

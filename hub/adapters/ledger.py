@@ -734,33 +734,16 @@ def _build_engine(url: URL, *, timeout: float, pre_ping: bool = True) -> Engine:
     given = url.query.get("options", ())
     given = (given,) if isinstance(given, str) else given
     options = " ".join([*given, f"-c statement_timeout={int(timeout * 1000)}"])
-    engine = sa.create_engine(
+    # No dependence on pool_pre_ping: a restart or a failover ends every session, and the
+    # first call to meet a dead connection fails (LedgerUnavailable, the message is requeued);
+    # SQLAlchemy's psycopg dialect sees the connection broken and invalidates the whole pool,
+    # so no other stale connection is handed out (tests/integration/test_ledger_restart.py).
+    return sa.create_engine(
         url.difference_update_query(["options"]),
         pool_pre_ping=pre_ping,
         pool_timeout=timeout,
         connect_args={"connect_timeout": max(2, math.ceil(timeout)), "options": options},
     )
-
-    @sa.event.listens_for(engine, "handle_error")
-    def _connection_lost(context: Any) -> None:
-        # A restart or a failover to a standby ends every session: whatever the driver makes
-        # of it, the connection is gone, so SQLAlchemy invalidates the whole pool (each pooled
-        # connection predates the loss) instead of failing once per stale connection. This
-        # does not depend on pool_pre_ping.
-        if _lost_connection(context.original_exception):
-            context.is_disconnect = True
-
-    return engine
-
-
-# SQLSTATE class 08 (connection exception) and 57P01-57P03 (admin_shutdown, crash_shutdown,
-# cannot_connect_now: the server is going down or not yet up).
-_LOST_STATES = ("57P01", "57P02", "57P03")
-
-
-def _lost_connection(exc: BaseException) -> bool:
-    state = getattr(exc, "sqlstate", None)
-    return isinstance(state, str) and (state.startswith("08") or state in _LOST_STATES)
 
 
 def _enable_wal(cursor: Any, *, deadline: float) -> None:
