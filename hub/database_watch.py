@@ -33,8 +33,10 @@ class DatabaseWatch:
         return self._up
 
     def may_consume(self, _worker: object) -> bool:
-        """A QueueWorker gate: consume only while the database answers."""
-        return self._up
+        """A QueueWorker gate: consume only while the database answers. Should the watch
+        itself have died, consumers go on (a lost connection still requeues, unacked) rather
+        than hold for ever on a stale "away"."""
+        return self._up or self._thread is None or not self._thread.is_alive()
 
     def check(self) -> bool:
         """Ask the database now; log each change between up and away."""

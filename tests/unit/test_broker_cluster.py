@@ -216,8 +216,24 @@ def test_consumers_hold_while_the_database_is_away_and_resume_when_it_answers() 
         if answer is not None:
             raise answer
 
-    watch = DatabaseWatch(ping)
-    assert watch.check() and watch.may_consume(object())
-    assert not watch.check() and not watch.may_consume(object())
-    assert watch.reason == "away"
-    assert watch.check() and watch.may_consume(object()) and watch.reason is None
+    watch = DatabaseWatch(ping, interval=3600)  # started, but asked only here
+    watch.start()
+    try:
+        assert watch.check() and watch.may_consume(object())
+        assert not watch.check() and not watch.may_consume(object())
+        assert watch.reason == "away"
+        assert watch.check() and watch.may_consume(object()) and watch.reason is None
+    finally:
+        watch.stop()
+
+
+def test_consumers_never_hold_for_ever_on_a_watch_that_died() -> None:
+    def ping() -> None:
+        raise LedgerUnavailable("away")
+
+    watch = DatabaseWatch(ping, interval=0.01)
+    watch.check()
+    watch.start()
+    assert not watch.may_consume(object())  # the watch runs: the database is away
+    watch.stop()
+    assert watch.may_consume(object())  # nobody would ever say it is back
