@@ -38,6 +38,7 @@ from hub.adapters.rabbitmq import (
     start_worker,
 )
 from hub.adapters.rabbitmq_management import head_message_ages
+from hub.database_watch import DatabaseWatch
 from hub.dead_letters import DLQ_QUEUES, DeadLetterIngester
 from hub.delivery import DeliveryStage
 from hub.endpoint_control import CircuitSender, EndpointGate, PauseWatcher, gate_for
@@ -189,6 +190,8 @@ class Hub:
     # cannot age (hub.queue_ages).
     _observed_ages: ObservedAges = field(default_factory=lambda: ObservedAges(_age_observed))
     _topology_declared: bool = False  # /readyz: the topology was declared this run
+    # Consumers hold while the ledger's database is away (restart, failover to a standby).
+    _database_watch: DatabaseWatch | None = None
 
     def start(self) -> None:
         s = self.settings
@@ -200,7 +203,11 @@ class Hub:
             self.mllp_client = MllpClient()
         if self.metrics is None:
             self.metrics = PrometheusMetrics()
-        topology = Topology(endpoints=list(s.endpoints), retry_delays=list(self.retry.delays))
+        topology = Topology(
+            endpoints=list(s.endpoints),
+            retry_delays=list(self.retry.delays),
+            group_size=s.quorum_group_size,
+        )
         try:
             with connected(self.broker, max_retries=3) as connection:
                 topology.declare(connection)
@@ -208,6 +215,8 @@ class Hub:
             log.error("broker_unreachable", reason=exc.message)  # e.g. a refused TLS handshake
             raise
         self._topology_declared = True
+        self._database_watch = DatabaseWatch(self._ledger.ping)
+        self._database_watch.start()
         recipients = {name: ep.recipient for name, ep in s.endpoints.items()}
         renderers = {name: RENDERERS[ep.kind] for name, ep in s.endpoints.items()}
         followup_renderers = {name: FOLLOWUP_RENDERERS[ep.kind] for name, ep in s.endpoints.items()}
@@ -302,6 +311,7 @@ class Hub:
                     dlq,
                     ingester,
                     prefetch=s.prefetch,
+                    gate=self._database_watch.may_consume,
                     on_take=self._observed_ages.taken,
                 )
                 self._workers.append((worker, start_worker(worker, f"dlq-{stage_name}")))
@@ -413,10 +423,21 @@ class Hub:
             queue,
             dispatcher,
             prefetch=prefetch,
-            gate=gate,
+            gate=self._with_database(gate),
             on_take=self._observed_ages.taken,
         )
         self._workers.append((worker, start_worker(worker, name)))
+
+    def _with_database(
+        self, gate: Callable[[object], bool] | None
+    ) -> Callable[[object], bool] | None:
+        """`gate`, and hold while the ledger's database is away."""
+        watch = self._database_watch
+        if watch is None:
+            return gate
+        if gate is None:
+            return watch.may_consume
+        return lambda worker: watch.may_consume(worker) and gate(worker)
 
     @property
     def _metrics(self) -> Metrics:
@@ -429,7 +450,8 @@ class Hub:
         s = self.settings
         management_url = s.management_url
         ages = (
-            partial(head_message_ages, management_url, s.amqp_url, tls=s.amqp_tls)
+            # Vhost and credentials: the same on every node, so the first URL's.
+            partial(head_message_ages, management_url, self.broker.urls[0], tls=s.amqp_tls)
             if management_url
             else None
         )
@@ -504,6 +526,8 @@ class Hub:
             self._overdue_watch.stop()
         if self._queue_watch is not None:
             self._queue_watch.stop()
+        if self._database_watch is not None:
+            self._database_watch.stop()
         for worker, _ in self._workers:
             worker.stop()
         for _, thread in self._workers:

@@ -4,7 +4,8 @@
     ├── InvalidMessage      the message itself is bad: dead-letter now, tell the sender (rejected)
     │   └── AlertConflict   same alert_id, different body
     ├── TransientError      the world is briefly wrong (endpoint down, broker blip): retry later
-    │   └── CircuitOpen     not sent: the endpoint's circuit breaker is open (no quick retry)
+    │   ├── CircuitOpen     not sent: the endpoint's circuit breaker is open (no quick retry)
+    │   └── LedgerUnavailable  the hub's own database is away: nothing committed, requeue
     ├── PermanentError      retrying cannot help (endpoint said 4xx): dead-letter with the reason
     └── ConfigError         start-up only: bad configuration, with file and line
 
@@ -62,6 +63,12 @@ class TransientError(HubError):
 class CircuitOpen(TransientError):
     """The endpoint's circuit breaker refused the attempt: nothing was sent, so retrying in
     process cannot help; the broker's delayed retry brings the message back."""
+
+
+class LedgerUnavailable(TransientError):
+    """The ledger's (or failed-message store's) database cannot be reached or dropped the
+    connection (restart, failover to a standby): nothing of this message was committed, so it
+    goes back to its queue unacked, never to a retry queue (that would be an ack)."""
 
 
 class PermanentError(HubError):

@@ -21,7 +21,7 @@ from hub.adapters.rabbitmq import (
     Disposition,
     retry_exchange,
 )
-from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
+from hub.errors import HubError, InvalidMessage, LedgerUnavailable, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.ports import Envelope, Metrics, Publisher
 
@@ -132,6 +132,12 @@ class Dispatcher:
             return Disposition.ACK
         except InvalidMessage as invalid:
             return self._guard(partial(self._reject, envelope, invalid))
+        except LedgerUnavailable as away:
+            # Nothing of it was committed: back to its queue unacked (a retry queue would be
+            # an ack while the ledger is away). The hub holds its consumers until the database
+            # answers again (hub.database_watch), so the requeue does not spin.
+            log.warning("ledger_unavailable", stage=self.stage.name, reason=away.message)
+            return Disposition.REQUEUE
         except TransientError as transient:
             return self._guard(partial(self._retry_or_dead_letter, envelope, transient))
         except PermanentError as permanent:

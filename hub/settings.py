@@ -5,7 +5,9 @@ file and line, as one ConfigError. The only module that reads os.environ.
 `hub.yaml` (see the shipped config/hub.yaml for a commented example)::
 
     hub: {ods_code, name, endpoint}        # required: who the hub is; endpoint = its FHIR base URL
-    amqp: {url, prefetch, intake_consumers} # HUB_AMQP_URL overrides url
+    amqp: {url, prefetch, intake_consumers} # HUB_AMQP_URL overrides url; url may be a list
+                                           # (a cluster's nodes; HUB_AMQP_URL: ';'-joined)
+    amqp.quorum_initial_group_size         # members of each quorum queue it creates (3)
     amqp.management_url                    # optional RabbitMQ management API (queue ages)
     amqp.tls: {ca_file, cert_file, key_file, server_hostname}   # amqps:// only; HUB_AMQP_CA_FILE,
                                            # HUB_AMQP_CERT_FILE, … override (hub.broker_tls)
@@ -156,8 +158,10 @@ class Settings:
     hub: HubIdentity
     endpoints: dict[str, EndpointConfig]
     routes: RouteTable
-    amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)  # may carry credentials
+    # One URL, or several nodes' joined by ';' (kombu's failover form); may carry credentials.
+    amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)
     amqp_tls: AmqpTls | None = None  # amqps:// CA, client certificate (hub.broker_tls)
+    quorum_group_size: int = 3  # x-quorum-initial-group-size of the queues the hub creates
     db_url: str = field(default=DEFAULT_DB_URL, repr=False)
     api_host: str = "127.0.0.1"
     api_port: int = 8080
@@ -193,11 +197,20 @@ _HUB_SCHEMA: dict[str, Any] = _section(
         ),
         "amqp": _section(
             {
+                # One URL, or a list: the nodes of one cluster, tried in turn.
                 "url": {
-                    "type": "string",
+                    "type": ["string", "array"],
                     "pattern": r"^(amqps?|memory)://",
                     "x-hint": "an amqp(s):// URL (memory:// for the embedded demo)",
+                    "items": {
+                        "type": "string",
+                        "pattern": r"^amqps?://",
+                        "x-hint": "an amqp(s):// URL",
+                    },
+                    "minItems": 1,
+                    "uniqueItems": True,
                 },
+                "quorum_initial_group_size": {"type": "integer", "minimum": 1, "maximum": 99},
                 "prefetch": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "intake_consumers": {"type": "integer", "minimum": 1, "maximum": 32},
                 # Credentials and vhost come from the AMQP URL; a password here is an error.
@@ -580,15 +593,37 @@ def _inbound_problems(
     ]
 
 
+def _joined_urls(value: Any) -> Any:
+    """amqp.url as one string: a list becomes kombu's failover form, its URLs joined by ';'."""
+    if isinstance(value, list) and all(isinstance(u, str) for u in value):
+        return ";".join(value)
+    return value
+
+
+def _mixed_schemes(url: Any, doc: _Document, *, from_env: bool) -> list[str]:
+    """All of a cluster's URLs use TLS, or none do: one amqp.tls serves them all."""
+    if not isinstance(url, str) or ";" not in url:
+        return []
+    schemes = {u.strip().split("://", 1)[0] for u in url.split(";")}
+    if not {"amqp", "amqps"} <= schemes:
+        return []  # one scheme, or a URL that is not AMQP at all (reported as such)
+    where = "environment HUB_AMQP_URL" if from_env else f"{doc.locate(('amqp', 'url'))}: amqp.url"
+    return [f"{where}: the URLs mix amqp:// and amqps://; use one scheme for every node"]
+
+
 def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     """Environment values checked like file values; messages never quote them (may be secret)."""
     found: dict[str, Any] = {}
     problems: list[str] = []
     if url := env.get("HUB_AMQP_URL"):
-        if url.startswith(("amqp://", "amqps://", "memory://")):
+        # kombu's failover form: several nodes' URLs joined by ';'.
+        urls = [u.strip() for u in url.split(";")]
+        if url.startswith("memory://") or all(u.startswith(("amqp://", "amqps://")) for u in urls):
             found["amqp_url"] = url
         else:
-            problems.append("environment HUB_AMQP_URL: must be an amqp(s):// URL")
+            problems.append(
+                "environment HUB_AMQP_URL: must be an amqp(s):// URL, or several joined by ';'"
+            )
     if url := env.get("HUB_DB_URL"):
         if url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
             found["db_url"] = url
@@ -667,7 +702,8 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
     problems += _inbound_problems(hub_doc, endpoints, api_tls)
     raw_amqp = hub_doc.data.get("amqp") if hub_ok and isinstance(hub_doc.data, Mapping) else None
     raw_amqp = raw_amqp if isinstance(raw_amqp, Mapping) else {}
-    amqp_url = overrides.get("amqp_url", raw_amqp.get("url", DEFAULT_AMQP_URL))
+    amqp_url = overrides.get("amqp_url", _joined_urls(raw_amqp.get("url", DEFAULT_AMQP_URL)))
+    problems += _mixed_schemes(amqp_url, hub_doc, from_env="amqp_url" in overrides)
     amqp_tls, tls_problems = broker_tls.amqp_tls(
         raw_amqp,
         env,
@@ -688,8 +724,9 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
     hub: dict[str, Any] = hub_doc.data
     section = {key: hub.get(key, {}) for key in ("amqp", "ledger", "api", "logging")}
     values: dict[str, Any] = {
-        "amqp_url": section["amqp"].get("url", DEFAULT_AMQP_URL),
+        "amqp_url": _joined_urls(section["amqp"].get("url", DEFAULT_AMQP_URL)),
         "amqp_tls": amqp_tls,
+        "quorum_group_size": section["amqp"].get("quorum_initial_group_size", 3),
         "db_url": section["ledger"].get("url", DEFAULT_DB_URL),
         "api_host": section["api"].get("host", "127.0.0.1"),
         "api_port": section["api"].get("port", 8080),

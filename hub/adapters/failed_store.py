@@ -36,7 +36,7 @@ from hub.adapters.ledger import (
     _UtcDateTime,
     as_utc,
 )
-from hub.errors import TransientError
+from hub.errors import LedgerUnavailable, TransientError
 from hub.failed_rules import audit_entries, stored_failure
 from hub.ports import AuditEntry, FailedMessage, FailedState, FailureGroup, NewFailure
 
@@ -272,14 +272,14 @@ class SqlFailedStore:
         try:
             yield
         except _CONNECTION_ERRORS as exc:
-            raise TransientError(
+            raise LedgerUnavailable(
                 f"failed-message store unavailable ({self._where}) during {operation}: "
                 f"{_reason(exc)}"
             ) from exc
         except sa_exc.DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-            raise TransientError(
+            raise LedgerUnavailable(
                 f"failed-message store connection lost ({self._where}) during {operation}: "
                 f"{_reason(exc)}"
             ) from exc

@@ -44,7 +44,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
 from hub.attempt_rules import ATTEMPT_RESULTS, NOT_FROM_THE_SERVICE, reason_code
 from hub.consent_rules import consent_in_force
-from hub.errors import ConfigError, TransientError
+from hub.errors import ConfigError, LedgerUnavailable, TransientError
 from hub.messages import Problem
 from hub.ports import (
     AlertFacts,
@@ -219,10 +219,10 @@ class SqlLedger:
     raises `TransientError`.
     """
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, pre_ping: bool = True) -> None:
         self._url = _normalise_url(url)
         self._where = _describe(self._url)
-        self._engine = _build_engine(self._url, timeout=timeout)
+        self._engine = _build_engine(self._url, timeout=timeout, pre_ping=pre_ping)
         with self._translated("create tables"):
             _create_tables(self._engine)
 
@@ -692,14 +692,14 @@ class SqlLedger:
         try:
             yield
         except _CONNECTION_ERRORS as exc:
-            raise TransientError(
+            raise LedgerUnavailable(
                 f"ledger unavailable ({self._where}) during {operation}: {_reason(exc)}",
                 alert_id=alert_id,
             ) from exc
         except sa_exc.DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-            raise TransientError(
+            raise LedgerUnavailable(
                 f"ledger connection lost ({self._where}) during {operation}: {_reason(exc)}",
                 alert_id=alert_id,
             ) from exc
@@ -727,7 +727,7 @@ def _describe(url: URL) -> str:
     return f"postgresql {url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
 
 
-def _build_engine(url: URL, *, timeout: float) -> Engine:
+def _build_engine(url: URL, *, timeout: float, pre_ping: bool = True) -> Engine:
     if url.get_backend_name() == "sqlite":
         engine = sa.create_engine(url, pool_timeout=timeout, connect_args={"timeout": timeout})
         busy_ms = int(timeout * 1000)
@@ -745,9 +745,13 @@ def _build_engine(url: URL, *, timeout: float) -> Engine:
     given = url.query.get("options", ())
     given = (given,) if isinstance(given, str) else given
     options = " ".join([*given, f"-c statement_timeout={int(timeout * 1000)}"])
+    # No dependence on pool_pre_ping: a restart or a failover ends every session, and the
+    # first call to meet a dead connection fails (LedgerUnavailable, the message is requeued);
+    # SQLAlchemy's psycopg dialect sees the connection broken and invalidates the whole pool,
+    # so no other stale connection is handed out (tests/integration/test_ledger_restart.py).
     return sa.create_engine(
         url.difference_update_query(["options"]),
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_timeout=timeout,
         connect_args={"connect_timeout": max(2, math.ceil(timeout)), "options": options},
     )

@@ -78,31 +78,44 @@ def declared_exchange(name: str) -> Exchange:
     return Exchange(name, type=kind, durable=True, arguments=_ALT)
 
 
-def _work_queue(name: str, stage: str) -> Queue:
+def _work_queue(name: str, stage: str, group: dict[str, Any]) -> Queue:
     return Queue(
         name,
         exchange=declared_exchange(WORK_EXCHANGE),
         routing_key=name,
         durable=True,
         queue_arguments=_quorum(
+            **group,
             **{
                 "x-delivery-limit": DELIVERY_LIMIT,
                 "x-dead-letter-exchange": DLQ_EXCHANGE,
                 "x-dead-letter-routing-key": stage,
                 "x-dead-letter-strategy": "at-least-once",
                 "x-overflow": "reject-publish",
-            }
+            },
         ),
     )
+
+
+GROUP_SIZE_ARG = "x-quorum-initial-group-size"
+DEFAULT_GROUP_SIZE = 3  # RabbitMQ's own default is every node of the cluster
 
 
 @dataclass(frozen=True, slots=True)
 class Topology:
     """Everything the hub declares. Declaring is idempotent; a queue that exists with other
-    arguments stops start-up with a ConfigError saying which."""
+    arguments stops start-up with a ConfigError saying which.
+
+    `group_size` is each quorum queue's initial number of members
+    (`x-quorum-initial-group-size`; RabbitMQ uses all nodes when it exceeds the cluster's
+    size, None leaves the broker's default). It matters only when a queue is created, so a
+    queue that already exists with another size, or none (made by an earlier hub), is
+    declared without it and keeps its members: `queue_group_size_kept` says so, and
+    `rabbitmq-queues grow` changes its membership (README, "Broker cluster")."""
 
     endpoints: Sequence[str]
     retry_delays: Sequence[int]
+    group_size: int | None = DEFAULT_GROUP_SIZE
 
     def declare(self, connection: Connection) -> None:
         channel = connection.channel()
@@ -110,8 +123,8 @@ class Topology:
             for exchange in self._exchanges():
                 exchange(channel).declare()
             for queue, extra_bindings in self._queues():
+                channel = self._declare_queue(connection, channel, queue)
                 bound = queue(channel)
-                bound.declare()
                 for exchange_name, key in extra_bindings:
                     bound.bind_to(exchange=exchange_name, routing_key=key)
         except connection.channel_errors as exc:
@@ -124,7 +137,40 @@ class Topology:
         except connection.connection_errors as exc:
             raise TransientError(f"cannot declare topology: broker unreachable ({exc})") from exc
         finally:
-            channel.close()
+            try:
+                channel.close()
+            except connection.connection_errors:
+                pass  # the connection went with it: the error above says so
+
+    def _declare_queue(self, connection: Connection, channel: Any, queue: Queue) -> Any:
+        """Declares `queue`; returns the channel to carry on with (a refusal closes one)."""
+        try:
+            queue(channel).declare()
+            return channel
+        except connection.channel_errors as exc:
+            if GROUP_SIZE_ARG not in str(exc):
+                raise
+        # The queue exists with another initial group size (or none): that argument only
+        # counts at creation, so declare it without, keeping every other argument checked.
+        given: dict[str, Any] = getattr(queue, "queue_arguments", None) or {}
+        args = {k: v for k, v in given.items() if k != GROUP_SIZE_ARG}
+        channel = connection.channel()
+        try:
+            Queue(**{**queue.as_dict(), "queue_arguments": args})(channel).declare()
+        except connection.channel_errors as exc:
+            if GROUP_SIZE_ARG not in str(exc):
+                raise
+            # It was made with a size of its own: a passive declare only checks it exists.
+            channel = connection.channel()
+            channel.queue_declare(queue=queue.name, passive=True)
+        log.warning(
+            "queue_group_size_kept",
+            queue=queue.name,
+            wanted=self.group_size,
+            hint="the queue existed before; see its members with `rabbitmq-queues "
+            "quorum_status` and add some with `rabbitmq-queues grow`",
+        )
+        return channel
 
     def _exchanges(self) -> list[Exchange]:
         names = [
@@ -141,21 +187,22 @@ class Topology:
         return [q.name for q, _ in self._queues()]
 
     def _queues(self) -> Iterable[tuple[Queue, list[tuple[str, str]]]]:
+        group = {} if self.group_size is None else {GROUP_SIZE_ARG: self.group_size}
         yield (
             Queue(
                 UNROUTED_QUEUE,
                 exchange=declared_exchange(UNROUTED_EXCHANGE),
                 durable=True,
-                queue_arguments=_quorum(),
+                queue_arguments=_quorum(**group),
             ),
             [],
         )
         for kind, name in ALERT_QUEUES.items():
             # Bound to the justice side's topic exchange, and to hub.work for retries/replays.
-            yield _work_queue(name, "intake"), [(ALERTS_EXCHANGE, f"{kind}.#")]
-        yield _work_queue(OUTCOMES_INBOUND_QUEUE, "outcome"), []
+            yield _work_queue(name, "intake", group), [(ALERTS_EXCHANGE, f"{kind}.#")]
+        yield _work_queue(OUTCOMES_INBOUND_QUEUE, "outcome", group), []
         for endpoint in self.endpoints:
-            yield _work_queue(delivery_queue(endpoint), "deliver"), []
+            yield _work_queue(delivery_queue(endpoint), "deliver", group), []
         for stage in STAGES:
             yield (
                 Queue(
@@ -163,7 +210,7 @@ class Topology:
                     exchange=declared_exchange(DLQ_EXCHANGE),
                     routing_key=stage,
                     durable=True,
-                    queue_arguments=_quorum(),
+                    queue_arguments=_quorum(**group),
                 ),
                 [],
             )
@@ -176,12 +223,13 @@ class Topology:
                     exchange=declared_exchange(retry_exchange(delay)),
                     durable=True,
                     queue_arguments=_quorum(
+                        **group,
                         **{
                             "x-message-ttl": delay * 1000,
                             "x-dead-letter-exchange": WORK_EXCHANGE,
                             "x-dead-letter-strategy": "at-least-once",
                             "x-overflow": "reject-publish",
-                        }
+                        },
                     ),
                 ),
                 [],
@@ -190,9 +238,11 @@ class Topology:
 
 @dataclass(frozen=True, slots=True)
 class Broker:
-    """Where RabbitMQ is and how to reach it: the AMQP URL and, for amqps://, the TLS options
-    (None: verify the broker against the system's CA store, present no client certificate).
-    The broker's certificate is always verified (hub.adapters.rabbitmq_tls)."""
+    """Where RabbitMQ is and how to reach it: the AMQP URL, or several (`;`-separated, kombu's
+    failover form: the nodes of one cluster, tried in turn on connect and on every reconnect),
+    and, for amqps://, the TLS options (None: verify the broker against the system's CA store,
+    present no client certificate). The broker's certificate is always verified
+    (hub.adapters.rabbitmq_tls), against the host name of the node actually connected to."""
 
     url: str = field(repr=False)  # may carry credentials
     tls: AmqpTls | None = None
@@ -203,35 +253,93 @@ class Broker:
         return broker if isinstance(broker, Broker) else cls(broker)
 
     @property
+    def urls(self) -> list[str]:
+        """Each node's URL, in the order they are tried."""
+        return [u.strip() for u in self.url.split(";") if u.strip()] or [self.url]
+
+    @property
     def uses_tls(self) -> bool:
-        return self.url.startswith("amqps://")
+        return self.urls[0].startswith("amqps://")
 
     @property
     def address(self) -> str:
-        """host:port, for messages (the URL itself may carry a password)."""
-        try:
-            parts = urlsplit(self.url)
-            port = parts.port or (5671 if self.uses_tls else 5672)
-        except ValueError:
-            return "(unparsable AMQP URL)"
-        return f"{parts.hostname or 'localhost'}:{port}"
+        """host:port of each node, for messages (the URL itself may carry a password)."""
+        return ", ".join(_address(u, self.uses_tls) for u in self.urls)
 
     def connection(self, **options: Any) -> Connection:
-        """A kombu Connection (not yet connected) with this broker's TLS options."""
-        return Connection(self.url, ssl=rabbitmq_tls.ssl_options(self.url, self.tls), **options)
+        """A kombu Connection (not yet connected) with this broker's TLS options; with several
+        URLs, kombu fails over round-robin and `_FailoverConnection` re-makes the TLS options
+        for each node it switches to."""
+        urls = self.urls
+        first = urls[0]
+        if len(urls) == 1:
+            return Connection(first, ssl=rabbitmq_tls.ssl_options(first, self.tls), **options)
+        connection = _FailoverConnection(
+            ";".join(urls),
+            failover_strategy="round-robin",
+            ssl=rabbitmq_tls.ssl_options(first, self.tls),
+            **options,
+        )
+        connection.hub_tls = self.tls
+        return connection
 
     def explain(self, exc: BaseException) -> str:
         """Why a connection failed, in words an operator can act on."""
         return rabbitmq_tls.explain(exc, address=self.address, uses_tls=self.uses_tls, tls=self.tls)
+
+    def explain_lost(self, exc: BaseException) -> str:
+        """Why a connection that was working stopped (a node went down or was restarted):
+        `explain` speaks of handshakes, which this was not."""
+        detail = str(exc).strip() or "no detail"
+        return f"connection to the broker lost ({type(exc).__name__}: {detail[:200]})"
+
+    def attempts(self, retries: int) -> int:
+        """kombu's `max_retries` for `retries` rounds after the first: it counts one retry per
+        node tried, and waits its interval only after each round over all of them."""
+        return (retries + 1) * len(self.urls) - 1
+
+    def starting_after(self, turns: int) -> Broker:
+        """The same nodes, tried from the `turns`-th onwards (then round): where a publisher
+        goes after the node it was on failed it."""
+        urls = self.urls
+        k = turns % len(urls)
+        return Broker(";".join(urls[k:] + urls[:k]), self.tls)
+
+
+def _address(url: str, uses_tls: bool) -> str:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (5671 if uses_tls else 5672)
+    except ValueError:
+        return "(unparsable AMQP URL)"
+    return f"{parts.hostname or 'localhost'}:{port}"
+
+
+class _FailoverConnection(Connection):
+    """kombu's Connection over several nodes. kombu keeps the `ssl=` options it was built with
+    for every alternate, so the host name verified would stay the first node's: each switch
+    re-makes them for the node switched to (amqp.tls.server_hostname still wins)."""
+
+    hub_tls: AmqpTls | None = None
+
+    def switch(self, conn_str: str) -> None:
+        super().switch(conn_str)
+        self.ssl: Any = rabbitmq_tls.ssl_options(conn_str, self.hub_tls)
+
+    def clone(self, **kwargs: Any) -> Connection:
+        # ConsumerMixin reconnects through a clone: it must keep failing over the same way.
+        cloned = super().clone(**kwargs)
+        cloned.hub_tls = self.hub_tls
+        return cloned
 
 
 def connect(broker: Broker | str, *, heartbeat: int = 30) -> Connection:
     """A kombu connection; publisher confirms on for the AMQP transport."""
     broker = Broker.of(broker)
     options: dict[str, Any] = {}
-    if broker.url.startswith(("amqp://", "amqps://", "pyamqp://")):
+    if broker.urls[0].startswith(("amqp://", "amqps://", "pyamqp://")):
         options["confirm_publish"] = True
-    elif broker.url.startswith("memory://"):
+    elif broker.urls[0].startswith("memory://"):
         options["polling_interval"] = 0.01  # the embedded demo: no 1 s polling per hop
     return broker.connection(heartbeat=heartbeat, transport_options=options, connect_timeout=10)
 
@@ -247,7 +355,9 @@ def connected(
     errors = (OSError, OperationalError, *connection.connection_errors, *connection.channel_errors)
     try:
         try:
-            connection.ensure_connection(max_retries=max_retries, interval_start=interval_start)
+            connection.ensure_connection(
+                max_retries=broker.attempts(max_retries), interval_start=interval_start
+            )
         except errors as exc:
             raise TransientError(
                 f"cannot connect to RabbitMQ at {broker.address}: {broker.explain(exc)}"
@@ -257,14 +367,28 @@ def connected(
         connection.release()
 
 
+# How long a publish waits for its confirm. A quorum queue confirms once a majority of its
+# members have the message; while its leader is being re-elected (a node lost) that takes a few
+# seconds. Past this, the publish is tried again on the next node: the same message id and
+# bytes, so at worst a duplicate, which the ledger and the receivers absorb.
+CONFIRM_TIMEOUT_SECONDS = 15.0
+PUBLISH_ATTEMPTS = 4
+RETRY_PAUSE_SECONDS = 0.5
+
+
 class KombuPublisher:
-    """hub.ports.Publisher over one kombu connection; thread-safe by a lock."""
+    """hub.ports.Publisher over one kombu connection; thread-safe by a lock.
+
+    A publish whose confirm does not come (connection lost, node down, no confirm within
+    CONFIRM_TIMEOUT_SECONDS) is tried again over a new connection, starting at the next node
+    of the broker's list, up to PUBLISH_ATTEMPTS times; then TransientError."""
 
     def __init__(self, broker: Broker | str) -> None:
         self._broker = Broker.of(broker)
         self._lock = threading.Lock()
         self._connection: Connection | None = None
         self._producer: Any = None
+        self._turns = 0  # nodes moved past after failures (Broker.starting_after)
 
     def publish(
         self,
@@ -278,7 +402,8 @@ class KombuPublisher:
         content_type: str = "application/json",
     ) -> None:
         with self._lock:
-            for attempt in (1, 2):
+            timestamp = int(time.time())  # the same on every attempt: the same message
+            for attempt in range(1, PUBLISH_ATTEMPTS + 1):
                 try:
                     producer = self._ensure_producer()
                     producer.publish(
@@ -294,21 +419,35 @@ class KombuPublisher:
                         # Read back when the message is taken (QueueWorker.on_take), and as
                         # head_message_timestamp where the management API reports one: the
                         # queue-age metric (hub.queue_ages).
-                        timestamp=int(time.time()),
+                        timestamp=timestamp,
+                        confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
                     )
                     return
                 except Exception as exc:  # noqa: BLE001 - broker library errors vary; translated here
                     self._reset()
-                    if attempt == 2:
+                    self._turns += 1  # the next connection starts at the next node
+                    if attempt == PUBLISH_ATTEMPTS:
                         raise TransientError(
                             f"publish to {exchange or '(default)'}/{routing_key} not confirmed: "
                             f"{self._broker.explain(exc)}"
                         ) from exc
+                    log.warning(
+                        "publish_retried",
+                        exchange=exchange or "(default)",
+                        attempt=attempt,
+                        reason=self._broker.explain_lost(exc),
+                    )
+                    # A quorum queue that lost its leader nacks or stalls until it has a new
+                    # one (a few seconds): give the election a moment.
+                    time.sleep(RETRY_PAUSE_SECONDS * attempt)
 
     def _ensure_producer(self) -> Any:
         if self._producer is None:
-            self._connection = connect(self._broker)
-            self._connection.ensure_connection(max_retries=3, interval_start=0.2, interval_step=0.5)
+            broker = self._broker.starting_after(self._turns)
+            self._connection = connect(broker)
+            self._connection.ensure_connection(
+                max_retries=broker.attempts(3), interval_start=0.2, interval_step=0.5
+            )
             self._producer = self._connection.Producer()
         return self._producer
 
@@ -435,7 +574,9 @@ class QueueWorker(ConsumerMixin):
                 self.ready.clear()
                 if not self.should_stop:
                     log.warning(
-                        "consumer_disconnected", queue=self.queue, reason=self.broker.explain(exc)
+                        "consumer_disconnected",
+                        queue=self.queue,
+                        reason=self.broker.explain_lost(exc),
                     )
 
     def _on_message(self, message: Any) -> None:
@@ -508,8 +649,10 @@ def start_worker(worker: QueueWorker, name: str) -> threading.Thread:
 def queue_depth(broker: Broker | str, queue: str, *, timeout: float = 3.0) -> int | None:
     """Messages ready on `queue` (a passive declare, which creates nothing); None when the
     queue does not exist or the broker cannot be reached, for a status page that must render."""
+    broker = Broker.of(broker)
     try:
-        with Broker.of(broker).connection(connect_timeout=timeout) as connection:
+        with broker.connection(connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=broker.attempts(0))
             channel = connection.channel()
             try:
                 _, count, _ = channel.queue_declare(queue=queue, passive=True)
@@ -533,7 +676,7 @@ def queue_depths(
     broker = Broker.of(broker)
     connection = broker.connection(connect_timeout=timeout)
     try:
-        connection.ensure_connection(max_retries=1)
+        connection.ensure_connection(max_retries=broker.attempts(1))
         channel = connection.channel()
         for name in queues:
             try:
