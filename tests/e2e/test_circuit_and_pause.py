@@ -72,6 +72,7 @@ def test_a_failing_endpoint_opens_its_circuit_and_a_probe_closes_it_on_recovery(
     )
     time.sleep(7)  # two cool-downs of 3 s
     assert outage.posts - posts_at_open <= 3  # at most one probe per cool-down
+    assert outage.posts > posts_at_open  # ... and the hub did probe: it was trying all along
     assert circuit.state in (CircuitState.OPEN, CircuitState.HALF_OPEN)
     assert rig.trust.delivered() == []
 
@@ -121,6 +122,8 @@ def test_a_paused_endpoint_keeps_its_referrals_on_the_broker_until_resumed(
         )
         time.sleep(2)
         assert rig.trust.delivered() == []
+        # ... because all five still wait on the broker, not taken and lost on the way
+        assert rig.justice.queue_depth("hub.deliver.wy-ld") == 5
         assert "paused by ops-test" in _hub_cli(rig, "list")
     finally:
         # when the operator resumes it, then every one of them is delivered once

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -106,8 +105,12 @@ def test_a_replay_after_the_fix_delivers_exactly_once(parked: Any) -> None:
 
     assert result.done == [row.id] and again.skipped == {row.id: "already replayed"}
     wait_until(lambda: len(rig.trust.delivered()) == 1, what="the replayed referral")
-    time.sleep(1.5)  # anything more would arrive now
-    assert len(rig.trust.received) == 1
+    # A later referral to the same endpoint (one consumer, first in first out) reaches the
+    # trust only after whatever was queued before it: a second copy of the replay would have.
+    marker = fresh_custody()
+    rig.justice.publish(marker, routing_key=key_for(marker))
+    wait_until(lambda: len(rig.trust.received) >= 2, what="the marker referral")
+    assert [r.correlation_id for r in rig.trust.received] == [alert["alert_id"], marker["alert_id"]]
     assert rig.trust.received[0].bundle_id == row.failure.message_id
     assert rig.hub.ledger is not None
     (referral,) = rig.hub.ledger.referrals_for(alert["alert_id"])

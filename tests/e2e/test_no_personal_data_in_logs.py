@@ -64,6 +64,12 @@ def test_personal_data_never_reaches_the_logs(rig: HubRig) -> None:
     logged = stream.getvalue()
     lines = [json.loads(line) for line in logged.splitlines() if line.strip()]
     assert any(line.get("event") == "alert_rejected" for line in lines)
+    # What the absence checks below watch was written: both rejections, and the good alert's
+    # journey (whose lines must each carry a correlation id).
+    rejected = [line.get("alert_id") for line in lines if line.get("event") == "alert_rejected"]
+    assert bad["alert_id"] in rejected and len(rejected) == 2, rejected
+    events = {line.get("event") for line in lines}
+    assert {"alert_routed", "referral_delivered", "outcome_returned"} <= events, events
     assert all(
         "correlation_id" in line
         for line in lines

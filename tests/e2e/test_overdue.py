@@ -4,7 +4,7 @@ answer is recorded as the resolution."""
 
 from __future__ import annotations
 
-import time
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,11 +24,22 @@ ONE_MINUTE = ROUTES + "service_levels: {routine: 1m, urgent: 1m, emergency: 1m}\
 
 
 class Clock:
+    """The hub's clock, moved by the tests; it counts the overdue watch's readings (each check
+    reads it once when nothing is due), the positive signal that checks ran."""
+
     def __init__(self) -> None:
         self.offset = timedelta()
+        self.watch_readings = 0
 
     def __call__(self) -> datetime:
+        if threading.current_thread().name == "overdue-watch":
+            self.watch_readings += 1
         return datetime.now(UTC) + self.offset
+
+    def wait_for_checks(self) -> None:
+        """Until at least one whole overdue check has run after this call."""
+        start = self.watch_readings
+        wait_until(lambda: self.watch_readings >= start + 3, what="two more overdue checks")
 
 
 def silent(endpoint: str, bundle: dict[str, Any]) -> list[Any]:
@@ -64,7 +75,7 @@ def test_a_referral_with_no_outcome_by_its_service_level_is_reported_overdue_onc
     alert = fresh_custody(vulnerabilities=[{"type": "mental_health", "detail": "Low mood"}])
     rig.justice.publish(alert, routing_key=routing_key_of(alert))
     wait_until(lambda: len(rig.trust.delivered()) == 1, what="the referral")
-    time.sleep(0.5)
+    clock.wait_for_checks()
     assert overdue_for(rig, alert["alert_id"]) == []  # not yet due
     before = overdue_gauge(rig)
 
@@ -82,13 +93,13 @@ def test_a_referral_with_no_outcome_by_its_service_level_is_reported_overdue_onc
     )
     wait_until(lambda: overdue_gauge(rig) == before + 1, what="the overdue gauge up by one")
 
-    time.sleep(1.0)  # several more checks
+    clock.wait_for_checks()
     assert len(overdue_for(rig, alert["alert_id"])) == 1
 
     # Restarted on the same database: the referral is not reported again.
     rig.hub.stop()
     again = start(rig_factory, clock, db_url=rig.db_url)
-    time.sleep(1.0)
+    clock.wait_for_checks()
     assert overdue_for(again, alert["alert_id"]) == []
     assert len(events(again, alert["alert_id"], "referral_overdue")) == 1
 

@@ -30,6 +30,8 @@ from tests.fixtures.alerts import (
     update_of,
 )
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.adapters.memory_ledger import MemoryLedger
+from hub.adapters.memory_publisher import MemoryPublisher, Published
 from hub.errors import InvalidMessage
 from hub.intake import IntakeStage
 from hub.messages import HubIdentity, OutcomeStatus, Recipient
@@ -74,14 +75,6 @@ class Told:
     recorded_at: datetime
 
 
-@dataclass
-class ListPublisher:
-    published: list[dict[str, Any]] = field(default_factory=list)
-
-    def publish(self, **message: Any) -> None:
-        self.published.append(message)
-
-
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -110,13 +103,13 @@ def acceptable(sent_at: datetime, recorded_at: datetime) -> bool:
     return sent_at <= NOW + SKEW and recorded_at <= NOW + SKEW and recorded_at <= sent_at + SKEW
 
 
-def told_by(published: dict[str, Any]) -> Told | None:
+def told_by(published: Published) -> Told | None:
     """The consent one published message tells its service (None: an HL7 REF^I12, which has no
     field for it)."""
-    if published["headers"][H_ENDPOINT] == "hl7":
-        return hl7_told(published["body"].decode("utf-8"))
-    body = json.loads(published["body"])
-    if published["headers"][H_ENDPOINT] == "hook":
+    if published.headers[H_ENDPOINT] == "hl7":
+        return hl7_told(published.body.decode("utf-8"))
+    body = json.loads(published.body)
+    if published.headers[H_ENDPOINT] == "hook":
         consent = body["consent"]
         return Told(
             consent["status"],
@@ -193,7 +186,7 @@ steps = st.lists(
 class Hub:
     def __init__(self) -> None:
         self.ledger = MemoryLedger()
-        self.publisher = ListPublisher()
+        self.publisher = MemoryPublisher()
         self.stage = IntakeStage(
             ledger=self.ledger,
             publisher=self.publisher,
@@ -252,7 +245,7 @@ class Hub:
         return outcome.service.name, dict(outcome.detail)
 
     def last_told(self, endpoint: str) -> Told | None:
-        sent = [p for p in self.publisher.published if p["headers"][H_ENDPOINT] == endpoint]
+        sent = [p for p in self.publisher.published if p.headers[H_ENDPOINT] == endpoint]
         return told_by(sent[-1])
 
 
@@ -359,5 +352,5 @@ def test_a_consent_is_applied_once_even_when_another_arrives_while_it_is_being_p
 
     granted = Told("given", True, NOW + timedelta(minutes=1))
     assert hub.consent_in_force(alert["alert_id"]) == granted
-    first = hub.publisher.published[len(RECIPIENTS)]["headers"][H_ENDPOINT]
+    first = hub.publisher.published[len(RECIPIENTS)].headers[H_ENDPOINT]
     assert hub.last_told(first) == granted

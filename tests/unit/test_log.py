@@ -31,6 +31,8 @@ def test_sensitive_keys_are_redacted_wherever_they_appear() -> None:
             detail="hears voices",
         )
     )
+    line = json.loads(out)  # the one line logged was written, its sensitive keys redacted
+    assert line["event"] == "x" and line["name"] == line["detail"] == "[redacted]"
     assert "Bloggs" not in out and "9434765919" not in out and "voices" not in out
 
 
@@ -42,6 +44,9 @@ def test_personal_data_inside_free_text_and_exceptions_is_scrubbed() -> None:
             log.exception("boom", reason="postcode LS6 2QT")
 
     out = _capture(emit)
+    line = json.loads(out)  # the one line logged was written, with its traceback, scrubbed
+    assert line["event"] == "boom" and line["reason"] == "postcode [redacted]"
+    assert "ValueError: bad nhs [redacted] pnc [redacted]" in line["exception"]
     for secret in ("9434765919", "2008/0004321T", "1984-07-19", "LS6 2QT"):
         assert secret not in out
 

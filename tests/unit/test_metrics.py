@@ -4,14 +4,14 @@ and the Dispatcher's retry/dead-letter counts, without services."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.adapters.memory_metrics import MemoryMetrics
+from hub.adapters.memory_publisher import MemoryPublisher
 from hub.adapters.metrics import EXPORTED, PrometheusMetrics
 from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.messages import Problem
@@ -181,14 +181,6 @@ def test_queue_watch_keeps_sampling_the_rest_when_the_broker_is_away() -> None:
 
 
 @dataclass
-class ListPublisher:
-    published: list[dict[str, Any]] = field(default_factory=list)
-
-    def publish(self, **kwargs: Any) -> None:
-        self.published.append(kwargs)
-
-
-@dataclass
 class FailingStage:
     error: Exception
     name: str = "deliver"
@@ -228,7 +220,7 @@ def test_the_dispatcher_counts_each_retry_and_dead_letter(
 ) -> None:
     metrics: Metrics = MemoryMetrics()
     dispatcher = Dispatcher(
-        FailingStage(error), publisher=ListPublisher(), retry=RetryPolicy(), metrics=metrics
+        FailingStage(error), publisher=MemoryPublisher(), retry=RetryPolicy(), metrics=metrics
     )
 
     dispatcher(ENVELOPE)

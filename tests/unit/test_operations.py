@@ -7,7 +7,6 @@ tests/integration/test_failed_store.py."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from hub.adapters.memory_failed_store import MemoryFailedStore
 from hub.adapters.memory_ledger import MemoryLedger
+from hub.adapters.memory_publisher import MemoryPublisher
 from hub.adapters.rabbitmq import WORK_EXCHANGE
 from hub.masking import mask_document
 from hub.operations import (
@@ -32,14 +32,6 @@ from tests.fixtures.alerts import custody_alert, to_body
 from tests.fixtures.dead_letters import T0, dead_letter, failure
 
 pytestmark = pytest.mark.unit
-
-
-@dataclass
-class ListPublisher:
-    published: list[dict[str, Any]] = field(default_factory=list)
-
-    def publish(self, **message: Any) -> None:
-        self.published.append(message)
 
 
 @pytest.fixture
@@ -128,18 +120,18 @@ def test_replay_republishes_the_original_to_the_queue_it_failed_on(
 ) -> None:
     envelope = dead_letter(body=b'{"resourceType": "Bundle", "id": "b-1"}')
     failed_id = store.add(failure(envelope), at=T0)[1]
-    publisher = ListPublisher()
+    publisher = MemoryPublisher()
 
     result = replay(store, publisher, [failed_id], by="alice", reason="endpoint fixed", now=T0)
 
     assert result.done == [failed_id] and result.skipped == {}
     (sent,) = publisher.published
-    assert (sent["exchange"], sent["routing_key"]) == (WORK_EXCHANGE, "hub.deliver.wy-ld")
-    assert sent["body"] == envelope.body
-    assert sent["message_id"] == envelope.message_id
-    assert sent["correlation_id"] == envelope.headers["x-hub-alert-id"]
-    assert sent["content_type"] == "application/fhir+json"
-    headers = sent["headers"]
+    assert (sent.exchange, sent.routing_key) == (WORK_EXCHANGE, "hub.deliver.wy-ld")
+    assert sent.body == envelope.body
+    assert sent.message_id == envelope.message_id
+    assert sent.correlation_id == envelope.headers["x-hub-alert-id"]
+    assert sent.content_type == "application/fhir+json"
+    headers = sent.headers
     assert headers["x-hub-attempts"] == 0 and headers[H_REPLAYED_FROM] == str(failed_id)
     assert "x-hub-error" not in headers and "x-hub-first-failure" not in headers
     assert headers["x-hub-original-queue"] == "hub.deliver.wy-ld"
@@ -154,7 +146,7 @@ def test_replay_skips_what_is_not_still_failed_and_says_why(store: MemoryFailedS
     replayed, discarded = parked(store), parked(store)
     store.mark_replayed([replayed], by="alice", reason="fixed", at=T0)
     store.mark_discarded([discarded], by="alice", reason="duplicate", at=T0)
-    publisher = ListPublisher()
+    publisher = MemoryPublisher()
 
     result = replay(store, publisher, [replayed, discarded, 99], by="bob", reason="again", now=T0)
 
@@ -172,7 +164,7 @@ def test_replay_and_discard_need_who_and_why(store: MemoryFailedStore) -> None:
     with pytest.raises(OperationRefused, match="reason"):
         discard(store, [failed_id], by="alice", reason=" ", now=T0)
     with pytest.raises(OperationRefused, match="operator"):
-        replay(store, ListPublisher(), [failed_id], by="", reason="fixed", now=T0)
+        replay(store, MemoryPublisher(), [failed_id], by="", reason="fixed", now=T0)
 
     assert store.get(failed_id).state is FailedState.FAILED  # type: ignore[union-attr]
     assert store.audit_log() == []
