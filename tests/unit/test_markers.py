@@ -13,16 +13,16 @@ pytestmark = pytest.mark.unit
 TESTS = Path(__file__).resolve().parents[1]
 
 
-def declared_marker(module: Path) -> str | None:
-    """The `pytestmark = pytest.mark.<name>` a module declares at its top level."""
+def declared_markers(module: Path) -> set[str]:
+    """The marks of `pytestmark = pytest.mark.<name>` (or a list of them) that a module
+    declares at its top level."""
     for node in ast.parse(module.read_text()).body:
-        if (
-            isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets)
-            and isinstance(node.value, ast.Attribute)
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
         ):
-            return node.value.attr
-    return None
+            values = node.value.elts if isinstance(node.value, ast.List) else [node.value]
+            return {v.attr for v in values if isinstance(v, ast.Attribute)}
+    return set()
 
 
 @pytest.mark.parametrize("kind", ["unit", "integration", "e2e"])
@@ -30,6 +30,6 @@ def test_every_test_module_carries_the_marker_of_its_directory(kind: str) -> Non
     modules = sorted((TESTS / kind).glob("test_*.py"))
     assert modules, f"no test modules found under tests/{kind}"
 
-    unmarked = [m.name for m in modules if declared_marker(m) != kind]
+    unmarked = [m.name for m in modules if kind not in declared_markers(m)]
 
     assert unmarked == []
