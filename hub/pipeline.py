@@ -165,6 +165,7 @@ class Dispatcher:
                 + "".join(traceback.format_exception_only(exc)).strip()[:500],
                 stage=self.stage.name,
             )
+            crash.__cause__ = exc  # on_dead_letter may name its class (never its values)
             log.error(
                 "stage_crashed",
                 stage=self.stage.name,
@@ -243,6 +244,7 @@ class Dispatcher:
                 endpoint=error.endpoint,
                 status=error.status,
             )
+            expired.__cause__ = error
             self._dead_letter(envelope, expired, error_class="RetriesExhausted")
             return
         headers = self._failure_headers(envelope, error, failures=failures, first=first, now=now)
