@@ -550,6 +550,10 @@ class Metrics(Protocol):
         """Messages in the failed-message store still waiting for an operator."""
         ...
 
+    def thread_restarted(self, thread: str) -> None:
+        """The supervisor found a consumer or watcher thread dead and restarted it."""
+        ...
+
     def exposition(self) -> tuple[bytes, str]:
         """The metrics as served on GET /metrics: (body, content type)."""
         ...
