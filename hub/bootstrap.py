@@ -70,6 +70,7 @@ from hub.senders import (
     WebhookTarget,
 )
 from hub.settings import EndpointConfig, EndpointKind, Settings
+from hub.supervisor import Supervisor
 
 log = get_logger("hub.bootstrap")
 
@@ -192,6 +193,10 @@ class Hub:
     _topology_declared: bool = False  # /readyz: the topology was declared this run
     # Consumers hold while the ledger's database is away (restart, failover to a standby).
     _database_watch: DatabaseWatch | None = None
+    # How to make each consumer's worker again (by thread name), for the supervisor.
+    _factories: dict[str, Callable[[], QueueWorker]] = field(default_factory=dict)
+    supervise_seconds: float = 2.0  # how often the supervisor looks for dead threads
+    _supervisor: Supervisor | None = None
 
     def start(self) -> None:
         s = self.settings
@@ -306,15 +311,18 @@ class Hub:
             failed_store = SqlFailedStore(s.db_url)
             for stage_name, dlq in DLQ_QUEUES.items():
                 ingester = DeadLetterIngester(failed_store, stage=stage_name, clock=self.clock)
-                worker = QueueWorker(
-                    self.broker,
-                    dlq,
-                    ingester,
-                    prefetch=s.prefetch,
-                    gate=self._database_watch.may_consume,
-                    on_take=self._observed_ages.taken,
+                self._start_consumer(
+                    f"dlq-{stage_name}",
+                    partial(
+                        QueueWorker,
+                        self.broker,
+                        dlq,
+                        ingester,
+                        prefetch=s.prefetch,
+                        gate=self._database_watch.may_consume,
+                        on_take=self._observed_ages.taken,
+                    ),
                 )
-                self._workers.append((worker, start_worker(worker, f"dlq-{stage_name}")))
         self._watch_queues(topology)
         if self.serve_api:
             app = build_app(
@@ -338,6 +346,7 @@ class Hub:
             if not worker.ready.wait(timeout=15):
                 self.stop()
                 raise TransientError(f"consumer for {worker.queue} did not start within 15 s")
+        self._supervise()
         log.info(
             "hub_started",
             consumers=len(self._workers),
@@ -418,14 +427,22 @@ class Hub:
             clock=self.clock,
             metrics=self.metrics,
         )
-        worker = QueueWorker(
-            self.broker,
-            queue,
-            dispatcher,
-            prefetch=prefetch,
-            gate=self._with_database(gate),
-            on_take=self._observed_ages.taken,
+        self._start_consumer(
+            name,
+            partial(
+                QueueWorker,
+                self.broker,
+                queue,
+                dispatcher,
+                prefetch=prefetch,
+                gate=self._with_database(gate),
+                on_take=self._observed_ages.taken,
+            ),
         )
+
+    def _start_consumer(self, name: str, make: Callable[[], QueueWorker]) -> None:
+        self._factories[name] = make
+        worker = make()
         self._workers.append((worker, start_worker(worker, name)))
 
     def _with_database(
@@ -438,6 +455,41 @@ class Hub:
         if gate is None:
             return watch.may_consume
         return lambda worker: watch.may_consume(worker) and gate(worker)
+
+    def _restart_consumer(self, name: str) -> None:
+        """A new worker (and connection) in place of the one whose thread died; closing the old
+        connection hands its unacked messages back to the broker."""
+        for index, (worker, thread) in enumerate(self._workers):
+            if thread.name == name:
+                worker.close()
+                fresh = self._factories[name]()
+                self._workers[index] = (fresh, start_worker(fresh, name))
+                return
+
+    def _supervise(self) -> None:
+        """Every consumer and background thread, watched by the supervisor."""
+        supervisor = Supervisor(metrics=self.metrics, interval=self.supervise_seconds)
+        for _, thread in self._workers:
+            name = thread.name
+            supervisor.watch(
+                name,
+                alive=partial(self._consumer_alive, name),
+                restart=partial(self._restart_consumer, name),
+            )
+        watchers: list[OverdueWatch | QueueWatch | PauseWatcher | DatabaseWatch | None] = [
+            self._overdue_watch,
+            self._queue_watch,
+            self._pause_watcher,
+            self._database_watch,
+        ]
+        for watcher in watchers:
+            if watcher is not None:
+                supervisor.watch(watcher.thread_name, alive=watcher.is_alive, restart=watcher.start)
+        supervisor.start()
+        self._supervisor = supervisor
+
+    def _consumer_alive(self, name: str) -> bool:
+        return any(t.is_alive() for _, t in self._workers if t.name == name)
 
     @property
     def _metrics(self) -> Metrics:
@@ -497,8 +549,18 @@ class Hub:
             if (queue := delivery_queue(endpoint)) in queues
         }
 
-    def readiness(self) -> dict[str, bool]:
-        checks = {"consumers": all(w.ready.is_set() and t.is_alive() for w, t in self._workers)}
+    def down(self) -> list[str]:
+        """Threads not doing their job right now, by name: consumers that died or are not
+        consuming (e.g. reconnecting), background watchers that died."""
+        consumers = [t.name for w, t in self._workers if not (w.ready.is_set() and t.is_alive())]
+        watchers = self._supervisor.down() if self._supervisor is not None else []
+        return list(dict.fromkeys([*consumers, *watchers]))
+
+    def readiness(self) -> dict[str, Any]:
+        """The checks /readyz reports (each true or false) and `down`, the threads by name."""
+        down = self.down()
+        consumer_names = {t.name for _, t in self._workers}
+        checks: dict[str, Any] = {"consumers": not any(n in consumer_names for n in down)}
         checks["topology"] = self._topology_declared
         try:
             self._ledger.ping()
@@ -513,11 +575,14 @@ class Hub:
             checks["broker"] = False
         except Exception:  # noqa: BLE001 - readiness reports, never raises
             checks["broker"] = False
+        checks["down"] = down
         return checks
 
     def stop(self) -> None:
         """Stop consuming; each worker finishes the message in hand, unacked prefetched
         messages return to their queues when the connections close."""
+        if self._supervisor is not None:
+            self._supervisor.stop()  # first: nothing stopping below is restarted
         if self._api:
             self._api.stop()
         if self._pause_watcher is not None:

@@ -281,6 +281,33 @@ def _dedupe(problems: Iterable[Problem]) -> list[Problem]:
     return list(dict.fromkeys(problems))
 
 
+# ---- strings: every one accepted must be a valid FHIR string --------------------------------
+
+# FHIR R4 `string` (datatypes.html#string): no code point below U+0020 except tab, CR and LF.
+# Also refused: DEL and the C1 controls (terminal escapes, never text) and lone surrogates,
+# which JSON's \\uD800 escapes can produce but no UTF-8 encoder (nor any receiver) accepts.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def text_problems(value: object, path: str = ROOT) -> Iterator[Problem]:
+    """A problem for each string value in `value` that is not valid FHIR text, by field path;
+    the character itself is never quoted."""
+    if isinstance(value, str):
+        if _NOT_TEXT.search(value):
+            yield Problem(
+                path,
+                "contains a control character or an unpaired surrogate "
+                "(only tab, CR and LF are allowed)",
+            )
+    elif isinstance(value, dict):
+        for name, child in value.items():
+            shown = name if _SAFE_FIELD_NAME.fullmatch(str(name)) else "(name not shown)"
+            yield from text_problems(child, _child(path, shown))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from text_problems(child, f"{path}[{index}]")
+
+
 # ---- the alert -----------------------------------------------------------------------------
 
 
@@ -316,8 +343,9 @@ def _duplicate_key_problems(value: object, path: str = ROOT) -> Iterator[Problem
 
 
 def _content_type_problems(content_type: str | None) -> list[Problem]:
-    if content_type is None:
-        return []
+    if not content_type:
+        # The publishing rules require it: a body of unknown type is not guessed at.
+        return [Problem(ROOT, "content type missing: must be application/json")]
     media_type, *params = (part.strip().lower() for part in content_type.split(";"))
     problems = []
     if media_type != "application/json":
@@ -532,6 +560,7 @@ def check_document(
         p for p in _schema_problems(_validator(schema_file), document) if p.path != "schema"
     )
     problems.extend(_semantic_problems(document, now=now, expected_kind=expected_kind))
+    problems.extend(text_problems(document))
     if problems:
         raise InvalidMessage(_dedupe(problems), **context)
 

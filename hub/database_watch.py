@@ -27,6 +27,7 @@ class DatabaseWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reason: str | None = None  # why it is away, for /readyz and logs
+        self.thread_name = "database-watch"
 
     @property
     def up(self) -> bool:
@@ -53,12 +54,18 @@ class DatabaseWatch:
         return True
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="database-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.check()
+            try:
+                self.check()
+            except Exception as exc:  # noqa: BLE001 - a background loop's boundary: never dies
+                log.error("database_check_crashed", error_class=type(exc).__name__)
 
     def stop(self) -> None:
         self._stop.set()

@@ -3,19 +3,27 @@
 `failure_from_envelope` is pure: the reasons the pipeline wrote as headers (or, for a message
 the broker itself dead-lettered, its x-death headers) become one `NewFailure`. The ingester
 commits the row before it acks; if the store is away the message stays on its queue.
+
+Whatever a dead letter holds, it is kept: the body as the bytes that came, every id derived
+from it bounded to its column and validated (otherwise left out), text cleaned of what the
+database refuses, and a message whose headers still cannot be stored is kept as "Unreadable".
+Nothing a dead letter contains stops the ingester.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from hub.adapters.rabbitmq import STAGES, Disposition, dlq_queue
-from hub.errors import TransientError
+from hub.contracts import is_safe_id, peek_identity
+from hub.errors import PermanentError, TransientError
+from hub.failed_rules import COLUMN_LIMITS
 from hub.log import get_logger
 from hub.pipeline import (
     H_ALERT_ID,
@@ -43,6 +51,16 @@ DLQ_QUEUES = {stage: dlq_queue(stage) for stage in STAGES}  # stage → hub.dlq.
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _HEX = re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b", re.I)  # hashes, trace ids
 _DIGITS = re.compile(r"\d+")
+# An id the store keeps as one (endpoint, stage, message_id): printable ASCII, no spaces.
+_ID = re.compile(r"[\x21-\x7e]+")
+# A name (exchange, routing key, queue, content type, error class): printable ASCII.
+_NAME = re.compile(r"[\x20-\x7e]+")
+# What PostgreSQL cannot keep in text (NUL, unpaired surrogates) and what is no text at all.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_MAX_HEADER_DEPTH = 16  # AMQP tables nested deeper are kept as a marker, not walked
+_MAX_ERROR = 4000
+_MAX_OPERATION_OUTCOME = 64000
+UNREADABLE = "Unreadable"
 
 
 def normalise_error(message: str) -> str:
@@ -59,19 +77,32 @@ def group_key(*, stage: str, endpoint: str | None, error_class: str, error: str)
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def json_safe(value: Any) -> Any:
-    """AMQP header values as JSON: times become ISO strings, bytes text, tables dicts."""
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """AMQP header values as JSON the store can keep: times become ISO strings, bytes text,
+    tables dicts; text loses NULs and unpaired surrogates (each becomes U+FFFD), numbers that
+    JSON cannot carry become text, and nesting stops at a fixed depth."""
+    if _depth > _MAX_HEADER_DEPTH:
+        return "(nested too deeply)"
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {clean_text(str(k)): json_safe(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
+        return [json_safe(v, _depth + 1) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "replace")
-    if value is None or isinstance(value, bool | int | float | str):
+        return clean_text(bytes(value).decode("utf-8", "replace"))
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN and infinities are not JSON
+    if value is None or isinstance(value, bool | int | float):
         return value
-    return str(value)
+    return clean_text(str(value))
+
+
+def clean_text(value: str) -> str:
+    """`value` with every character a database or a terminal should not get replaced."""
+    return _NOT_TEXT.sub("\ufffd", value)
 
 
 def failure_from_envelope(envelope: Envelope, *, stage: str, now: datetime) -> NewFailure:
@@ -82,18 +113,22 @@ def failure_from_envelope(envelope: Envelope, *, stage: str, now: datetime) -> N
     death: Mapping[str, Any] = deaths[0] if deaths and isinstance(deaths[0], Mapping) else {}
     pipeline_wrote = H_ERROR_CLASS in headers
     if pipeline_wrote:
-        error_class = _text(headers.get(H_ERROR_CLASS)) or "Unknown"
-        error = _text(headers.get(H_ERROR)) or ""
+        error_class = _name(headers.get(H_ERROR_CLASS), "error_class") or "Unknown"
+        error = _free_text(headers.get(H_ERROR), _MAX_ERROR) or ""
     else:  # the broker dead-lettered it itself (x-delivery-limit: a worker kept crashing)
-        why = _text(headers.get("x-first-death-reason")) or _text(death.get("reason")) or "unknown"
+        why = (
+            _name(headers.get("x-first-death-reason"), "error_class")
+            or _name(death.get("reason"), "error_class")
+            or "unknown"
+        )
         error_class = "BrokerDeadLettered"
         error = f"dead-lettered by the broker ({why})"
-    stage = _text(headers.get(H_STAGE)) or stage
-    endpoint = _text(headers.get(H_ENDPOINT))
+    stage = _id(headers.get(H_STAGE), "stage") or stage
+    endpoint = _id(headers.get(H_ENDPOINT), "endpoint")
     original_queue = (
-        _text(headers.get(H_ORIGINAL_QUEUE))
-        or _text(headers.get("x-first-death-queue"))
-        or _text(death.get("queue"))
+        _name(headers.get(H_ORIGINAL_QUEUE), "original_queue")
+        or _name(headers.get("x-first-death-queue"), "original_queue")
+        or _name(death.get("queue"), "original_queue")
     )
     return NewFailure(
         fingerprint=fingerprint(envelope.body, headers, envelope.message_id),
@@ -101,23 +136,53 @@ def failure_from_envelope(envelope: Envelope, *, stage: str, now: datetime) -> N
         endpoint=endpoint,
         error_class=error_class,
         error_message=error,
-        attempts=_int(headers.get(H_ATTEMPTS)) or _int(death.get("count")) or 1,
+        attempts=_count(headers.get(H_ATTEMPTS)) or _count(death.get("count")) or 1,
         first_failure=_time(headers.get(H_FIRST_FAILURE)) or now,
         last_failure=_time(headers.get(H_LAST_FAILURE)) or now,
-        original_exchange=_text(headers.get(H_ORIGINAL_EXCHANGE))
-        or _text(headers.get("x-first-death-exchange"))
-        or _text(death.get("exchange")),
-        original_routing_key=_text(headers.get(H_ORIGINAL_ROUTING_KEY))
-        or _first(death.get("routing-keys")),
+        original_exchange=_name(headers.get(H_ORIGINAL_EXCHANGE), "original_exchange")
+        or _name(headers.get("x-first-death-exchange"), "original_exchange")
+        or _name(death.get("exchange"), "original_exchange"),
+        original_routing_key=_name(headers.get(H_ORIGINAL_ROUTING_KEY), "original_routing_key")
+        or _name(_first(death.get("routing-keys")), "original_routing_key"),
         original_queue=original_queue,
-        http_status=_int(headers.get(H_HTTP_STATUS)),
-        operation_outcome=_text(headers.get(H_OPERATION_OUTCOME)),
-        message_id=envelope.message_id,
-        alert_id=_text(headers.get(H_ALERT_ID)) or _alert_id_from(envelope),
-        content_type=envelope.content_type,
+        http_status=_http_status(headers.get(H_HTTP_STATUS)),
+        operation_outcome=_free_text(headers.get(H_OPERATION_OUTCOME), _MAX_OPERATION_OUTCOME),
+        message_id=_id(envelope.message_id, "message_id"),
+        alert_id=_alert_id(headers.get(H_ALERT_ID)) or _alert_id_from(envelope),
+        content_type=_name(envelope.content_type, "content_type"),
         body=envelope.body,
         headers=headers,
         group_key=group_key(stage=stage, endpoint=endpoint, error_class=error_class, error=error),
+    )
+
+
+def unreadable_failure(envelope: Envelope, *, stage: str, now: datetime, why: str) -> NewFailure:
+    """The least a dead letter can be kept as: its bytes, the stage whose queue it was on, and
+    why nothing more could be read. `why` is an exception class name, never a value."""
+    error = f"dead letter kept as unreadable: its headers could not be read or stored ({why})"
+    digest = hashlib.sha256(bytes(envelope.body))
+    digest.update(UNREADABLE.encode())
+    digest.update(_id_bytes(envelope.message_id))
+    return NewFailure(
+        fingerprint=digest.hexdigest(),
+        stage=stage,
+        endpoint=None,
+        error_class=UNREADABLE,
+        error_message=error,
+        attempts=1,
+        first_failure=now,
+        last_failure=now,
+        original_exchange=None,
+        original_routing_key=None,
+        original_queue=None,
+        http_status=None,
+        operation_outcome=None,
+        message_id=None,
+        alert_id=None,
+        content_type=None,
+        body=bytes(envelope.body),
+        headers={},
+        group_key=group_key(stage=stage, endpoint=None, error_class=UNREADABLE, error=error),
     )
 
 
@@ -126,8 +191,13 @@ def fingerprint(body: bytes, headers: Mapping[str, Any], message_id: str | None)
     # after a replay is a new failure; the same dead letter redelivered is not.
     digest = hashlib.sha256(body)
     digest.update(json.dumps(headers, sort_keys=True, default=str).encode())
-    digest.update((message_id or "").encode())
+    digest.update(_id_bytes(message_id))
     return digest.hexdigest()
+
+
+def _id_bytes(message_id: str | None) -> bytes:
+    # py-amqp decodes with surrogatepass: the same bytes back, whatever they were.
+    return (message_id or "").encode("utf-8", "surrogatepass")
 
 
 class DeadLetterIngester:
@@ -139,9 +209,29 @@ class DeadLetterIngester:
         self.clock = clock
 
     def __call__(self, envelope: Envelope) -> Disposition:
-        failure = failure_from_envelope(envelope, stage=self.stage, now=self.clock())
+        now = self.clock()
         try:
-            new, failed_id = self.store.add(failure, at=self.clock())
+            failure = failure_from_envelope(envelope, stage=self.stage, now=now)
+            return self._store(failure, now=now)
+        except (PermanentError, ValueError, TypeError) as exc:
+            # What the store refused (a value its column cannot hold) or could not even be
+            # serialised: keep the bytes under "Unreadable" rather than lose them.
+            why = type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - this consumer's boundary: a dead letter is kept whatever it holds
+            why = type(exc).__name__
+            log.error("dead_letter_unparsable", stage=self.stage, error_class=why)
+        try:
+            return self._store(
+                unreadable_failure(envelope, stage=self.stage, now=now, why=why), now=now
+            )
+        except (PermanentError, ValueError, TypeError) as exc:
+            # A bug of ours, not the message's: left on the queue, said loudly.
+            log.error("dead_letter_not_storable", stage=self.stage, error_class=type(exc).__name__)
+            return Disposition.REQUEUE
+
+    def _store(self, failure: NewFailure, *, now: datetime) -> Disposition:
+        try:
+            new, failed_id = self.store.add(failure, at=now)
         except TransientError as exc:
             log.warning("dead_letter_not_stored", stage=self.stage, reason=exc.message)
             return Disposition.REQUEUE
@@ -160,15 +250,53 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+def _id(value: Any, column: str) -> str | None:
+    """An id as its column can keep it, or None: printable ASCII without spaces, not too long."""
+    text = _text(value)
+    if text is None or len(text) > COLUMN_LIMITS[column] or not _ID.fullmatch(text):
+        return None
+    return text
+
+
+def _name(value: Any, column: str) -> str | None:
+    """A name (exchange, routing key, queue, content type, class) as its column can keep it."""
+    text = _text(value)
+    if text is None or len(text) > COLUMN_LIMITS[column] or not _NAME.fullmatch(text):
+        return None
+    return text
+
+
+def _free_text(value: Any, limit: int) -> str | None:
+    text = _text(value)
+    return None if text is None else clean_text(text[:limit])
+
+
+def _alert_id(value: Any) -> str | None:
+    text = _text(value)
+    return text if text is not None and is_safe_id(text) else None
+
+
 def _first(value: Any) -> str | None:
     return str(value[0]) if isinstance(value, list) and value else None
 
 
 def _int(value: Any) -> int | None:
+    if isinstance(value, str) and len(value) > 20:
+        return None  # no column holds a number that long (and int() would refuse it anyway)
     try:
         return None if value is None else int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _count(value: Any) -> int | None:
+    number = _int(value)
+    return number if number is not None and 0 < number < 2**31 else None
+
+
+def _http_status(value: Any) -> int | None:
+    number = _int(value)
+    return number if number is not None and 100 <= number <= 599 else None
 
 
 def _time(value: Any) -> datetime | None:
@@ -176,18 +304,16 @@ def _time(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC now: an offset that pushes a time past year 1 or 9999 fails here, not in the
+        # store.
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _alert_id_from(envelope: Envelope) -> str | None:
     """An intake dead letter carries no alert-id header: the alert's own field (or the AMQP
-    message_id a publisher must set to it) says which alert it was."""
-    try:
-        doc = json.loads(envelope.body)
-    except (ValueError, UnicodeDecodeError):
-        return envelope.message_id
-    if isinstance(doc, dict) and isinstance(doc.get("alert_id"), str):
-        return str(doc["alert_id"])
-    return envelope.message_id
+    message_id a publisher must set to it) says which alert it was. The peek is bounded (size,
+    nesting) and only a safe id comes back."""
+    alert_id, _ = peek_identity(envelope.body)
+    return alert_id or _alert_id(envelope.message_id)

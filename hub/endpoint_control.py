@@ -105,6 +105,7 @@ class PauseWatcher:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.thread_name = "pause-watcher"
 
     def poll_once(self) -> None:
         try:
@@ -117,12 +118,18 @@ class PauseWatcher:
 
     def start(self) -> None:
         self.poll_once()
-        self._thread = threading.Thread(target=self._run, name="pause-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.poll_once()
+            try:
+                self.poll_once()
+            except Exception as exc:  # noqa: BLE001 - a background loop's boundary: never dies
+                log.error("endpoint_switches_poll_crashed", error_class=type(exc).__name__)
 
     def stop(self) -> None:
         self._stop.set()

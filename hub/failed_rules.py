@@ -7,7 +7,7 @@ Pure: no I/O. Shared so the fake and the real store cannot drift apart.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -17,6 +17,20 @@ AUDIT_ACTIONS = frozenset({"replay", "discard", "reveal"})
 # The ops console's sign-in events, recorded against failed_id CONSOLE_EVENTS (no message).
 CONSOLE_AUDIT_ACTIONS = frozenset({"sign_in", "sign_out", "login_locked", "login_throttled"})
 CONSOLE_EVENTS = 0
+# The SQL store's column sizes (hub/adapters/failed_store.py), enforced by every store so the
+# fake refuses what PostgreSQL would.
+COLUMN_LIMITS = {
+    "stage": 64,
+    "endpoint": 128,
+    "error_class": 128,
+    "original_exchange": 255,
+    "original_routing_key": 255,
+    "original_queue": 255,
+    "message_id": 255,
+    "alert_id": 128,
+    "content_type": 255,
+}
+_TEXT_FIELDS = (*COLUMN_LIMITS, "error_message", "operation_outcome")
 
 
 def utc(value: datetime) -> datetime:
@@ -28,14 +42,52 @@ def utc(value: datetime) -> datetime:
 
 def stored_failure(failure: NewFailure) -> NewFailure:
     """A dead letter as a store gives it back: times in UTC, the body as bytes, the headers
-    after a JSON round trip (what cannot be stored fails here with TypeError)."""
+    after a JSON round trip (what cannot be stored fails here with TypeError, as text too long
+    for its column, a NUL or an unpaired surrogate, which PostgreSQL refuses, with ValueError)."""
+    for name in _TEXT_FIELDS:
+        value = getattr(failure, name)
+        if value is None:
+            continue
+        limit = COLUMN_LIMITS.get(name)
+        if limit is not None and len(value) > limit:
+            raise ValueError(f"{name} is longer than its column ({limit})")
+        if not storable_text(value):
+            raise ValueError(f"{name} holds a NUL or an unpaired surrogate")
+    headers = json.dumps(dict(failure.headers))
+    if not all(storable_text(text) for text in _strings(failure.headers)):
+        raise ValueError("headers hold a NUL or an unpaired surrogate")
     return replace(
         failure,
         first_failure=utc(failure.first_failure),
         last_failure=utc(failure.last_failure),
         body=bytes(failure.body),
-        headers=json.loads(json.dumps(dict(failure.headers))),
+        headers=json.loads(headers),
     )
+
+
+def storable_text(value: str) -> bool:
+    """False for text PostgreSQL cannot keep: a NUL, or an unpaired surrogate (not UTF-8)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every key and string in a JSON-like value (iteratively: depth is the sender's)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, Mapping):
+            stack.extend(str(k) for k in item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def audit_entries(

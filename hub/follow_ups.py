@@ -114,6 +114,15 @@ class FollowUpIntake:
         if seen is Seen.DUPLICATE and change.state is ChangeState.APPLIED:
             log.info("change_duplicate_ignored", alert_id=follow_up.alert_id, change=id_field)
             return
+        if record.state is AlertState.PARKED:
+            raise self._invalid(
+                follow_up,
+                Problem(
+                    "alert_id",
+                    "the alert was not accepted: the hub could not process it and parked it "
+                    "for its operators",
+                ),
+            )
         if record.state is not AlertState.ROUTED:
             # A crash between recording the alert and queueing its referrals: the alert's own
             # redelivery finishes that; this follow-up waits for it rather than overtaking it.

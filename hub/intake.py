@@ -10,18 +10,20 @@ routing key. Logs ids and counts only.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
 from hub.adapters.rabbitmq import OUTCOMES_EXCHANGE, WORK_EXCHANGE, delivery_queue
 from hub.change_contracts import MESSAGE_TYPES, message_id_field, parse_justice_message
-from hub.contracts import is_safe_id, peek_identity, peek_message_id, peek_schema
+from hub.contracts import ROOT, is_safe_id, peek_identity, peek_message_id, peek_schema
 from hub.delivery import H_BUNDLE_ID, H_REQUEST_ID
 from hub.errors import AlertConflict, HubError, InvalidMessage
 from hub.follow_ups import FollowUpIntake
 from hub.log import bind_correlation, get_logger
 from hub.messages import (
+    ALERT_SCHEMA,
     Alert,
     FollowUp,
     HubIdentity,
@@ -57,6 +59,15 @@ from hub.routes.rules import RouteTable, select_endpoints
 from hub.transforms.alert_to_referral import referral_ids
 
 log = get_logger("hub.intake")
+
+_ORG_CODE = re.compile(r"[A-Z0-9]{3,10}")  # as the contracts' source.organisation.code
+
+
+def _safe_message_id(envelope: Envelope) -> str | None:
+    """The AMQP message_id, only when it is shaped like an id (it is echoed to the sender and
+    kept in the ledger)."""
+    message_id = envelope.message_id
+    return message_id if isinstance(message_id, str) and is_safe_id(message_id) else None
 
 
 def source_from_routing_key(envelope: Envelope) -> tuple[str, str | None]:
@@ -241,12 +252,20 @@ class IntakeStage:
             for ids in [referral_ids(alert.alert_id, endpoint)]
         ]
         rule = ",".join(decision.rules)
+        # Rendered before anything is stored: a render that fails leaves no referral in the
+        # ledger saying it is queued (the alert is parked instead: on_dead_letter).
+        payloads = {
+            referral.endpoint: self.renderers[referral.endpoint](
+                alert, self.recipients[referral.endpoint], self.hub
+            )
+            for referral in referrals
+        }
         self.ledger.mark_routed(
             alert.alert_id, rule=rule, referrals=referrals, at=now, routed=False
         )
         for referral in referrals:
             endpoint = referral.endpoint
-            payload = self.renderers[endpoint](alert, self.recipients[endpoint], self.hub)
+            payload = payloads[endpoint]
             self.publisher.publish(
                 exchange=WORK_EXCHANGE,
                 routing_key=delivery_queue(endpoint),
@@ -280,16 +299,15 @@ class IntakeStage:
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         kind, org = source_from_routing_key(envelope)
+        org = org if org is not None and _ORG_CODE.fullmatch(org) else None
         peeked_id, reference = peek_identity(envelope.body)
-        alert_id = error.alert_id or peeked_id or envelope.message_id or "unknown"
+        alert_id = error.alert_id or peeked_id or _safe_message_id(envelope) or "unknown"
         schema = peek_schema(envelope.body)
         rejected_id = (
             peek_message_id(envelope.body, message_id_field(schema))
             if schema in MESSAGE_TYPES
             else None
-        ) or (
-            envelope.message_id if envelope.message_id and is_safe_id(envelope.message_id) else None
-        )
+        ) or _safe_message_id(envelope)
         now = self.clock()
         self.ledger.record_rejection(
             alert_id=alert_id,
@@ -334,7 +352,56 @@ class IntakeStage:
         )
 
     def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
-        pass
+        """An alert the hub validated but could not process (a crash, retries exhausted) is
+        marked parked, so the ledger never says referrals are on their way when none will
+        be sent, and its sender gets a `rejected` outcome naming what happened. Invalid
+        messages are answered by on_rejected; a follow-up's alert stays as it was."""
+        if isinstance(error, InvalidMessage) or peek_schema(envelope.body) != ALERT_SCHEMA:
+            return
+        alert_id, reference = peek_identity(envelope.body)
+        if alert_id is None:
+            return
+        body_sha256 = hashlib.sha256(envelope.body).hexdigest()
+        record = self.ledger.get_alert(alert_id)
+        if record is not None and (
+            record.state is AlertState.ROUTED or record.facts.body_sha256 != body_sha256
+        ):
+            return  # its referrals are queued already, or the id is another alert's
+        now = self.clock()
+        cause = type(error.__cause__ or error).__name__  # a class name: no values
+        problem = Problem(
+            ROOT,
+            f"the hub could not process this alert ({cause}); it is parked for the hub's "
+            "operators, who will replay or discard it: do not send it again",
+        )
+        if record is not None:
+            kind, org = record.facts.source_kind, record.facts.organisation_code
+            self.ledger.mark_parked(alert_id, at=now)
+        else:  # it failed before the ledger recorded it
+            kind, routed_org = source_from_routing_key(envelope)
+            org = routed_org if routed_org and _ORG_CODE.fullmatch(routed_org) else "unknown"
+            self.ledger.record_rejection(
+                alert_id=alert_id,
+                source_kind=kind,
+                organisation_code=org,
+                reference=reference,
+                problems=[problem],
+                at=now,
+            )
+        outcome = ReferralOutcome(
+            outcome_id=str(uuid.uuid5(OUTCOME_NAMESPACE, f"{alert_id}|rejected|{body_sha256}")),
+            alert_id=alert_id,
+            reference=reference,
+            source_kind=SourceKind(kind) if kind in ("custody", "court") else SourceKind.CUSTODY,
+            organisation_code=org,
+            status=OutcomeStatus.REJECTED,
+            at=now,
+            reasons=(problem,),
+            message_id=alert_id,
+        )
+        publish_outcome(self.publisher, outcome)
+        self._event(alert_id, "alert_parked", {"error_class": cause})
+        log.error("alert_parked", alert_id=alert_id, error_class=cause)
 
     def _event(self, alert_id: str, event: str, detail: dict[str, object]) -> None:
         self.ledger.add_event(

@@ -194,6 +194,10 @@ class OutcomeStage:
             bundle = json.loads(envelope.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidMessage([Problem("$", "not a JSON document")], stage=self.name) from exc
+        except RecursionError:  # nested deeper than json can follow: unreadable, not a crash
+            raise InvalidMessage(
+                [Problem("$", "not a JSON document: nested too deeply")], stage=self.name
+            ) from None
         response = parse_service_response(bundle)
         referral = self.ledger.get_referral(response.response_to)
         if referral is None:

@@ -44,6 +44,7 @@ class OverdueWatch:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.thread_name = "overdue-watch"
 
     def check(self) -> int:
         """Report every referral that has fallen due since the last check; how many this call
@@ -95,8 +96,11 @@ class OverdueWatch:
     # -- the loop bootstrap runs ------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="overdue-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         self._stop.set()
@@ -109,6 +113,8 @@ class OverdueWatch:
                 self.check()
             except HubError as exc:  # the database or broker is away: the next check retries
                 log.warning("overdue_check_failed", reason=exc.message)
+            except Exception as exc:  # noqa: BLE001 - a background loop's boundary: never dies
+                log.error("overdue_check_crashed", error_class=type(exc).__name__)
             self._stop.wait(self.interval)
 
 

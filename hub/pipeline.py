@@ -3,7 +3,10 @@ dead-letter with its reasons. Stages do the work and raise hub errors; this modu
 each error branch into the matching broker action.
 
 `except Exception` lives here once: an unexpected error becomes a dead letter with its
-traceback class recorded, never a crashed worker.
+traceback class recorded, never a crashed worker. The boundary is total: it covers the stage,
+its `on_rejected`/`on_dead_letter` handlers and every publish they make; whatever fails, the
+message ends in a defined Disposition (parked on hub.dlq.<stage> with what could be recorded,
+or requeued only when the broker or database is away).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from hub.adapters.rabbitmq import (
     Disposition,
     retry_exchange,
 )
+from hub.contracts import is_safe_id
 from hub.errors import HubError, InvalidMessage, LedgerUnavailable, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.ports import Envelope, Metrics, Publisher
@@ -96,14 +100,28 @@ def _iso(dt: datetime) -> str:
 
 
 def _parse_time(value: Any, default: datetime) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+    # An odd header (a time with no zone, past year 9999 in UTC…) reads as the default.
+    try:
+        if isinstance(value, datetime):
+            parsed = value
+        elif isinstance(value, str):
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        else:
             return default
-    return default
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return default
+
+
+def _attempts(headers: Mapping[str, Any]) -> int:
+    """Failures so far (the hub's own header); anything odd in it counts as none."""
+    value = headers.get(H_ATTEMPTS)
+    if isinstance(value, bool) or not isinstance(value, int | str) or len(str(value)) > 9:
+        return 0
+    try:
+        return max(0, int(value))
+    except ValueError:
+        return 0
 
 
 class Dispatcher:
@@ -125,8 +143,13 @@ class Dispatcher:
         self.metrics = metrics
 
     def __call__(self, envelope: Envelope) -> Disposition:
-        correlation = str(envelope.headers.get(H_ALERT_ID) or envelope.message_id or "")
-        bind_correlation(correlation or None)
+        bind_correlation(_correlation(envelope))
+        try:
+            return self._dispose(envelope)
+        except Exception as exc:  # noqa: BLE001 - the boundary is total: see _last_resort
+            return self._last_resort(envelope, exc)
+
+    def _dispose(self, envelope: Envelope) -> Disposition:
         try:
             self.stage.process(envelope)
             return Disposition.ACK
@@ -148,6 +171,7 @@ class Dispatcher:
                 + "".join(traceback.format_exception_only(exc)).strip()[:500],
                 stage=self.stage.name,
             )
+            crash.__cause__ = exc  # on_dead_letter may name its class (never its values)
             log.error(
                 "stage_crashed",
                 stage=self.stage.name,
@@ -160,7 +184,8 @@ class Dispatcher:
 
     def _guard(self, action: Callable[[], None]) -> Disposition:
         """Dead-lettering or scheduling a retry publishes; if that cannot be done durably,
-        the message goes back to its queue instead of being lost."""
+        the message goes back to its queue instead of being lost. Any other failure of the
+        disposition itself goes on to `_last_resort`."""
         try:
             action()
             return Disposition.ACK
@@ -168,13 +193,52 @@ class Dispatcher:
             log.warning("disposition_deferred", stage=self.stage.name, reason=exc.message)
             return Disposition.REQUEUE
 
+    def _last_resort(self, envelope: Envelope, exc: Exception) -> Disposition:
+        """A handler (on_rejected, on_dead_letter) or a publish failed in a way nobody
+        expected: park the message as it came, without the stage's handlers, saying where it
+        broke. If even that cannot be done, requeue it: a message that keeps failing is bounded
+        by its quorum queue's x-delivery-limit (the broker then dead-letters it to
+        hub.dlq.<stage> itself), so a requeue here never loops forever."""
+        log.error(
+            "disposition_crashed",
+            stage=self.stage.name,
+            error_class=type(exc).__name__,
+            where=_where(exc),
+        )
+        crash = PermanentError(
+            f"unexpected {type(exc).__name__} while disposing of a message in stage "
+            f"{self.stage.name} (at {_where(exc)})",
+            stage=self.stage.name,
+        )
+        try:
+            self._park(envelope, crash, error_class="Unexpected")
+            return Disposition.ACK
+        except Exception as again:  # noqa: BLE001 - the boundary's last line: requeue, bounded
+            log.error(
+                "message_requeued_after_crash",
+                stage=self.stage.name,
+                error_class=type(again).__name__,
+            )
+            return Disposition.REQUEUE
+
     def _reject(self, envelope: Envelope, error: InvalidMessage) -> None:
         self._dead_letter(envelope, error)
-        self.stage.on_rejected(envelope, error)
+        try:
+            self.stage.on_rejected(envelope, error)
+        except TransientError:
+            raise  # the broker or database is away: requeued, answered on the next delivery
+        except Exception as exc:  # noqa: BLE001 - the boundary: the message is parked already
+            # Only its `rejected` outcome is lost; the parked message says why it was refused.
+            log.error(
+                "rejection_not_sent",
+                stage=self.stage.name,
+                error_class=type(exc).__name__,
+                where=_where(exc),
+            )
 
     def _retry_or_dead_letter(self, envelope: Envelope, error: TransientError) -> None:
         now = self.clock()
-        failures = int(envelope.headers.get(H_ATTEMPTS, 0) or 0) + 1
+        failures = _attempts(envelope.headers) + 1
         first = _parse_time(envelope.headers.get(H_FIRST_FAILURE), now)
         delay = self.retry.next_delay(
             failures=failures, first_failure=first, now=now, retry_after=error.retry_after
@@ -186,6 +250,7 @@ class Dispatcher:
                 endpoint=error.endpoint,
                 status=error.status,
             )
+            expired.__cause__ = error
             self._dead_letter(envelope, expired, error_class="RetriesExhausted")
             return
         headers = self._failure_headers(envelope, error, failures=failures, first=first, now=now)
@@ -211,13 +276,17 @@ class Dispatcher:
     def _dead_letter(
         self, envelope: Envelope, error: HubError, *, error_class: str | None = None
     ) -> None:
+        self.stage.on_dead_letter(envelope, error)
+        self._park(envelope, error, error_class=error_class)
+
+    def _park(self, envelope: Envelope, error: HubError, *, error_class: str | None = None) -> None:
+        """Publish the message to hub.dlq.<stage> with why it failed."""
         now = self.clock()
-        failures = int(envelope.headers.get(H_ATTEMPTS, 0) or 0) + 1
+        failures = _attempts(envelope.headers) + 1
         first = _parse_time(envelope.headers.get(H_FIRST_FAILURE), now)
         headers = self._failure_headers(envelope, error, failures=failures, first=first, now=now)
         if error_class:
             headers[H_ERROR_CLASS] = error_class
-        self.stage.on_dead_letter(envelope, error)
         self.publisher.publish(
             exchange=DLQ_EXCHANGE,
             routing_key=self.stage.name,
@@ -271,6 +340,15 @@ class Dispatcher:
         if isinstance(error, InvalidMessage):
             headers[H_PROBLEMS] = json.dumps([p.as_dict() for p in error.problems])
         return headers
+
+
+def _correlation(envelope: Envelope) -> str | None:
+    """The id log lines carry: the hub's alert-id header or the message id, only when it is
+    shaped like an id (anything else came from outside and is not logged)."""
+    for value in (envelope.headers.get(H_ALERT_ID), envelope.message_id):
+        if isinstance(value, str) and is_safe_id(value):
+            return value
+    return None
 
 
 def _where(exc: BaseException) -> str:

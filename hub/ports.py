@@ -19,6 +19,9 @@ class AlertState(StrEnum):
     RECEIVED = "received"  # validated and recorded, referrals not yet queued
     ROUTED = "routed"  # a delivery job per endpoint is durably queued
     REJECTED = "rejected"
+    # Validated, but the hub could not process it (a crash, or retries exhausted): no referral
+    # was queued, its message is parked for an operator and the sender was told (`rejected`).
+    PARKED = "parked"
 
 
 class Seen(StrEnum):
@@ -152,6 +155,12 @@ class Ledger(Protocol):
         set state ROUTED. Intake calls it twice: routed=False before it publishes the delivery
         jobs (so a delivery worker always finds its referral), routed=True once every publish
         is confirmed (so a crash in between re-drives the alert instead of losing it)."""
+        ...
+
+    def mark_parked(self, alert_id: str, *, at: datetime) -> bool:
+        """The hub could not process the alert and parked its message: RECEIVED → PARKED. An
+        alert routed meanwhile stays routed, an unknown one is not created. True when this
+        call moved it."""
         ...
 
     def get_alert(self, alert_id: str) -> AlertRecord | None: ...
@@ -541,6 +550,10 @@ class Metrics(Protocol):
 
     def failed_messages(self, count: int) -> None:
         """Messages in the failed-message store still waiting for an operator."""
+        ...
+
+    def thread_restarted(self, thread: str) -> None:
+        """The supervisor found a consumer or watcher thread dead and restarted it."""
         ...
 
     def exposition(self) -> tuple[bytes, str]:

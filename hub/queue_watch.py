@@ -47,6 +47,7 @@ class QueueWatch:
         self.wall_clock = wall_clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.thread_name = "queue-watch"
 
     def sample(self) -> None:
         """One round; each source on its own, so a broken one does not hide the others."""
@@ -89,12 +90,18 @@ class QueueWatch:
             # else: its only source failed this round; the last reading stands
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="queue-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.sample()
+            try:
+                self.sample()
+            except Exception as exc:  # noqa: BLE001 - a background loop's boundary: never dies
+                log.error("queue_sample_crashed", error_class=type(exc).__name__)
             self._stop.wait(self.interval)
 
     def stop(self) -> None:

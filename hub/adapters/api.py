@@ -139,7 +139,7 @@ def build_app(
     recipients: Mapping[str, Recipient],
     inbound: Mapping[str, InboundCredentials],  # endpoint -> what it must present; absent: refused
     max_body_bytes: int,
-    readiness: Callable[[], dict[str, bool]] | None = None,
+    readiness: Callable[[], Mapping[str, Any]] | None = None,  # checks, and a "down" list
     metrics: Callable[[], tuple[bytes, str]] | None = None,  # Prometheus text: (body, type)
     console: Starlette | None = None,  # the ops console (hub.adapters.console), at /ops
 ) -> Starlette:
@@ -347,9 +347,12 @@ def build_app(
         return JSONResponse({"status": "alive"})
 
     def readyz(request: Request) -> Response:
-        checks = readiness() if readiness else {}
-        ok = all(checks.values())
-        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+        # `down`: the hub's threads not doing their job, by name (none when all is well).
+        checks = dict(readiness() if readiness else {})
+        down = list(checks.pop("down", []))
+        ok = all(checks.values()) and not down
+        body = {"ready": ok, "checks": checks, "down": down}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     def metrics_page(request: Request) -> Response:
         if metrics is None:

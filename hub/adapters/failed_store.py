@@ -36,7 +36,7 @@ from hub.adapters.ledger import (
     _UtcDateTime,
     as_utc,
 )
-from hub.errors import LedgerUnavailable, TransientError
+from hub.errors import LedgerUnavailable, PermanentError, TransientError
 from hub.failed_rules import audit_entries, stored_failure
 from hub.ports import AuditEntry, FailedMessage, FailedState, FailureGroup, NewFailure
 
@@ -278,7 +278,11 @@ class SqlFailedStore:
             ) from exc
         except sa_exc.DBAPIError as exc:
             if not exc.connection_invalidated:
-                raise
+                # The database refused this row or query (a value too long, bad data): asking
+                # again would be refused again.
+                raise PermanentError(
+                    f"failed-message store refused {operation} ({self._where}): {_reason(exc)}"
+                ) from exc
             raise LedgerUnavailable(
                 f"failed-message store connection lost ({self._where}) during {operation}: "
                 f"{_reason(exc)}"

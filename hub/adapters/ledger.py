@@ -322,6 +322,19 @@ class SqlLedger:
                 raise KeyError(alert_id)
             _insert_new_referrals(conn, referrals, at)
 
+    def mark_parked(self, alert_id: str, *, at: datetime) -> bool:
+        at = as_utc(at)
+        with self._translated("mark_parked", alert_id=alert_id), self._engine.begin() as conn:
+            changed = conn.execute(
+                alerts_table.update()
+                .where(
+                    alerts_table.c.alert_id == alert_id,
+                    alerts_table.c.state == AlertState.RECEIVED.value,
+                )
+                .values(state=AlertState.PARKED.value, updated_at=at)
+            ).rowcount
+        return bool(changed)
+
     def record_change(self, facts: ChangeFacts) -> tuple[Seen, ChangeRecord]:
         received_at = as_utc(facts.received_at)
         row = {**_change_dict(facts), "received_at": received_at, "state": ChangeState.RECEIVED}

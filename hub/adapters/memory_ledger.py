@@ -133,6 +133,15 @@ class MemoryLedger:
             for referral in stored_referrals:
                 self._referrals.setdefault(referral.bundle_id, referral)
 
+    def mark_parked(self, alert_id: str, *, at: datetime) -> bool:
+        _as_utc(at)
+        with self._lock:
+            alert = self._alerts.get(alert_id)
+            if alert is None or alert.state is not AlertState.RECEIVED:
+                return False
+            self._alerts[alert_id] = replace(alert, state=AlertState.PARKED)
+            return True
+
     def record_change(self, facts: ChangeFacts) -> tuple[Seen, ChangeRecord]:
         facts = replace(facts, received_at=_as_utc(facts.received_at))
         with self._lock:

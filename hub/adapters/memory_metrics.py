@@ -61,6 +61,9 @@ class MemoryMetrics:
     def failed_messages(self, count: int) -> None:
         self.gauges[("failed_messages",)] = count
 
+    def thread_restarted(self, thread: str) -> None:
+        self._inc("thread_restarts", thread)
+
     def exposition(self) -> tuple[bytes, str]:
         lines = [f"{' '.join(k)} {v}" for k, v in sorted(self.counts.items())]
         lines += [f"{' '.join(k)} {v}" for k, v in sorted(self.gauges.items())]

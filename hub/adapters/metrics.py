@@ -25,6 +25,7 @@ QUEUE_OLDEST_AGE = "hub_queue_oldest_message_age_seconds"
 CIRCUIT_STATE = "hub_circuit_state"
 OVERDUE_REFERRALS = "hub_overdue_referrals"
 FAILED_MESSAGES = "hub_failed_messages"
+THREAD_RESTARTS = "hub_thread_restarts_total"
 EXPORTED = (
     ALERTS_RECEIVED,
     ALERTS_REJECTED,
@@ -38,6 +39,7 @@ EXPORTED = (
     CIRCUIT_STATE,
     OVERDUE_REFERRALS,
     FAILED_MESSAGES,
+    THREAD_RESTARTS,
 )
 
 # Attempts are bounded by each endpoint's timeout (10 s by default); MLLP and MESH can be slow.
@@ -128,6 +130,12 @@ class PrometheusMetrics:
             "Messages in the failed-message store waiting for an operator",
             registry=r,
         )
+        self._restarts = Counter(
+            _counter_name(THREAD_RESTARTS),
+            "Consumer and watcher threads the supervisor found dead and restarted, by thread",
+            ["thread"],
+            registry=r,
+        )
         self._states: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
@@ -177,6 +185,9 @@ class PrometheusMetrics:
 
     def failed_messages(self, count: int) -> None:
         self._failed_messages.set(count)
+
+    def thread_restarted(self, thread: str) -> None:
+        self._restarts.labels(thread=thread).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from amqp.serialization import GenericContent
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.exceptions import OperationalError
 from kombu.mixins import ConsumerMixin
@@ -467,6 +468,28 @@ class KombuPublisher:
 
 Handler = Callable[[Envelope], Disposition]
 
+_load_properties = GenericContent._load_properties
+
+
+def _tolerant_load_properties(content: Any, class_id: int, buf: Any, offset: int) -> int:
+    """py-amqp's property decoding, except that properties it cannot decode (a message_id or
+    content_type that is not UTF-8, header tables nested past the recursion limit) leave the
+    message without properties instead of raising out of the connection's frame reader, where
+    the error would kill the consumer thread and leave the message to do it again on every
+    redelivery. The body still arrives, and the hub judges it without its properties."""
+    try:
+        result: int = _load_properties(content, class_id, buf, offset)
+        return result
+    except (UnicodeDecodeError, RecursionError, ValueError) as exc:
+        log.warning("message_properties_unreadable", error_class=type(exc).__name__)
+        content.properties = {}
+        return offset  # unused by py-amqp's inbound_header
+
+
+def tolerate_unreadable_properties() -> None:
+    """Install `_tolerant_load_properties` (idempotent; py-amqp offers no hook for it)."""
+    GenericContent._load_properties = _tolerant_load_properties
+
 
 class QueueWorker(ConsumerMixin):
     """Consumes one queue with bounded prefetch and manual acks; reconnects on its own.
@@ -493,6 +516,7 @@ class QueueWorker(ConsumerMixin):
         gate: Callable[[object], bool] | None = None,
         on_take: Callable[[str, float | None], None] | None = None,
     ) -> None:
+        tolerate_unreadable_properties()
         self.broker = Broker.of(broker)
         self.connection = connect(self.broker)
         self.queue = queue
@@ -580,6 +604,26 @@ class QueueWorker(ConsumerMixin):
                     )
 
     def _on_message(self, message: Any) -> None:
+        try:
+            disposition = self._handle(message)
+        except self._broker_errors():
+            raise  # the connection went: kombu reconnects, the message comes back
+        except Exception as exc:  # noqa: BLE001 - the consumer's last-resort boundary
+            # The handler (a Dispatcher, the DLQ ingester) is meant never to raise; if it does,
+            # the thread lives on and the message goes back (x-delivery-limit bounds it).
+            log.error("message_handler_crashed", queue=self.queue, error_class=type(exc).__name__)
+            disposition = Disposition.REQUEUE
+        if disposition is Disposition.ACK:
+            message.ack()
+            self._requeue_pause = 0.0
+        else:
+            # Nothing durable happened (broker or database away): back off a little so a
+            # requeue does not spin, then hand the message back.
+            self._requeue_pause = min(max(self._requeue_pause * 2, 0.5), 10.0)
+            time.sleep(self._requeue_pause)
+            message.requeue()
+
+    def _handle(self, message: Any) -> Disposition:
         props = message.properties
         if self.on_take is not None:
             self.on_take(self.queue, enqueued_no_earlier_than(props, message.headers or {}))
@@ -594,19 +638,27 @@ class QueueWorker(ConsumerMixin):
             content_type=props.get("content_type") or message.content_type,
             redelivered=bool(message.delivery_info.get("redelivered")),
         )
-        disposition = self.handler(envelope)
-        if disposition is Disposition.ACK:
-            message.ack()
-            self._requeue_pause = 0.0
-        else:
-            # Nothing durable happened (broker or database away): back off a little so a
-            # requeue does not spin, then hand the message back.
-            self._requeue_pause = min(max(self._requeue_pause * 2, 0.5), 10.0)
-            time.sleep(self._requeue_pause)
-            message.requeue()
+        return self.handler(envelope)
+
+    def _broker_errors(self) -> tuple[type[BaseException], ...]:
+        return (
+            OperationalError,
+            *self.connection.connection_errors,
+            *self.connection.channel_errors,
+        )
 
     def stop(self) -> None:
         self.should_stop = True
+
+    def close(self) -> None:
+        """Stop and release the connection: a dead worker's unacked messages go back to its
+        queue at once, not when the broker notices the connection gone."""
+        self.should_stop = True
+        errors: tuple[type[BaseException], ...] = (OSError, *self._broker_errors())
+        try:
+            self.connection.release()
+        except errors:
+            pass  # already broken: releasing it is all that was wanted
 
 
 def enqueued_no_earlier_than(

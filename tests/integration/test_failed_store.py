@@ -10,6 +10,7 @@ tests/unit/test_operations.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -22,9 +23,11 @@ import pytest
 
 from hub.adapters.failed_store import SqlFailedStore
 from hub.adapters.memory_failed_store import MemoryFailedStore
+from hub.adapters.rabbitmq import Disposition
+from hub.dead_letters import DeadLetterIngester
 from hub.errors import TransientError
 from hub.operations import discard
-from hub.ports import FailedState, FailedStore
+from hub.ports import Envelope, FailedState, FailedStore
 from tests.fixtures.dead_letters import T0, dead_letter, failure
 from tests.integration.test_ledger_contract import new_pg_schema  # noqa: F401 - a fixture
 
@@ -348,3 +351,44 @@ def test_counts_by_state(store: CheckedStore) -> None:
 def test_an_unreachable_database_is_a_transient_error() -> None:
     with pytest.raises(TransientError):
         SqlFailedStore("postgresql://postgres@127.0.0.1:1/nowhere", timeout=1)
+
+
+def hostile_dead_letters() -> list[Envelope]:
+    """Dead letters whose every field is what a hostile or broken publisher could make."""
+    plain = dead_letter(stage="intake")
+    no_alert_header = {k: v for k, v in plain.headers.items() if k != "x-hub-alert-id"}
+    return [
+        replace(plain, body=b"[" * 50_000, headers=no_alert_header, message_id=None),
+        replace(
+            plain,
+            body=json.dumps({"alert_id": "a" * 300}).encode(),
+            headers=no_alert_header,
+            message_id="m" * 255,
+        ),
+        replace(
+            plain,
+            headers={
+                **plain.headers,
+                "x-hub-alert-id": "x" * 500,
+                "x-hub-endpoint": "e" * 500,
+                "x-hub-error": "boom\x00\ud800" * 5000,
+                "x-hub-http-status": 10**12,
+                "x-hub-attempts": 2**40,
+                "x-hub-first-failure": "0001-01-01T00:00:00+05:00",
+                "x-odd\x00": {"nested": [b"\xff\x00", float("nan"), "\udfff"]},
+            },
+            message_id="\udcff\x00",
+            content_type="c" * 300,
+        ),
+    ]
+
+
+def test_hostile_dead_letters_are_each_stored_by_the_ingester(store: CheckedStore) -> None:
+    ingester = DeadLetterIngester(store, stage="intake", clock=lambda: T0)
+    envelopes = hostile_dead_letters()
+
+    assert [ingester(envelope) for envelope in envelopes] == [Disposition.ACK] * len(envelopes)
+
+    rows = store.list(stage="intake")
+    assert sorted(r.failure.body for r in rows) == sorted(e.body for e in envelopes)
+    assert all(r.failure.error_class != "Unreadable" for r in rows)

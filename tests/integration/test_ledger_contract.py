@@ -222,6 +222,49 @@ def test_a_new_alert_is_recorded_as_received(ledger: CheckedLedger) -> None:
     assert ledger.get_alert(alert.alert_id) == record
 
 
+def test_a_received_alert_the_hub_could_not_process_is_marked_parked_once(
+    ledger: CheckedLedger,
+) -> None:
+    alert = facts()
+    ledger.record_alert(alert)
+
+    first = ledger.mark_parked(alert.alert_id, at=T0 + timedelta(seconds=1))
+    again = ledger.mark_parked(alert.alert_id, at=T0 + timedelta(seconds=2))
+
+    assert (first, again) == (True, False)
+    stored = ledger.get_alert(alert.alert_id)
+    assert stored is not None and stored.state is AlertState.PARKED
+    assert ledger.referrals_for(alert.alert_id) == []
+
+
+def test_a_routed_alert_is_never_marked_parked(ledger: CheckedLedger) -> None:
+    alert_id = routed_alert(ledger)
+
+    assert ledger.mark_parked(alert_id, at=T0 + timedelta(seconds=5)) is False
+    stored = ledger.get_alert(alert_id)
+    assert stored is not None and stored.state is AlertState.ROUTED
+
+
+def test_an_unknown_alert_is_not_created_by_marking_it_parked(ledger: CheckedLedger) -> None:
+    alert_id = new_id("alert")
+
+    assert ledger.mark_parked(alert_id, at=T0) is False
+    assert ledger.get_alert(alert_id) is None
+
+
+def test_a_parked_alert_replayed_and_routed_is_routed(ledger: CheckedLedger) -> None:
+    alert = facts()
+    ledger.record_alert(alert)
+    ledger.mark_parked(alert.alert_id, at=T0)
+
+    ledger.mark_routed(
+        alert.alert_id, rule="r", referrals=[referral(alert.alert_id)], at=T0 + timedelta(1)
+    )
+
+    stored = ledger.get_alert(alert.alert_id)
+    assert stored is not None and stored.state is AlertState.ROUTED
+
+
 def test_the_same_body_again_is_a_duplicate_returning_the_first_record(
     ledger: CheckedLedger,
 ) -> None:

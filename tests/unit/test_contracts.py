@@ -133,10 +133,10 @@ def test_an_alert_without_the_optional_person_fields_parses() -> None:
 
 @pytest.mark.parametrize(
     "content_type",
-    [None, "application/json", "application/json; charset=utf-8", "Application/JSON"],
+    ["application/json", "application/json; charset=utf-8", "Application/JSON"],
 )
 def test_json_content_types_with_or_without_a_utf8_charset_are_accepted(
-    content_type: str | None,
+    content_type: str,
 ) -> None:
     assert parse(custody_alert(), content_type=content_type).source.kind is SourceKind.CUSTODY
 

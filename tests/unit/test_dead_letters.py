@@ -4,15 +4,20 @@ row and acked again, and a store that is away leaves the message on its queue.""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.adapters.memory_failed_store import MemoryFailedStore
 from hub.adapters.rabbitmq import Disposition
 from hub.dead_letters import DeadLetterIngester, normalise_error
-from hub.errors import TransientError
-from hub.ports import NewFailure
+from hub.errors import PermanentError, TransientError
+from hub.ports import Envelope, NewFailure
 from tests.fixtures.dead_letters import T0, dead_letter
 
 pytestmark = pytest.mark.unit
@@ -44,3 +49,163 @@ def test_the_ingester_leaves_a_dead_letter_queued_while_the_store_is_away() -> N
     ingester = DeadLetterIngester(AwayStore(), stage="deliver")  # type: ignore[arg-type]
 
     assert ingester(dead_letter()) is Disposition.REQUEUE
+
+
+# ---- nothing a dead letter holds stops the ingester ---------------------------------------
+
+
+def intake_dead_letter(body: bytes, **changes: Any) -> Envelope:
+    """A message intake rejected, as parked on hub.dlq.intake: no alert-id header."""
+    envelope = dead_letter(stage="intake", body=body)
+    headers = {k: v for k, v in envelope.headers.items() if k != "x-hub-alert-id"}
+    return replace(envelope, **{"headers": headers, "message_id": None, **changes})
+
+
+def test_a_deeply_nested_body_is_stored_and_acked_not_a_crash() -> None:
+    store = MemoryFailedStore()
+    ingester = DeadLetterIngester(store, stage="intake", clock=lambda: T0)
+    envelope = intake_dead_letter(b"[" * 50_000)
+
+    assert ingester(envelope) is Disposition.ACK
+
+    (row,) = store.list()
+    assert row.failure.body == b"[" * 50_000 and row.failure.alert_id is None
+
+
+@pytest.mark.parametrize(
+    "body", [json.dumps({"alert_id": "a" * 129}).encode(), json.dumps({"alert_id": "a\x00b"})]
+)
+def test_an_alert_id_its_column_cannot_hold_is_left_out_and_the_message_kept(body: Any) -> None:
+    store = MemoryFailedStore()
+    ingester = DeadLetterIngester(store, stage="intake", clock=lambda: T0)
+    body = body if isinstance(body, bytes) else body.encode()
+
+    assert ingester(intake_dead_letter(body, message_id="m" * 250)) is Disposition.ACK
+
+    (row,) = store.list()
+    assert row.failure.alert_id is None and row.failure.body == body
+
+
+def test_hostile_header_values_are_bounded_and_the_message_kept() -> None:
+    store = MemoryFailedStore()
+    ingester = DeadLetterIngester(store, stage="deliver", clock=lambda: T0)
+    envelope = dead_letter()
+    headers = {
+        **envelope.headers,
+        "x-hub-alert-id": "x" * 500,
+        "x-hub-endpoint": "e" * 500,
+        "x-hub-stage": "deliver\x00",
+        "x-hub-error-class": "E" * 300,
+        "x-hub-error": "boom\x00\ud800" * 5000,
+        "x-hub-attempts": "9" * 5000,
+        "x-hub-http-status": 10**12,
+        "x-hub-first-failure": "0001-01-01T00:00:00+05:00",
+        "x-hub-original-queue": "q" * 300,
+        "x-hub-operation-outcome": "\x1b[2J",
+        "x-odd": {"nested": [b"\xff\x00", float("nan"), "\udfff"]},
+    }
+    message_id = "\udcff" * 10
+
+    assert ingester(replace(envelope, headers=headers, message_id=message_id)) is Disposition.ACK
+
+    (row,) = store.list()
+    stored = row.failure
+    assert (stored.alert_id, stored.endpoint, stored.message_id) == (None, None, None)
+    assert stored.stage == "deliver" and stored.error_class == "Unknown"
+    assert stored.attempts == 1 and stored.http_status is None and stored.original_queue is None
+    assert stored.first_failure == T0 and len(stored.error_message) <= 4000
+    assert "\x00" not in stored.error_message and "\x1b" not in (stored.operation_outcome or "")
+
+
+def test_a_dead_letter_the_store_refuses_is_kept_as_unreadable() -> None:
+    class Refusing(MemoryFailedStore):
+        def add(self, failure: NewFailure, *, at: datetime) -> tuple[bool, int]:
+            if failure.error_class != "Unreadable":
+                raise PermanentError("failed-message store refused add: value too long")
+            return super().add(failure, at=at)
+
+    store = Refusing()
+    ingester = DeadLetterIngester(store, stage="deliver", clock=lambda: T0)
+    envelope = dead_letter()
+
+    assert ingester(envelope) is Disposition.ACK
+    assert ingester(envelope) is Disposition.ACK  # redelivered: still one row
+
+    (row,) = store.list()
+    assert row.failure.error_class == "Unreadable" and row.failure.body == envelope.body
+    assert row.failure.stage == "deliver"
+
+
+header_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.binary(max_size=64)
+    | st.datetimes(),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+hostile_headers = st.dictionaries(
+    st.sampled_from(
+        [
+            "x-hub-alert-id",
+            "x-hub-endpoint",
+            "x-hub-stage",
+            "x-hub-error-class",
+            "x-hub-error",
+            "x-hub-attempts",
+            "x-hub-http-status",
+            "x-hub-first-failure",
+            "x-hub-last-failure",
+            "x-hub-original-queue",
+            "x-hub-original-exchange",
+            "x-hub-original-routing-key",
+            "x-hub-operation-outcome",
+            "x-death",
+            "x-first-death-reason",
+            "x-first-death-queue",
+        ]
+    )
+    | st.text(max_size=20),
+    header_values,
+    max_size=8,
+)
+hostile_bodies = st.binary(max_size=200) | st.integers(1, 30_000).map(lambda n: b"[" * n)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    body=hostile_bodies,
+    headers=hostile_headers,
+    message_id=st.none() | st.text(max_size=300),
+    content_type=st.none() | st.text(max_size=300),
+    stage=st.sampled_from(["intake", "deliver", "outcome"]),
+)
+def test_any_dead_letter_is_stored_and_acked(
+    body: bytes,
+    headers: dict[str, Any],
+    message_id: str | None,
+    content_type: str | None,
+    stage: str,
+) -> None:
+    store = MemoryFailedStore()
+    ingester = DeadLetterIngester(store, stage=stage, clock=lambda: T0)
+    envelope = Envelope(
+        body=body,
+        queue=f"hub.dlq.{stage}",
+        exchange="hub.dlq",
+        routing_key=stage,
+        headers=headers,
+        message_id=message_id,
+        user_id=None,
+        content_type=content_type,
+    )
+
+    assert ingester(envelope) is Disposition.ACK
+
+    (row,) = store.list()
+    assert row.failure.body == body and row.failure.error_class != "Unreadable"

@@ -1,0 +1,38 @@
+"""The outcome stage refuses a body it cannot read as an invalid message (parked, never a
+crash), however deeply it is nested."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from hub.adapters.memory_ledger import MemoryLedger
+from hub.errors import InvalidMessage
+from hub.outcomes import OutcomeStage
+from hub.ports import Envelope
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("body", [b"[" * 50_000, b'{"a":' * 30_000, b"\xff", b"{"])
+def test_an_unreadable_service_response_is_an_invalid_message(body: bytes) -> None:
+    stage = OutcomeStage(
+        ledger=MemoryLedger(),
+        publisher=None,  # type: ignore[arg-type]
+        recipients={},
+        clock=lambda: datetime(2026, 11, 23, tzinfo=UTC),
+    )
+    envelope = Envelope(
+        body=body,
+        queue="hub.outcomes.inbound",
+        exchange="hub.work",
+        routing_key="hub.outcomes.inbound",
+        headers={},
+        message_id=None,
+        user_id=None,
+        content_type="application/fhir+json",
+    )
+
+    with pytest.raises(InvalidMessage):
+        stage.process(envelope)
