@@ -10,11 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hub.adapters.rabbitmq import STAGES, Disposition, dlq_queue
+from hub.adapters.rabbitmq import (
+    ALERT_QUEUES,
+    OUTCOMES_INBOUND_QUEUE,
+    STAGES,
+    Disposition,
+    delivery_queue,
+    dlq_queue,
+)
 from hub.errors import TransientError
 from hub.log import get_logger
 from hub.pipeline import (
@@ -30,11 +37,11 @@ from hub.pipeline import (
     H_ORIGINAL_EXCHANGE,
     H_ORIGINAL_QUEUE,
     H_ORIGINAL_ROUTING_KEY,
-    H_STAGE,
     Clock,
     utc_now,
 )
 from hub.ports import Envelope, FailedStore, NewFailure
+from hub.provenance import Provenance
 
 log = get_logger("hub.dead_letters")
 
@@ -74,9 +81,38 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def failure_from_envelope(envelope: Envelope, *, stage: str, now: datetime) -> NewFailure:
+def origin_queue_allowed(stage: str, queue: str | None, endpoints: Collection[str] | None) -> bool:
+    """Whether a message that failed in `stage` can have come from `queue`: intake reads only
+    the alert queues, delivery only hub.deliver.<a configured endpoint> (any, when `endpoints`
+    is None), the outcome stage only hub.outcomes.inbound. Replays are checked by it too."""
+    if not queue:
+        return False
+    if stage == "intake":
+        return queue in ALERT_QUEUES.values()
+    if stage == "outcome":
+        return queue == OUTCOMES_INBOUND_QUEUE
+    if stage == "deliver":
+        prefix = delivery_queue("")
+        name = queue[len(prefix) :] if queue.startswith(prefix) else ""
+        return bool(name) and (endpoints is None or name in endpoints)
+    return False
+
+
+def failure_from_envelope(
+    envelope: Envelope,
+    *,
+    stage: str,
+    now: datetime,
+    endpoints: Collection[str] | None = None,
+) -> NewFailure:
     """What one dead letter says about itself. Never raises on odd headers: a dead letter
-    that cannot be described still has to be kept."""
+    that cannot be described still has to be kept.
+
+    Origin facts are the hub's own only: `stage` is the dead-letter queue's (never a header);
+    the `x-hub-*` headers are there only if the hub sealed them (DeadLetterIngester admits
+    the envelope first), and the queue they name must be one the stage reads; for a message
+    the broker dead-lettered, its own newest x-death entry (x-first-death-* may be a
+    publisher's). Anything else is recorded as unknown (None)."""
     headers = json_safe(dict(envelope.headers))
     deaths = headers.get("x-death") if isinstance(headers.get("x-death"), list) else []
     death: Mapping[str, Any] = deaths[0] if deaths and isinstance(deaths[0], Mapping) else {}
@@ -85,30 +121,39 @@ def failure_from_envelope(envelope: Envelope, *, stage: str, now: datetime) -> N
         error_class = _text(headers.get(H_ERROR_CLASS)) or "Unknown"
         error = _text(headers.get(H_ERROR)) or ""
     else:  # the broker dead-lettered it itself (x-delivery-limit: a worker kept crashing)
-        why = _text(headers.get("x-first-death-reason")) or _text(death.get("reason")) or "unknown"
+        why = _text(death.get("reason")) or "unknown"
         error_class = "BrokerDeadLettered"
         error = f"dead-lettered by the broker ({why})"
-    stage = _text(headers.get(H_STAGE)) or stage
+    hub_queue = _text(headers.get(H_ORIGINAL_QUEUE))
+    death_queue = _text(death.get("queue"))
+    if origin_queue_allowed(stage, hub_queue, endpoints):
+        original_queue = hub_queue
+        original_exchange = _text(headers.get(H_ORIGINAL_EXCHANGE))
+        original_routing_key = _text(headers.get(H_ORIGINAL_ROUTING_KEY))
+        attempts = _int(headers.get(H_ATTEMPTS))
+    elif hub_queue is None and origin_queue_allowed(stage, death_queue, endpoints):
+        original_queue = death_queue
+        original_exchange = _text(death.get("exchange"))
+        original_routing_key = _first(death.get("routing-keys"))
+        attempts = _int(death.get("count"))
+    else:
+        original_queue = original_exchange = original_routing_key = None
+        attempts = None
     endpoint = _text(headers.get(H_ENDPOINT))
-    original_queue = (
-        _text(headers.get(H_ORIGINAL_QUEUE))
-        or _text(headers.get("x-first-death-queue"))
-        or _text(death.get("queue"))
-    )
+    if stage == "deliver" and original_queue != (delivery_queue(endpoint) if endpoint else None):
+        # Only the queue's own endpoint: a deliver failure's endpoint is where it was going.
+        endpoint = original_queue[len(delivery_queue("")) :] if original_queue else None
     return NewFailure(
         fingerprint=fingerprint(envelope.body, headers, envelope.message_id),
         stage=stage,
         endpoint=endpoint,
         error_class=error_class,
         error_message=error,
-        attempts=_int(headers.get(H_ATTEMPTS)) or _int(death.get("count")) or 1,
+        attempts=attempts or 1,
         first_failure=_time(headers.get(H_FIRST_FAILURE)) or now,
         last_failure=_time(headers.get(H_LAST_FAILURE)) or now,
-        original_exchange=_text(headers.get(H_ORIGINAL_EXCHANGE))
-        or _text(headers.get("x-first-death-exchange"))
-        or _text(death.get("exchange")),
-        original_routing_key=_text(headers.get(H_ORIGINAL_ROUTING_KEY))
-        or _first(death.get("routing-keys")),
+        original_exchange=original_exchange,
+        original_routing_key=original_routing_key,
         original_queue=original_queue,
         http_status=_int(headers.get(H_HTTP_STATUS)),
         operation_outcome=_text(headers.get(H_OPERATION_OUTCOME)),
@@ -131,15 +176,33 @@ def fingerprint(body: bytes, headers: Mapping[str, Any], message_id: str | None)
 
 
 class DeadLetterIngester:
-    """A queue handler for `hub.dlq.<stage>`: store, then ack; store away, requeue."""
+    """A queue handler for `hub.dlq.<stage>`: store, then ack; store away, requeue.
 
-    def __init__(self, store: FailedStore, *, stage: str, clock: Clock = utc_now) -> None:
+    `x-hub-*` headers the hub did not seal are removed before anything is read or stored
+    (`provenance`); `endpoints` are the configured ones a deliver failure may name."""
+
+    def __init__(
+        self,
+        store: FailedStore,
+        *,
+        stage: str,
+        provenance: Provenance,
+        endpoints: Collection[str] | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self.store = store
         self.stage = stage
+        self.provenance = provenance
+        self.endpoints = endpoints
         self.clock = clock
 
     def __call__(self, envelope: Envelope) -> Disposition:
-        failure = failure_from_envelope(envelope, stage=self.stage, now=self.clock())
+        failure = failure_from_envelope(
+            self.provenance.admit(envelope),
+            stage=self.stage,
+            now=self.clock(),
+            endpoints=self.endpoints,
+        )
         try:
             new, failed_id = self.store.add(failure, at=self.clock())
         except TransientError as exc:

@@ -24,6 +24,7 @@ from hub.adapters.rabbitmq import (
 from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.ports import Envelope, Metrics, Publisher
+from hub.provenance import Provenance
 
 log = get_logger("hub.pipeline")
 
@@ -43,6 +44,9 @@ H_HTTP_STATUS = "x-hub-http-status"
 H_OPERATION_OUTCOME = "x-hub-operation-outcome"
 H_PROBLEMS = "x-hub-problems"
 H_ALERT_ID = "x-hub-alert-id"
+# The AMQP user_id RabbitMQ verified when the message first came in from justice.alerts: a retry
+# or replay comes back through hub.work, published by the hub, so intake reads it from here.
+H_ORIGINAL_USER_ID = "x-hub-original-user-id"
 
 
 def utc_now() -> datetime:
@@ -115,16 +119,21 @@ class Dispatcher:
         *,
         publisher: Publisher,
         retry: RetryPolicy,
+        provenance: Provenance,
         clock: Clock = utc_now,
         metrics: Metrics | None = None,
     ) -> None:
+        """`provenance` decides which `x-hub-*` headers are the hub's own; the rest are
+        removed before the stage, or this class, reads any header."""
         self.stage = stage
+        self.provenance = provenance
         self.publisher = publisher
         self.retry = retry
         self.clock = clock
         self.metrics = metrics
 
     def __call__(self, envelope: Envelope) -> Disposition:
+        envelope = self.provenance.admit(envelope)
         correlation = str(envelope.headers.get(H_ALERT_ID) or envelope.message_id or "")
         bind_correlation(correlation or None)
         try:
@@ -246,6 +255,8 @@ class Dispatcher:
         headers.setdefault(H_ORIGINAL_EXCHANGE, envelope.exchange)
         headers.setdefault(H_ORIGINAL_ROUTING_KEY, envelope.routing_key)
         headers.setdefault(H_ORIGINAL_QUEUE, envelope.queue)
+        if envelope.user_id:
+            headers.setdefault(H_ORIGINAL_USER_ID, envelope.user_id)
         headers.update(
             {
                 H_ATTEMPTS: failures,

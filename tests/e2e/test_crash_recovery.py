@@ -22,7 +22,7 @@ import pytest
 
 from hub.adapters.fake_trust import FakeTrust
 from hub.transforms.alert_to_referral import referral_ids
-from tests.conftest import SERVICES, Justice, free_port, wait_until, write_config
+from tests.conftest import ID_KEY, SERVICES, Justice, free_port, wait_until, write_config
 from tests.fixtures.alerts import custody_alert
 
 pytestmark = pytest.mark.e2e
@@ -135,6 +135,7 @@ def test_hub_killed_mid_stream_delivers_every_alert_once_in_effect(
     port = free_port()
     config = write_config(tmp_path / "config", trust=trust, api_port=port)
     env = {**os.environ, "HUB_AMQP_URL": amqp_url, "HUB_DB_URL": pg_url, "HUB_API_PORT": str(port)}
+    env["HUB_ID_KEY"] = ID_KEY
     hub = HubProcess(config, env, port, tmp_path / "hub.log")
 
     alerts = [
