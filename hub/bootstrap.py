@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -220,7 +221,7 @@ class Hub:
                 publisher=self._publisher(),
                 routes=s.routes,
                 recipients=recipients,
-                hub=s.hub,
+                hub=dataclasses.replace(s.hub, ids=self._id_key),  # renderers make ids with it
                 clock=self.clock,
                 max_body_bytes=s.max_body_bytes,
                 source_users=s.source_orgs,

@@ -273,7 +273,7 @@ class IntakeStage:
                 due_at=now + timedelta(seconds=decision.service_levels[endpoint]),
             )
             for endpoint in decision.endpoints
-            for ids in [referral_ids(alert.alert_id, endpoint)]
+            for ids in [referral_ids(self.hub.id_key(), alert.alert_id, endpoint)]
         ]
         rule = ",".join(decision.rules)
         self.ledger.mark_routed(

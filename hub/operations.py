@@ -30,6 +30,7 @@ from hub.pipeline import (
     H_PROBLEMS,
 )
 from hub.ports import FailedMessage, FailedState, FailedStore, LedgerReader, Publisher
+from hub.provenance import H_SEAL, is_hub_header
 
 H_REPLAYED_FROM = "x-hub-replayed-from"
 
@@ -37,7 +38,7 @@ H_REPLAYED_FROM = "x-hub-replayed-from"
 # alert, Bundle and request ids), and for an alert who sent it (intake reads the routing key and
 # the AMQP user the broker first delivered it with). No failure headers: the message starts its
 # retries afresh (a kept first-failure time would put it straight past the retry deadline).
-_CARRIED_HEADERS = (H_ALERT_ID, H_BUNDLE_ID, H_REQUEST_ID, H_ORIGINAL_USER_ID)
+_CARRIED_HEADERS = (H_ALERT_ID, H_BUNDLE_ID, H_REQUEST_ID)
 # Free text in headers that may quote a message's content.
 _TEXT_HEADERS = (H_ERROR, H_OPERATION_OUTCOME, H_PROBLEMS)
 
@@ -173,6 +174,9 @@ def replay_headers(message: FailedMessage) -> dict[str, Any]:
     headers: dict[str, Any] = {
         k: stored[k] for k in _CARRIED_HEADERS if isinstance(stored.get(k), str | int)
     }
+    if H_SEAL in stored and isinstance(stored.get(H_ORIGINAL_USER_ID), str):
+        # Kept only from a dead letter the hub had sealed (the ingester drops unsealed ones).
+        headers[H_ORIGINAL_USER_ID] = stored[H_ORIGINAL_USER_ID]
     headers[H_ORIGINAL_QUEUE] = f.original_queue
     if f.original_exchange:
         headers[H_ORIGINAL_EXCHANGE] = f.original_exchange
@@ -200,6 +204,10 @@ def replay_refusal(message: FailedMessage) -> str | None:
     if f.stage == "deliver" and queue != (delivery_queue(f.endpoint) if f.endpoint else None):
         return f"a delivery to {f.endpoint or 'an unknown endpoint'} cannot go to {queue}"
     if f.stage == "intake":
+        if H_SEAL not in f.headers and any(is_hub_header(k) for k in f.headers):
+            # Stored before the hub sealed its headers: its x-hub-original-* may be a
+            # publisher's, so who sent it is not known (look at it, then discard it).
+            return "parked before the hub sealed its headers: who sent it is not known"
         key = (f.original_routing_key or "").split(".")
         if f.original_exchange != ALERTS_EXCHANGE or ALERT_QUEUES.get(key[0]) != queue:
             return "the routing key it was published under is not known"

@@ -1,6 +1,7 @@
 """Ids that leave the hub reveal nothing (hub.ids): an outcome id is stable for the same key and
 inputs, unrelated under another key, and not a uuid5 of anything it was made from, so a justice
-reader who knows the alert id cannot work out which service took a referral."""
+reader who knows the alert id cannot work out which service took a referral; referral ids are
+keyed the same way, so a service cannot compute the ids another service was sent."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.ids import IdKey
-from hub.transforms.alert_to_referral import ID_NAMESPACE
+from hub.messages import HubIdentity
+from hub.transforms.alert_to_referral import ID_NAMESPACE, referral_ids
 
 pytestmark = pytest.mark.unit
 
@@ -78,3 +80,25 @@ def test_a_short_key_is_refused_and_never_shown() -> None:
     with pytest.raises(ValueError, match="at least 32"):
         IdKey.of("short")
     assert "i" * 32 not in repr(KEY)
+
+
+@given(st.uuids().map(str), st.sampled_from(["wy-ld", "leeds-dat", "leeds-yjh"]))
+def test_referral_ids_are_keyed_so_one_service_cannot_compute_anothers(
+    alert_id: str, endpoint: str
+) -> None:
+    """A service knows the alert id (it is in the ServiceRequest) and may guess the other
+    endpoints' names: before, that gave it their Bundle ids and X-Request-Ids (uuid5)."""
+    ids = referral_ids(KEY, alert_id, endpoint)
+
+    assert ids == referral_ids(KEY, alert_id, endpoint)  # stable: a redelivery is the same
+    assert ids.bundle_id != referral_ids(OTHER, alert_id, endpoint).bundle_id
+    for role, made in (("bundle", ids.bundle_id), ("x-request-id", ids.request_id)):
+        assert made != str(uuid.uuid5(ID_NAMESPACE, f"{alert_id}|{endpoint}|{role}"))
+
+
+def test_a_referral_cannot_be_built_without_the_hubs_id_key() -> None:
+    hub = HubIdentity(ods_code="X26HUB", name="L&D Hub", endpoint="https://hub.example/fhir")
+
+    with pytest.raises(ValueError, match="id key"):
+        hub.id_key()
+    assert "i" * 32 not in repr(HubIdentity("X", "Y", "Z", ids=KEY))

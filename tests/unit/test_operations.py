@@ -243,6 +243,7 @@ def test_an_alert_replays_to_its_alert_queue_with_the_hubs_record_of_who_sent_it
         original_exchange="justice.alerts",
         original_routing_key="custody.WYP01.identification",
         headers={
+            "x-hub-seal": "…",  # stored from a dead letter the hub had sealed
             "x-hub-original-user-id": "wyp-custody",
             "x-hub-original-queue": "hub.outcomes.inbound",  # what a stored header claimed
             "x-hub-original-routing-key": "court.LMC01.identification",
@@ -266,6 +267,29 @@ def test_an_alert_replays_to_its_alert_queue_with_the_hubs_record_of_who_sent_it
         "x-hub-attempts": 0,
         H_REPLAYED_FROM: str(failed_id),
     }
+
+
+def test_an_alert_parked_before_the_hub_sealed_its_headers_is_not_replayed(
+    store: MemoryFailedStore,
+) -> None:
+    """A row stored before this release: its x-hub-original-* headers may be a publisher's."""
+    failed_id = forged_row(
+        store,
+        stage="intake",
+        endpoint=None,
+        original_queue="hub.alerts.custody",
+        original_exchange="justice.alerts",
+        original_routing_key="custody.OTHER.identification",
+        headers={"x-hub-original-routing-key": "custody.OTHER.identification"},
+    )
+    publisher = ListPublisher()
+
+    result = replay(store, publisher, [failed_id], by="alice", reason="fixed", now=T0)
+
+    assert result.skipped == {
+        failed_id: "parked before the hub sealed its headers: who sent it is not known"
+    }
+    assert publisher.published == []
 
 
 def test_a_group_selects_its_still_failed_messages_and_unknown_ids_are_refused(
