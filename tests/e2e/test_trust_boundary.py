@@ -5,12 +5,14 @@ and a message put straight onto a hub queue without the hub's seal is not believ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pika
 import pytest
 
@@ -21,10 +23,12 @@ from hub.ports import FailedMessage
 from hub.transforms.response_to_outcome import build_service_response
 from tests.conftest import HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for, now_iso
-from tests.e2e.test_failed_messages import Outage
+from tests.e2e.test_console_browser import _login, console, operators_yaml
+from tests.e2e.test_failed_messages import Outage, only_row
 from tests.fixtures.alerts import court_alert, routing_key_of, update_of
 
 pytestmark = pytest.mark.e2e
+__all__ = ["console", "operators_yaml"]  # fixtures shared with the console tests
 
 
 def parked_row(store: SqlFailedStore, alert_id: str) -> FailedMessage:
@@ -74,7 +78,7 @@ def test_a_forged_original_queue_cannot_turn_an_alert_into_a_service_outcome(
         assert result.done == [row.id]
         # Back to intake, which refuses it again: a second `rejected`, never an outcome.
         rig.justice.wait_for(
-            lambda got: sum(o["alert_id"] == forged_id for o in got) == 2, timeout=20
+            lambda got: sum(o["alert_id"] == forged_id for o in got) == 2, timeout=30
         )
         time.sleep(1.0)
         statuses = {o["status"] for o in rig.justice.for_alert(alert["alert_id"])}
@@ -140,11 +144,11 @@ def test_a_replayed_follow_up_keeps_the_user_the_broker_vouched_for(rig_factory:
     update = update_of(alert)
     rig.justice.publish(update, routing_key=routing_key_of(update), user_id="guest")
     try:
-        wait_until(lambda: len(store.list(alert_id=alert["alert_id"])) == 1, what="the update")
+        wait_until(lambda: len(store.list(alert_id=alert["alert_id"])) == 1, 30, what="the update")
         (row,) = store.list(alert_id=alert["alert_id"])
         assert row.failure.stage == "intake"  # an update for an alert the hub does not know
         rig.justice.publish(alert, routing_key=key_for(alert), user_id="guest")
-        wait_until(lambda: len(rig.trust.delivered()) == 1, what="the referral")
+        wait_until(lambda: len(rig.trust.delivered()) == 1, 30, what="the referral")
 
         publisher = rig.publisher()
         try:
@@ -152,7 +156,7 @@ def test_a_replayed_follow_up_keeps_the_user_the_broker_vouched_for(rig_factory:
         finally:
             publisher.close()
 
-        wait_until(lambda: len(rig.trust.delivered()) == 2, what="the replayed update")
+        wait_until(lambda: len(rig.trust.delivered()) == 2, 30, what="the replayed update")
         assert len(store.list(alert_id=alert["alert_id"])) == 1  # not parked again
     finally:
         store.close()
@@ -228,3 +232,33 @@ def test_an_unsealed_alert_put_straight_on_an_alert_queue_is_parked_unanswered(
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def test_the_console_refuses_a_replay_to_a_queue_the_stage_never_reads_and_says_why(
+    console: Any,
+) -> None:
+    """A row whose origin says hub.outcomes.inbound for an intake failure (stored before the hub
+    sealed its headers): the operator is told, and nothing is published."""
+    rig, _, store, alert = console
+    parked = only_row(store, alert["alert_id"]).failure
+    forged = dataclasses.replace(
+        parked,
+        fingerprint=uuid.uuid4().hex,
+        stage="intake",
+        endpoint="wy-ld",
+        original_queue="hub.outcomes.inbound",
+        alert_id=str(uuid.uuid4()),
+    )
+    _, failed_id = store.add(forged, at=now())
+    with httpx.Client(base_url=f"http://127.0.0.1:{rig.api_port}", timeout=10) as client:
+        token = _login(client)
+
+        answer = client.post(
+            f"/ops/messages/{failed_id}/replay", data={"reason": "looks fine", "csrf": token}
+        )
+
+    assert answer.status_code == 400
+    assert "a intake failure cannot be replayed to hub.outcomes.inbound" in answer.text
+    message = store.get(failed_id)
+    assert message is not None and message.state.value == "failed"
+    assert rig.justice.queue_depth("hub.outcomes.inbound") == 0
