@@ -18,6 +18,7 @@ from hub.adapters.rabbitmq import (
     ALERT_QUEUES,
     OUTCOMES_INBOUND_QUEUE,
     STAGES,
+    WORK_EXCHANGE,
     Disposition,
     delivery_queue,
     dlq_queue,
@@ -111,8 +112,9 @@ def failure_from_envelope(
     Origin facts are the hub's own only: `stage` is the dead-letter queue's (never a header);
     the `x-hub-*` headers are there only if the hub sealed them (DeadLetterIngester admits
     the envelope first), and the queue they name must be one the stage reads; for a message
-    the broker dead-lettered, its own newest x-death entry (x-first-death-* may be a
-    publisher's). Anything else is recorded as unknown (None)."""
+    the broker dead-lettered, the queue of its newest x-death entry (x-first-death-*, and an
+    x-death entry's exchange and routing keys, may be a publisher's). Anything else is recorded
+    as unknown (None)."""
     headers = json_safe(dict(envelope.headers))
     deaths = headers.get("x-death") if isinstance(headers.get("x-death"), list) else []
     death: Mapping[str, Any] = deaths[0] if deaths and isinstance(deaths[0], Mapping) else {}
@@ -132,9 +134,13 @@ def failure_from_envelope(
         original_routing_key = _text(headers.get(H_ORIGINAL_ROUTING_KEY))
         attempts = _int(headers.get(H_ATTEMPTS))
     elif hub_queue is None and origin_queue_allowed(stage, death_queue, endpoints):
+        # RabbitMQ (3.10, checked) updates a publisher's own x-death entry when its queue and
+        # reason match, keeping that entry's exchange and routing keys: only the queue is the
+        # broker's. The hub's own queues are reached through hub.work under their own name; an
+        # alert's justice routing key cannot be known from here (its replay is refused).
         original_queue = death_queue
-        original_exchange = _text(death.get("exchange"))
-        original_routing_key = _first(death.get("routing-keys"))
+        original_exchange = WORK_EXCHANGE if stage != "intake" else None
+        original_routing_key = death_queue if stage != "intake" else None
         attempts = _int(death.get("count"))
     else:
         original_queue = original_exchange = original_routing_key = None

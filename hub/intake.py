@@ -227,6 +227,17 @@ class IntakeStage:
         """`message_id` is the body's own id (alert_id, update_id…); `organisation` the body's
         source organisation; `org` the routing key's."""
         problems = []
+        if envelope.exchange == ALERTS_EXCHANGE and any(
+            str(k).lower().startswith(("x-death", "x-first-death", "x-last-death"))
+            for k in envelope.headers
+        ):
+            # Only the broker writes these, and only when it dead-letters a message, which it
+            # never then delivers from justice.alerts: a publisher's would be believed later.
+            problems.append(
+                Problem(
+                    "$headers", "x-death headers are the broker's; a publisher may not set them"
+                )
+            )
         if envelope.message_id and envelope.message_id != message_id:
             problems.append(
                 Problem("$message_id", "AMQP message_id does not match the message's own id")

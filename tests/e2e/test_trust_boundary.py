@@ -134,6 +134,31 @@ def test_with_sources_set_a_forged_routing_key_sends_no_rejection_to_the_other_a
     assert rig.trust.received == []
 
 
+def test_an_alert_carrying_x_death_headers_from_its_publisher_is_rejected(
+    rig_factory: Any,
+) -> None:
+    """RabbitMQ keeps a publisher's x-death entry (exchange, routing keys) when it later
+    dead-letters the message itself, so one set by a publisher must never get that far."""
+    rig: HubRig = rig_factory()
+    alert = fresh_custody()
+    forged_death = {
+        "queue": "hub.alerts.custody",
+        "reason": "delivery_limit",
+        "exchange": "justice.alerts",
+        "routing-keys": ["court.LMC01.identification"],
+        "count": 9,
+    }
+
+    rig.justice.publish(alert, routing_key=key_for(alert), headers={"x-death": [forged_death]})
+
+    (rejected,) = rig.justice.wait_for(lambda got: len(got) >= 1)
+    assert rejected["status"] == "rejected"
+    assert rejected["reasons"][0]["path"] == "$headers"
+    assert rejected["_routing_key"] == f"custody.{alert['source']['organisation']['code']}.rejected"
+    time.sleep(1.0)
+    assert rig.trust.received == []
+
+
 def test_a_replayed_follow_up_keeps_the_user_the_broker_vouched_for(rig_factory: Any) -> None:
     """With `sources` set, a replay (back through hub.work, published by the hub) is judged by
     the AMQP user that first published it, recorded by the hub, not refused as spoofing."""

@@ -111,19 +111,32 @@ def test_a_deliver_failures_endpoint_is_its_queues() -> None:
     assert ingest(envelope, stage="deliver", endpoints=("wy-ld", "other")).endpoint == "wy-ld"
 
 
-def test_a_broker_dead_letter_takes_its_origin_from_the_brokers_newest_death() -> None:
+@pytest.mark.parametrize(
+    ("stage", "queue", "exchange", "routing_key"),
+    [
+        # an alert's justice routing key cannot be read from x-death (a publisher can set it)
+        ("intake", "hub.alerts.custody", None, None),
+        ("deliver", "hub.deliver.wy-ld", "hub.work", "hub.deliver.wy-ld"),
+        ("outcome", "hub.outcomes.inbound", "hub.work", "hub.outcomes.inbound"),
+    ],
+)
+def test_a_broker_dead_letter_takes_only_the_queue_from_the_brokers_newest_death(
+    stage: str, queue: str, exchange: str | None, routing_key: str | None
+) -> None:
+    """RabbitMQ 3.10 keeps a publisher's x-death entry whose queue and reason match (its
+    exchange and routing keys with it), so only the queue is the broker's."""
     death = {
-        "queue": "hub.alerts.custody",
+        "queue": queue,
         "reason": "delivery_limit",
         "exchange": "justice.alerts",
-        "routing-keys": ["custody.WYP01.identification"],
+        "routing-keys": ["court.LMC01.identification"],
         "count": 10,
     }
     envelope = Envelope(
         body=b"{}",
-        queue="hub.dlq.intake",
+        queue=f"hub.dlq.{stage}",
         exchange="hub.dlq",
-        routing_key="intake",
+        routing_key=stage,
         headers={
             "x-death": [death, {**death, "queue": "hub.outcomes.inbound"}],
             # x-first-death-* keep a publisher's values if it sent them: never read
@@ -136,11 +149,12 @@ def test_a_broker_dead_letter_takes_its_origin_from_the_brokers_newest_death() -
         content_type="application/json",
     )
 
-    f = ingest(envelope, stage="intake")
+    f = ingest(envelope, stage=stage)
 
     assert (f.original_queue, f.original_exchange, f.original_routing_key) == (
-        "hub.alerts.custody",
-        "justice.alerts",
-        "custody.WYP01.identification",
+        queue,
+        exchange,
+        routing_key,
     )
-    assert f.attempts == 10 and f.error_class == "BrokerDeadLettered"
+    assert f.error_class == "BrokerDeadLettered"
+    assert f.endpoint == ("wy-ld" if stage == "deliver" else None)
