@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import secrets
 import signal
 import socket
 import subprocess
@@ -444,6 +445,7 @@ def run_hub(
         log_level=log_level,
     )
     env = {**os.environ, "HUB_AMQP_URL": url, "HUB_DB_URL": db_url, "HUB_LOG_LEVEL": log_level}
+    env.setdefault("HUB_ID_KEY", secrets.token_urlsafe(32))  # `hub run` needs one
     log_path = workdir / "hub.log"
     hub: HubProcess | HubInProcess
     if mode == "subprocess":

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ from hub.dead_letters import DLQ_QUEUES, DeadLetterIngester
 from hub.delivery import DeliveryStage
 from hub.endpoint_control import CircuitSender, EndpointGate, PauseWatcher, gate_for
 from hub.errors import ConfigError, TransientError
+from hub.ids import IdKey
 from hub.inbound_auth import InboundCredentials
 from hub.intake import IntakeStage
 from hub.log import get_logger
@@ -59,6 +61,7 @@ from hub.payloads import (
 )
 from hub.pipeline import Clock, Dispatcher, RetryPolicy, Stage, utc_now
 from hub.ports import FailedState, FhirClient, Ledger, Metrics, Render, RenderFollowUp, Sender
+from hub.provenance import Provenance, SealingPublisher
 from hub.queue_ages import ObservedAges
 from hub.queue_watch import QueueWatch
 from hub.senders import (
@@ -197,9 +200,11 @@ class Hub:
     _factories: dict[str, Callable[[], QueueWorker]] = field(default_factory=dict)
     supervise_seconds: float = 2.0  # how often the supervisor looks for dead threads
     _supervisor: Supervisor | None = None
+    _ids: IdKey | None = None
 
     def start(self) -> None:
         s = self.settings
+        self._ids = s.id_key()  # ConfigError before anything connects when HUB_ID_KEY is unset
         if self.ledger is None:
             self.ledger = SqlLedger(s.db_url)
         if self.fhir_client is None:
@@ -232,13 +237,14 @@ class Hub:
                 publisher=self._publisher(),
                 routes=s.routes,
                 recipients=recipients,
-                hub=s.hub,
+                hub=dataclasses.replace(s.hub, ids=self._id_key),  # renderers make ids with it
                 clock=self.clock,
                 max_body_bytes=s.max_body_bytes,
                 source_users=s.source_orgs,
                 renderers=renderers,
                 followup_renderers=followup_renderers,
                 metrics=self.metrics,
+                ids=self._id_key,
             )
 
         for kind, queue in ALERT_QUEUES.items():
@@ -253,6 +259,7 @@ class Hub:
                 publisher=self._publisher(),
                 recipients=recipients,
                 clock=self.clock,
+                ids=self._id_key,
             ),
             name="outcomes",
             prefetch=s.prefetch,
@@ -281,6 +288,7 @@ class Hub:
                     ledger=self._ledger,
                     publisher=self._publisher(),
                     clock=self.clock,
+                    ids=self._id_key,
                     metrics=self.metrics,
                 )
                 self._spawn(
@@ -296,6 +304,7 @@ class Hub:
             publisher=self._publisher(),
             recipients=recipients,
             clock=self.clock,
+            ids=self._id_key,
             metrics=self.metrics,
             interval=self.overdue_check_seconds,
         )
@@ -310,7 +319,13 @@ class Hub:
             # (`hub failed …`); no Dispatcher: storing it either happens or is retried.
             failed_store = SqlFailedStore(s.db_url)
             for stage_name, dlq in DLQ_QUEUES.items():
-                ingester = DeadLetterIngester(failed_store, stage=stage_name, clock=self.clock)
+                ingester = DeadLetterIngester(
+                    failed_store,
+                    stage=stage_name,
+                    provenance=self._provenance,
+                    endpoints=list(s.endpoints),
+                    clock=self.clock,
+                )
                 self._start_consumer(
                     f"dlq-{stage_name}",
                     partial(
@@ -406,10 +421,20 @@ class Hub:
             )
         )
 
-    def _publisher(self) -> KombuPublisher:
+    @property
+    def _id_key(self) -> IdKey:
+        assert self._ids is not None
+        return self._ids
+
+    @property
+    def _provenance(self) -> Provenance:
+        return Provenance(self._id_key.seal_key)
+
+    def _publisher(self) -> SealingPublisher:
+        """Every publish the hub makes seals its `x-hub-*` headers (hub.provenance)."""
         publisher = KombuPublisher(self.broker)
         self._publishers.append(publisher)
-        return publisher
+        return SealingPublisher(publisher, self._provenance)
 
     def _spawn(
         self,
@@ -424,6 +449,7 @@ class Hub:
             stage,
             publisher=stage.publisher,
             retry=self.retry,
+            provenance=self._provenance,
             clock=self.clock,
             metrics=self.metrics,
         )
@@ -616,11 +642,15 @@ def _report_circuit(metrics: Metrics, endpoint: str, old: object, new: object) -
     metrics.circuit_state(endpoint, str(new))
 
 
-def operations_adapters(settings: Settings) -> tuple[SqlLedger, SqlFailedStore, KombuPublisher]:
+def operations_adapters(
+    settings: Settings,
+) -> tuple[SqlLedger, SqlFailedStore, SealingPublisher]:
     """What `hub failed …` and `hub trace` work with; the caller closes them. The publisher
-    connects only when a replay first publishes."""
+    connects only when a replay first publishes, and seals what it replays (so HUB_ID_KEY is
+    needed: a ConfigError without it)."""
+    provenance = Provenance(settings.id_key().seal_key)
     return (
         SqlLedger(settings.db_url),
         SqlFailedStore(settings.db_url),
-        KombuPublisher(Broker(settings.amqp_url, settings.amqp_tls)),
+        SealingPublisher(KombuPublisher(Broker(settings.amqp_url, settings.amqp_tls)), provenance),
     )

@@ -16,11 +16,19 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hub.adapters.rabbitmq import STAGES, Disposition, dlq_queue
+from hub.adapters.rabbitmq import (
+    ALERT_QUEUES,
+    OUTCOMES_INBOUND_QUEUE,
+    STAGES,
+    WORK_EXCHANGE,
+    Disposition,
+    delivery_queue,
+    dlq_queue,
+)
 from hub.contracts import is_safe_id, peek_identity
 from hub.errors import PermanentError, TransientError
 from hub.failed_rules import COLUMN_LIMITS
@@ -38,11 +46,11 @@ from hub.pipeline import (
     H_ORIGINAL_EXCHANGE,
     H_ORIGINAL_QUEUE,
     H_ORIGINAL_ROUTING_KEY,
-    H_STAGE,
     Clock,
     utc_now,
 )
 from hub.ports import Envelope, FailedStore, NewFailure
+from hub.provenance import Provenance
 
 log = get_logger("hub.dead_letters")
 
@@ -105,9 +113,39 @@ def clean_text(value: str) -> str:
     return _NOT_TEXT.sub("\ufffd", value)
 
 
-def failure_from_envelope(envelope: Envelope, *, stage: str, now: datetime) -> NewFailure:
+def origin_queue_allowed(stage: str, queue: str | None, endpoints: Collection[str] | None) -> bool:
+    """Whether a message that failed in `stage` can have come from `queue`: intake reads only
+    the alert queues, delivery only hub.deliver.<a configured endpoint> (any, when `endpoints`
+    is None), the outcome stage only hub.outcomes.inbound. Replays are checked by it too."""
+    if not queue:
+        return False
+    if stage == "intake":
+        return queue in ALERT_QUEUES.values()
+    if stage == "outcome":
+        return queue == OUTCOMES_INBOUND_QUEUE
+    if stage == "deliver":
+        prefix = delivery_queue("")
+        name = queue[len(prefix) :] if queue.startswith(prefix) else ""
+        return bool(name) and (endpoints is None or name in endpoints)
+    return False
+
+
+def failure_from_envelope(
+    envelope: Envelope,
+    *,
+    stage: str,
+    now: datetime,
+    endpoints: Collection[str] | None = None,
+) -> NewFailure:
     """What one dead letter says about itself. Never raises on odd headers: a dead letter
-    that cannot be described still has to be kept."""
+    that cannot be described still has to be kept.
+
+    Origin facts are the hub's own only: `stage` is the dead-letter queue's (never a header);
+    the `x-hub-*` headers are there only if the hub sealed them (DeadLetterIngester admits
+    the envelope first), and the queue they name must be one the stage reads; for a message
+    the broker dead-lettered, the queue of its newest x-death entry (x-first-death-*, and an
+    x-death entry's exchange and routing keys, may be a publisher's). Anything else is recorded
+    as unknown (None)."""
     headers = json_safe(dict(envelope.headers))
     deaths = headers.get("x-death") if isinstance(headers.get("x-death"), list) else []
     death: Mapping[str, Any] = deaths[0] if deaths and isinstance(deaths[0], Mapping) else {}
@@ -116,34 +154,45 @@ def failure_from_envelope(envelope: Envelope, *, stage: str, now: datetime) -> N
         error_class = _name(headers.get(H_ERROR_CLASS), "error_class") or "Unknown"
         error = _free_text(headers.get(H_ERROR), _MAX_ERROR) or ""
     else:  # the broker dead-lettered it itself (x-delivery-limit: a worker kept crashing)
-        why = (
-            _name(headers.get("x-first-death-reason"), "error_class")
-            or _name(death.get("reason"), "error_class")
-            or "unknown"
-        )
+        why = _name(death.get("reason"), "error_class") or "unknown"
         error_class = "BrokerDeadLettered"
         error = f"dead-lettered by the broker ({why})"
-    stage = _id(headers.get(H_STAGE), "stage") or stage
+    hub_queue = _name(headers.get(H_ORIGINAL_QUEUE), "original_queue")
+    death_queue = _name(death.get("queue"), "original_queue")
+    original_exchange: str | None
+    original_routing_key: str | None
+    if origin_queue_allowed(stage, hub_queue, endpoints):
+        original_queue = hub_queue
+        original_exchange = _name(headers.get(H_ORIGINAL_EXCHANGE), "original_exchange")
+        original_routing_key = _name(headers.get(H_ORIGINAL_ROUTING_KEY), "original_routing_key")
+        attempts = _count(headers.get(H_ATTEMPTS))
+    elif hub_queue is None and origin_queue_allowed(stage, death_queue, endpoints):
+        # RabbitMQ (3.10, checked) updates a publisher's own x-death entry when its queue and
+        # reason match, keeping that entry's exchange and routing keys: only the queue is the
+        # broker's. The hub's own queues are reached through hub.work under their own name; an
+        # alert's justice routing key cannot be known from here (its replay is refused).
+        original_queue = death_queue
+        original_exchange = WORK_EXCHANGE if stage != "intake" else None
+        original_routing_key = death_queue if stage != "intake" else None
+        attempts = _count(death.get("count"))
+    else:
+        original_queue = original_exchange = original_routing_key = None
+        attempts = None
     endpoint = _id(headers.get(H_ENDPOINT), "endpoint")
-    original_queue = (
-        _name(headers.get(H_ORIGINAL_QUEUE), "original_queue")
-        or _name(headers.get("x-first-death-queue"), "original_queue")
-        or _name(death.get("queue"), "original_queue")
-    )
+    if stage == "deliver" and original_queue != (delivery_queue(endpoint) if endpoint else None):
+        # Only the queue's own endpoint: a deliver failure's endpoint is where it was going.
+        endpoint = original_queue[len(delivery_queue("")) :] if original_queue else None
     return NewFailure(
         fingerprint=fingerprint(envelope.body, headers, envelope.message_id),
         stage=stage,
         endpoint=endpoint,
         error_class=error_class,
         error_message=error,
-        attempts=_count(headers.get(H_ATTEMPTS)) or _count(death.get("count")) or 1,
+        attempts=attempts or 1,
         first_failure=_time(headers.get(H_FIRST_FAILURE)) or now,
         last_failure=_time(headers.get(H_LAST_FAILURE)) or now,
-        original_exchange=_name(headers.get(H_ORIGINAL_EXCHANGE), "original_exchange")
-        or _name(headers.get("x-first-death-exchange"), "original_exchange")
-        or _name(death.get("exchange"), "original_exchange"),
-        original_routing_key=_name(headers.get(H_ORIGINAL_ROUTING_KEY), "original_routing_key")
-        or _name(_first(death.get("routing-keys")), "original_routing_key"),
+        original_exchange=original_exchange,
+        original_routing_key=original_routing_key,
         original_queue=original_queue,
         http_status=_http_status(headers.get(H_HTTP_STATUS)),
         operation_outcome=_free_text(headers.get(H_OPERATION_OUTCOME), _MAX_OPERATION_OUTCOME),
@@ -201,17 +250,35 @@ def _id_bytes(message_id: str | None) -> bytes:
 
 
 class DeadLetterIngester:
-    """A queue handler for `hub.dlq.<stage>`: store, then ack; store away, requeue."""
+    """A queue handler for `hub.dlq.<stage>`: store, then ack; store away, requeue.
 
-    def __init__(self, store: FailedStore, *, stage: str, clock: Clock = utc_now) -> None:
+    `x-hub-*` headers the hub did not seal are removed before anything is read or stored
+    (`provenance`); `endpoints` are the configured ones a deliver failure may name."""
+
+    def __init__(
+        self,
+        store: FailedStore,
+        *,
+        stage: str,
+        provenance: Provenance,
+        endpoints: Collection[str] | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self.store = store
         self.stage = stage
+        self.provenance = provenance
+        self.endpoints = endpoints
         self.clock = clock
 
     def __call__(self, envelope: Envelope) -> Disposition:
         now = self.clock()
         try:
-            failure = failure_from_envelope(envelope, stage=self.stage, now=now)
+            failure = failure_from_envelope(
+                self.provenance.admit(envelope),
+                stage=self.stage,
+                now=now,
+                endpoints=self.endpoints,
+            )
             return self._store(failure, now=now)
         except (PermanentError, ValueError, TypeError) as exc:
             # What the store refused (a value its column cannot hold) or could not even be

@@ -39,6 +39,7 @@ from tenacity import (
 )
 
 from hub.errors import CircuitOpen, HubError, InvalidMessage, PermanentError, TransientError
+from hub.ids import IdKey
 from hub.log import bind_correlation, get_logger
 from hub.messages import OutcomeStatus, Recipient
 from hub.outcomes import return_outcome
@@ -188,6 +189,7 @@ class DeliveryStage:
         ledger: Ledger,
         publisher: Publisher,
         clock: Clock,
+        ids: IdKey,
         quick_attempts: int = 3,
         quick_seconds: float = 5.0,
         metrics: Metrics | None = None,
@@ -201,6 +203,7 @@ class DeliveryStage:
         self.publisher = publisher
         self.clock = clock
         self.metrics = metrics
+        self.ids = ids
 
     def process(self, envelope: Envelope) -> None:
         bundle_id = header_str(envelope.headers, H_BUNDLE_ID)
@@ -387,6 +390,7 @@ class DeliveryStage:
             status=OutcomeStatus.RECEIVED,
             at=referral.delivered_at or self.clock(),
             answers="received",
+            ids=self.ids,
         )
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:

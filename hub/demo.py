@@ -265,6 +265,7 @@ def run_demo(*, verbose: bool = False, out: Any = None) -> int:
     (workdir / "hub.yaml").write_text(_hub_yaml(trust, api_port))
     (workdir / "routes.yaml").write_text(ROUTES)
     env = {inbound_token_env(name): token for name, token in tokens.items()}
+    env["HUB_ID_KEY"] = secrets.token_urlsafe(32)  # a fresh key each run: nothing outlives it
     settings = load_settings(
         workdir, env={**env, "HUB_DB_URL": f"sqlite:///{workdir / 'ledger.db'}"}
     )

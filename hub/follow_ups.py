@@ -168,7 +168,7 @@ class FollowUpIntake:
         for endpoint in have:
             if endpoint not in self.recipients:
                 continue  # removed from the configuration since: nothing to send it with
-            ids = followup_ids(follow_up.alert_id, endpoint, follow_up.change_id)
+            ids = followup_ids(self.hub.id_key(), follow_up.alert_id, endpoint, follow_up.change_id)
             message = ReferralRecord(
                 bundle_id=ids.bundle_id,
                 alert_id=follow_up.alert_id,
@@ -182,7 +182,7 @@ class FollowUpIntake:
         if follow_up.alert is not None:
             added = self._newly_selected(follow_up.alert, have)
             for endpoint, service_level in added.items():
-                ids = referral_ids(follow_up.alert_id, endpoint)
+                ids = referral_ids(self.hub.id_key(), follow_up.alert_id, endpoint)
                 referral = ReferralRecord(
                     bundle_id=ids.bundle_id,
                     alert_id=follow_up.alert_id,

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
-from hub.adapters.rabbitmq import OUTCOMES_EXCHANGE, WORK_EXCHANGE, delivery_queue
+from hub.adapters.rabbitmq import (
+    ALERTS_EXCHANGE,
+    OUTCOMES_EXCHANGE,
+    WORK_EXCHANGE,
+    delivery_queue,
+)
 from hub.change_contracts import MESSAGE_TYPES, message_id_field, parse_justice_message
 from hub.contracts import ROOT, is_safe_id, peek_identity, peek_message_id, peek_schema
 from hub.delivery import H_BUNDLE_ID, H_REQUEST_ID
-from hub.errors import AlertConflict, HubError, InvalidMessage
+from hub.errors import AlertConflict, HubError, InvalidMessage, PermanentError
 from hub.follow_ups import FollowUpIntake
+from hub.ids import IdKey
 from hub.log import bind_correlation, get_logger
 from hub.messages import (
     ALERT_SCHEMA,
@@ -33,12 +38,13 @@ from hub.messages import (
     ReferralOutcome,
     SourceKind,
 )
-from hub.outcomes import OUTCOME_NAMESPACE, publish_outcome
+from hub.outcomes import publish_outcome
 from hub.pipeline import (
     H_ALERT_ID,
     H_ATTEMPTS,
     H_ENDPOINT,
     H_ORIGINAL_ROUTING_KEY,
+    H_ORIGINAL_USER_ID,
     Clock,
     header_str,
 )
@@ -70,11 +76,27 @@ def _safe_message_id(envelope: Envelope) -> str | None:
     return message_id if isinstance(message_id, str) and is_safe_id(message_id) else None
 
 
+def publisher_routing_key(envelope: Envelope) -> str | None:
+    """The routing key the broker delivered from justice.alerts: this delivery's own when it
+    came from there; for a retry or replay (back through hub.work) the one the hub recorded in
+    its sealed headers the first time (hub.provenance removed any it did not write). None when
+    neither: a message that never came through justice.alerts."""
+    if envelope.exchange == ALERTS_EXCHANGE:
+        return envelope.routing_key
+    return header_str(envelope.headers, H_ORIGINAL_ROUTING_KEY)
+
+
+def publisher_user_id(envelope: Envelope) -> str | None:
+    """The AMQP user_id RabbitMQ verified when the message came in from justice.alerts."""
+    if envelope.exchange == ALERTS_EXCHANGE:
+        return envelope.user_id
+    return header_str(envelope.headers, H_ORIGINAL_USER_ID)
+
+
 def source_from_routing_key(envelope: Envelope) -> tuple[str, str | None]:
     """(kind, organisation code) from `<custody|court>.<org>.<type>`, the routing key the
-    publisher used (kept in a header across retries and replays). Kind falls back to the
-    queue it arrived on."""
-    key = header_str(envelope.headers, H_ORIGINAL_ROUTING_KEY) or envelope.routing_key
+    broker delivered (publisher_routing_key). Kind falls back to the queue it arrived on."""
+    key = publisher_routing_key(envelope) or ""
     parts = key.split(".")
     queue_kind = envelope.queue.rsplit(".", 1)[-1]
     kind = parts[0] if parts and parts[0] in ("custody", "court") else queue_kind
@@ -85,7 +107,7 @@ def source_from_routing_key(envelope: Envelope) -> tuple[str, str | None]:
 def message_type_from_routing_key(envelope: Envelope) -> str | None:
     """The routing key's last word (`identification`, `update`, `cancellation`, `consent`), or
     None when the key does not have the documented three parts."""
-    key = header_str(envelope.headers, H_ORIGINAL_ROUTING_KEY) or envelope.routing_key
+    key = publisher_routing_key(envelope) or ""
     parts = key.split(".")
     return parts[2] if len(parts) == 3 and parts[2] else None
 
@@ -107,9 +129,12 @@ class IntakeStage:
         renderers: Mapping[str, Render],
         followup_renderers: Mapping[str, RenderFollowUp] | None = None,
         metrics: Metrics | None = None,
+        ids: IdKey,
     ) -> None:
         """`recipients` and `renderers` are keyed by endpoint name; a renderer is the endpoint
-        kind's pure render function (bootstrap picks it from the configuration)."""
+        kind's pure render function (bootstrap picks it from the configuration). `ids` keys
+        the ids of the rejections it sends."""
+        self.ids = ids
         self.ledger = ledger
         self.publisher = publisher
         self.routes = routes
@@ -133,6 +158,14 @@ class IntakeStage:
 
     def process(self, envelope: Envelope) -> None:
         now = self.clock()
+        if publisher_routing_key(envelope) is None:
+            # On an alert queue without having come through justice.alerts, and without the
+            # hub's own record of where it did: no one can say who sent it. Parked, unanswered.
+            raise PermanentError(
+                f"message on {envelope.queue} did not come from {ALERTS_EXCHANGE} and carries "
+                "no routing key the hub recorded: its sender is unknown",
+                stage=self.name,
+            )
         kind, org = source_from_routing_key(envelope)
         if self.metrics and H_ATTEMPTS not in envelope.headers:
             # First attempts only: a retried or replayed alert was counted when it arrived.
@@ -205,6 +238,17 @@ class IntakeStage:
         """`message_id` is the body's own id (alert_id, update_id…); `organisation` the body's
         source organisation; `org` the routing key's."""
         problems = []
+        if envelope.exchange == ALERTS_EXCHANGE and any(
+            str(k).lower().startswith(("x-death", "x-first-death", "x-last-death"))
+            for k in envelope.headers
+        ):
+            # Only the broker writes these, and only when it dead-letters a message, which it
+            # never then delivers from justice.alerts: a publisher's would be believed later.
+            problems.append(
+                Problem(
+                    "$headers", "x-death headers are the broker's; a publisher may not set them"
+                )
+            )
         if envelope.message_id and envelope.message_id != message_id:
             problems.append(
                 Problem("$message_id", "AMQP message_id does not match the message's own id")
@@ -218,8 +262,10 @@ class IntakeStage:
         if self.source_users:
             # RabbitMQ guarantees user_id equals the publishing connection's user, so this is
             # who really sent it; a mismatch is a spoofing attempt, parked like any bad alert.
-            allowed = self.source_users.get(organisation, ())
-            if envelope.user_id not in allowed:
+            # Checked against the routing key's organisation (the broker's topic permissions
+            # hold it to the user's own): what the body claims was compared with it above.
+            allowed = self.source_users.get(org, ()) if org is not None else ()
+            if publisher_user_id(envelope) not in allowed:
                 problems.append(
                     Problem(
                         "$user_id",
@@ -249,7 +295,7 @@ class IntakeStage:
                 due_at=now + timedelta(seconds=decision.service_levels[endpoint]),
             )
             for endpoint in decision.endpoints
-            for ids in [referral_ids(alert.alert_id, endpoint)]
+            for ids in [referral_ids(self.hub.id_key(), alert.alert_id, endpoint)]
         ]
         rule = ",".join(decision.rules)
         # Rendered before anything is stored: a render that fails leaves no referral in the
@@ -318,11 +364,8 @@ class IntakeStage:
             at=now,
         )
         outcome = ReferralOutcome(
-            outcome_id=str(
-                uuid.uuid5(
-                    OUTCOME_NAMESPACE,
-                    f"{alert_id}|rejected|{hashlib.sha256(envelope.body).hexdigest()}",
-                )
+            outcome_id=self.ids.outcome_id(
+                alert_id, hashlib.sha256(envelope.body).hexdigest(), str(OutcomeStatus.REJECTED)
             ),
             alert_id=alert_id,
             reference=reference,
@@ -389,7 +432,7 @@ class IntakeStage:
                 at=now,
             )
         outcome = ReferralOutcome(
-            outcome_id=str(uuid.uuid5(OUTCOME_NAMESPACE, f"{alert_id}|rejected|{body_sha256}")),
+            outcome_id=self.ids.outcome_id(alert_id, body_sha256, str(OutcomeStatus.REJECTED)),
             alert_id=alert_id,
             reference=reference,
             source_kind=SourceKind(kind) if kind in ("custody", "court") else SourceKind.CUSTODY,

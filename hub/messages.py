@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
+from hub.ids import IdKey
+
 ALERT_SCHEMA = "ld.identification-alert/1"
 OUTCOME_SCHEMA = "ld.referral-outcome/1"
 UPDATE_SCHEMA = "ld.alert-update/1"
@@ -275,6 +277,14 @@ class HubIdentity:
     ods_code: str
     name: str
     endpoint: str  # the hub's own $process-message base URL, for replies
+    # The key every id the hub sends out is made with (hub.ids): bootstrap adds it from
+    # HUB_ID_KEY. Not part of what the hub "is" for comparison, and never shown.
+    ids: IdKey | None = field(default=None, compare=False, repr=False)
+
+    def id_key(self) -> IdKey:
+        if self.ids is None:
+            raise ValueError("HubIdentity without its id key: referral ids cannot be made")
+        return self.ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.adapters.rabbitmq import WORK_EXCHANGE
+from hub.adapters.rabbitmq import ALERT_QUEUES, ALERTS_EXCHANGE, WORK_EXCHANGE, delivery_queue
+from hub.dead_letters import origin_queue_allowed
+from hub.delivery import H_BUNDLE_ID, H_REQUEST_ID
 from hub.log import scrub_text
 from hub.masking import (
     CODE,
@@ -26,30 +28,29 @@ from hub.masking import (
     view_body,
 )
 from hub.pipeline import (
+    H_ALERT_ID,
     H_ATTEMPTS,
+    H_ENDPOINT,
     H_ERROR,
-    H_ERROR_CLASS,
-    H_FIRST_FAILURE,
-    H_HTTP_STATUS,
-    H_LAST_FAILURE,
-    H_OPERATION_OUTCOME,
+    H_ORIGINAL_EXCHANGE,
+    H_ORIGINAL_QUEUE,
+    H_ORIGINAL_ROUTING_KEY,
+    H_ORIGINAL_USER_ID,
     H_PROBLEMS,
-    H_STAGE,
 )
 from hub.ports import FailedMessage, FailedState, FailedStore, LedgerReader, Publisher
+from hub.provenance import H_SEAL, is_hub_header
 
 H_REPLAYED_FROM = "x-hub-replayed-from"
 
-# Failure headers a replay drops: the message starts its retries afresh (a kept first-failure
-# time would put it straight past the retry deadline). The x-hub-original-* headers stay:
-# intake reads the original routing key to know who sent the alert.
-_FAILURE_HEADERS = frozenset(
-    {H_FIRST_FAILURE, H_LAST_FAILURE, H_ERROR_CLASS, H_ERROR, H_STAGE, H_HTTP_STATUS}
-    | {H_OPERATION_OUTCOME, H_PROBLEMS}
-)
 # The hub's own words about a failure (its error, the contract's problems): shown scrubbed.
 # A service's OperationOutcome text is its own words, and may quote the person: hidden.
 _HUB_TEXT_HEADERS = (H_ERROR, H_PROBLEMS)
+# What a replayed message carries, and nothing else: the ids a stage needs (delivery reads the
+# alert, Bundle and request ids), and for an alert who sent it (intake reads the routing key and
+# the AMQP user the broker first delivered it with). No failure headers: the message starts its
+# retries afresh (a kept first-failure time would put it straight past the retry deadline).
+_CARRIED_HEADERS = (H_ALERT_ID, H_BUNDLE_ID, H_REQUEST_ID)
 
 
 class OperationRefused(Exception):
@@ -183,16 +184,51 @@ class ActionResult:
 
 
 def replay_headers(message: FailedMessage) -> dict[str, Any]:
-    headers = {
-        k: v
-        for k, v in message.failure.headers.items()
-        if k not in _FAILURE_HEADERS
-        and not k.startswith(("x-death", "x-first-death"))
-        and not k.startswith("x-last-death")
+    """The headers of a replay: rebuilt from what the hub recorded (the row's origin fields,
+    and the ids it sealed), never copied wholesale from the parked message."""
+    f = message.failure
+    stored = f.headers
+    headers: dict[str, Any] = {
+        k: stored[k] for k in _CARRIED_HEADERS if isinstance(stored.get(k), str | int)
     }
+    if H_SEAL in stored and isinstance(stored.get(H_ORIGINAL_USER_ID), str):
+        # Kept only from a dead letter the hub had sealed (the ingester drops unsealed ones).
+        headers[H_ORIGINAL_USER_ID] = stored[H_ORIGINAL_USER_ID]
+    headers[H_ORIGINAL_QUEUE] = f.original_queue
+    if f.original_exchange:
+        headers[H_ORIGINAL_EXCHANGE] = f.original_exchange
+    if f.original_routing_key:
+        headers[H_ORIGINAL_ROUTING_KEY] = f.original_routing_key
+    if f.endpoint:
+        headers[H_ENDPOINT] = f.endpoint
     headers[H_ATTEMPTS] = 0
     headers[H_REPLAYED_FROM] = str(message.id)
     return headers
+
+
+def replay_refusal(message: FailedMessage) -> str | None:
+    """Why a parked message may not be replayed where its row says, or None. Checked again at
+    replay time, whatever the row says: a message goes back only to the stage it failed in,
+    an alert only to an alert queue (with the routing key it was published under), a referral
+    only to the delivery queue of the endpoint recorded, a service response only to
+    hub.outcomes.inbound."""
+    f = message.failure
+    queue = f.original_queue
+    if not queue:
+        return "the queue it came from is not known"
+    if not origin_queue_allowed(f.stage, queue, None):
+        return f"a {f.stage} failure cannot be replayed to {queue}"
+    if f.stage == "deliver" and queue != (delivery_queue(f.endpoint) if f.endpoint else None):
+        return f"a delivery to {f.endpoint or 'an unknown endpoint'} cannot go to {queue}"
+    if f.stage == "intake":
+        if H_SEAL not in f.headers and any(is_hub_header(k) for k in f.headers):
+            # Stored before the hub sealed its headers: its x-hub-original-* may be a
+            # publisher's, so who sent it is not known (look at it, then discard it).
+            return "parked before the hub sealed its headers: who sent it is not known"
+        key = (f.original_routing_key or "").split(".")
+        if f.original_exchange != ALERTS_EXCHANGE or ALERT_QUEUES.get(key[0]) != queue:
+            return "the routing key it was published under is not known"
+    return None
 
 
 def replay(
@@ -219,10 +255,12 @@ def replay(
         if message.state is not FailedState.FAILED:
             result.skipped[failed_id] = f"already {message.state}"
             continue
-        queue = message.failure.original_queue
-        if not queue:
-            result.skipped[failed_id] = "the queue it came from is not known"
+        refusal = replay_refusal(message)
+        if refusal is not None:
+            result.skipped[failed_id] = refusal
             continue
+        queue = message.failure.original_queue
+        assert queue is not None  # replay_refusal says why otherwise
         publisher.publish(
             exchange=WORK_EXCHANGE,
             routing_key=queue,

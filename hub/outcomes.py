@@ -1,14 +1,14 @@
 """Outcome stage: a service's BaRS response (queued by the API) → justice status → consent
 filter → `ld.referral-outcome/1` on justice.outcomes. Also the shared outcome publisher.
 
-Outcome ids are uuid5 of what they answer, so a redelivered response yields the same outcome
-and the justice side can de-duplicate on `outcome_id`.
+Outcome ids are keyed (hub.ids, HUB_ID_KEY) over what they answer, so a redelivered response
+yields the same outcome and the justice side can de-duplicate on `outcome_id`, yet the id says
+nothing about the referral (or the service) it came from.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -16,6 +16,7 @@ from hub.adapters.rabbitmq import OUTCOMES_EXCHANGE
 from hub.attempt_rules import NOT_FROM_THE_SERVICE
 from hub.contracts import validate_outcome
 from hub.errors import HubError, InvalidMessage, PermanentError
+from hub.ids import IdKey
 from hub.log import bind_correlation, get_logger
 from hub.messages import (
     OutcomeStatus,
@@ -31,8 +32,6 @@ from hub.transforms.consent_filter import justice_view
 from hub.transforms.response_to_outcome import parse_service_response
 
 log = get_logger("hub.outcomes")
-
-OUTCOME_NAMESPACE = uuid.UUID("3b0f6c52-5d7e-4a57-9a1c-2f4e8d6b9c10")
 
 
 def publish_outcome(publisher: Publisher, outcome: ReferralOutcome) -> None:
@@ -60,6 +59,7 @@ def build_outcome(
     status: OutcomeStatus,
     at: datetime,
     answers: str,
+    ids: IdKey,
     recommendation: str | None = None,
     referred_to: str | None = None,
     note: str | None = None,
@@ -76,7 +76,7 @@ def build_outcome(
         note=note,
     )
     return ReferralOutcome(
-        outcome_id=str(uuid.uuid5(OUTCOME_NAMESPACE, f"{referral.bundle_id}|{answers}|{status}")),
+        outcome_id=ids.outcome_id(referral.bundle_id, answers, str(status)),
         alert_id=referral.alert_id,
         reference=alert.facts.reference,
         source_kind=SourceKind(alert.facts.source_kind),
@@ -99,6 +99,7 @@ def return_outcome(
     status: OutcomeStatus,
     at: datetime,
     answers: str,
+    ids: IdKey,
     recommendation: str | None = None,
     referred_to: str | None = None,
     note: str | None = None,
@@ -117,6 +118,7 @@ def return_outcome(
         status=status,
         at=at,
         answers=answers,
+        ids=ids,
         recommendation=recommendation,
         referred_to=referred_to,
         note=note,
@@ -183,11 +185,13 @@ class OutcomeStage:
         publisher: Publisher,
         recipients: Mapping[str, Recipient],
         clock: Clock,
+        ids: IdKey,
     ) -> None:
         self.ledger = ledger
         self.publisher = publisher
         self.recipients = recipients
         self.clock = clock
+        self.ids = ids
 
     def process(self, envelope: Envelope) -> None:
         try:
@@ -216,6 +220,7 @@ class OutcomeStage:
             status=response.status,
             at=response.at,
             answers=response.message_id,
+            ids=self.ids,
             recommendation=response.recommendation,
             referred_to=response.referred_to,
             note=response.note,

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping
 
 from hub.errors import HubError
+from hub.ids import IdKey
 from hub.log import get_logger
 from hub.messages import OutcomeStatus, Recipient
 from hub.outcomes import return_outcome
@@ -33,9 +34,11 @@ class OverdueWatch:
         publisher: Publisher,
         recipients: Mapping[str, Recipient],
         clock: Clock,
+        ids: IdKey,
         metrics: Metrics | None = None,
         interval: float = 30.0,
     ) -> None:
+        self.ids = ids
         self.ledger = ledger
         self.publisher = publisher
         self.recipients = recipients
@@ -79,6 +82,7 @@ class OverdueWatch:
             status=OutcomeStatus.OVERDUE,
             at=referral.due_at or self.clock(),
             answers="overdue",
+            ids=self.ids,
         )
 
     def _event(self, referral: ReferralRecord, event: str, detail: dict[str, object]) -> None:

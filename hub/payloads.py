@@ -6,6 +6,7 @@ per endpoint from its kind. No I/O here: the transforms do the work, this only n
 
 from __future__ import annotations
 
+from hub.ids import IdKey
 from hub.messages import Alert, FollowUp, HubIdentity, Recipient
 from hub.ports import Payload
 from hub.transforms.alert_to_referral import build_referral, bundle_bytes, referral_ids
@@ -35,13 +36,13 @@ def render_fhir_followup(follow_up: FollowUp, recipient: Recipient, hub: HubIden
     return Payload(bundle_bytes(bundle), FHIR_CONTENT_TYPE)
 
 
-def hl7v2_control_id(alert_id: str, endpoint: str) -> str:
+def hl7v2_control_id(key: IdKey, alert_id: str, endpoint: str) -> str:
     """MSH-10 of the REF^I12 for one referral: the sender needs it to match the ACK's MSA-2."""
-    return control_id_for(referral_ids(alert_id, endpoint))
+    return control_id_for(referral_ids(key, alert_id, endpoint))
 
 
 def render_hl7v2_ref_i12(alert: Alert, recipient: Recipient, hub: HubIdentity) -> Payload:
-    control_id = hl7v2_control_id(alert.alert_id, recipient.endpoint)
+    control_id = hl7v2_control_id(hub.id_key(), alert.alert_id, recipient.endpoint)
     message = render_ref_i12(alert, recipient=recipient, hub=hub, control_id=control_id)
     return Payload(message.encode(HL7V2_ENCODING), HL7V2_CONTENT_TYPE)
 
@@ -49,7 +50,7 @@ def render_hl7v2_ref_i12(alert: Alert, recipient: Recipient, hub: HubIdentity) -
 def render_hl7v2_followup(follow_up: FollowUp, recipient: Recipient, hub: HubIdentity) -> Payload:
     """REF^I13 (update, consent update) or REF^I14 (cancellation); MSH-10 from the follow-up's
     own X-Request-Id, so the sender matches its ACK by the job's request id, not the I12's."""
-    control_id = followup_control_id(follow_up, recipient.endpoint)
+    control_id = followup_control_id(follow_up, recipient.endpoint, hub.id_key())
     message = render_followup(follow_up, recipient=recipient, hub=hub, control_id=control_id)
     return Payload(message.encode(HL7V2_ENCODING), HL7V2_CONTENT_TYPE)
 

@@ -11,6 +11,7 @@ or requeued only when the broker or database is away).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from hub.contracts import is_safe_id
 from hub.errors import HubError, InvalidMessage, LedgerUnavailable, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.ports import Envelope, Metrics, Publisher
+from hub.provenance import Provenance, without_hub_headers
 
 log = get_logger("hub.pipeline")
 
@@ -47,6 +49,9 @@ H_HTTP_STATUS = "x-hub-http-status"
 H_OPERATION_OUTCOME = "x-hub-operation-outcome"
 H_PROBLEMS = "x-hub-problems"
 H_ALERT_ID = "x-hub-alert-id"
+# The AMQP user_id RabbitMQ verified when the message first came in from justice.alerts: a retry
+# or replay comes back through hub.work, published by the hub, so intake reads it from here.
+H_ORIGINAL_USER_ID = "x-hub-original-user-id"
 
 
 def utc_now() -> datetime:
@@ -133,21 +138,35 @@ class Dispatcher:
         *,
         publisher: Publisher,
         retry: RetryPolicy,
+        provenance: Provenance,
         clock: Clock = utc_now,
         metrics: Metrics | None = None,
     ) -> None:
+        """`provenance` decides which `x-hub-*` headers are the hub's own; the rest are
+        removed before the stage, or this class, reads any header."""
         self.stage = stage
+        self.provenance = provenance
         self.publisher = publisher
         self.retry = retry
         self.clock = clock
         self.metrics = metrics
 
     def __call__(self, envelope: Envelope) -> Disposition:
+        envelope = self._admit(envelope)
         bind_correlation(_correlation(envelope))
         try:
             return self._dispose(envelope)
         except Exception as exc:  # noqa: BLE001 - the boundary is total: see _last_resort
             return self._last_resort(envelope, exc)
+
+    def _admit(self, envelope: Envelope) -> Envelope:
+        """The envelope with only the hub's own sealed headers (hub.provenance). A header the
+        seal check cannot even read (RecursionError on an absurdly deep table) is not the hub's:
+        every header in its namespace goes."""
+        try:
+            return self.provenance.admit(envelope)
+        except (RecursionError, ValueError, TypeError):
+            return dataclasses.replace(envelope, headers=without_hub_headers(envelope.headers))
 
     def _dispose(self, envelope: Envelope) -> Disposition:
         try:
@@ -321,6 +340,8 @@ class Dispatcher:
         headers.setdefault(H_ORIGINAL_EXCHANGE, envelope.exchange)
         headers.setdefault(H_ORIGINAL_ROUTING_KEY, envelope.routing_key)
         headers.setdefault(H_ORIGINAL_QUEUE, envelope.queue)
+        if envelope.user_id:
+            headers.setdefault(H_ORIGINAL_USER_ID, envelope.user_id)
         headers.update(
             {
                 H_ATTEMPTS: failures,

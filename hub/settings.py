@@ -57,6 +57,7 @@ from hub.broker_tls import AmqpTls
 from hub.circuit import CircuitConfig
 from hub.endpoint_credentials import MeshMailbox, OAuth2ClientCredentials, TlsFiles
 from hub.errors import ConfigError
+from hub.ids import MIN_KEY_CHARS, IdKey
 from hub.inbound_auth import ApiTls, InboundCredentials
 from hub.messages import HubIdentity, Recipient
 from hub.passwords import ARGON2_HASH
@@ -174,6 +175,23 @@ class Settings:
     management_url: str | None = None  # RabbitMQ management API: oldest-message ages
     operators: dict[str, OperatorAccount] = field(default_factory=dict)  # the ops console's
     console_secret: str | None = field(default=None, repr=False)  # HUB_CONSOLE_SECRET
+    # HUB_ID_KEY: keys the ids that leave the hub and seals its own headers (hub.ids). Optional
+    # here so tools that only read the configuration work without it; `id_key()` insists.
+    id_key_text: str | None = field(default=None, repr=False)
+
+    def id_key(self) -> IdKey:
+        """The hub's id key; a ConfigError saying how to set it when HUB_ID_KEY is unset."""
+        if not self.id_key_text:
+            raise ConfigError([ID_KEY_MISSING])
+        return IdKey.of(self.id_key_text)
+
+
+ID_KEY_MISSING = (
+    "environment HUB_ID_KEY is not set: the hub's secret for the ids it sends out and the "
+    f"seals on its own message headers, at least {MIN_KEY_CHARS} characters. Make one with "
+    "`openssl rand -base64 32`, keep it with the other secrets, and never change it (every "
+    "outcome id would change, and parked or retrying messages would lose their seals)"
+)
 
 
 def _section(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
@@ -639,6 +657,14 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
             found["console_secret"] = secret
         else:
             problems.append("environment HUB_CONSOLE_SECRET: must be at least 32 characters")
+    if key := env.get("HUB_ID_KEY"):
+        if len(key) >= MIN_KEY_CHARS:
+            found["id_key_text"] = key
+        else:
+            problems.append(
+                f"environment HUB_ID_KEY: must be at least {MIN_KEY_CHARS} characters "
+                "(e.g. openssl rand -base64 32)"
+            )
     if host := env.get("HUB_API_HOST"):
         found["api_host"] = host
     if level := env.get("HUB_LOG_LEVEL"):

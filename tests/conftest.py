@@ -31,6 +31,8 @@ from hub.settings import load_settings
 AMQP_HOST = os.environ.get("HUB_TEST_AMQP_HOST", "127.0.0.1")
 PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 START_RABBIT = "start it with: rabbitmq-server -detached"
+# The hub's id and header-seal key in tests (HUB_ID_KEY); `hub run` refuses to start without one.
+ID_KEY = "test-id-key-" + "k" * 32
 START_PG = "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
 SERVICES = {
@@ -242,9 +244,19 @@ class HubRig:
     amqp_url: str
     db_url: str
     api_port: int
-    # What else the configuration reads from the environment (the services' inbound tokens):
-    # commands run against `config_dir` (hub failed …, hub endpoint …) need it too.
+    # What else the configuration reads from the environment (the services' inbound tokens,
+    # HUB_ID_KEY): commands run against `config_dir` (hub failed …, hub endpoint …) need it too.
     env: dict[str, str] = field(default_factory=dict)
+
+    def publisher(self) -> Any:
+        """A publisher as the hub's own (`hub failed replay` uses one): it seals what it sends
+        with the rig's HUB_ID_KEY. The caller closes it."""
+        from hub.adapters.rabbitmq import KombuPublisher
+        from hub.ids import IdKey
+        from hub.provenance import Provenance, SealingPublisher
+
+        seal = Provenance(IdKey.of(ID_KEY).seal_key)
+        return SealingPublisher(KombuPublisher(self.amqp_url), seal)
 
 
 @pytest.fixture
@@ -286,6 +298,7 @@ def rig_factory(amqp_url: str, pg_url: str, tmp_path: Path) -> Iterator[Callable
             hub_ca=hub_ca,
         ).start()
         tokens = {inbound_token_env(n): c.token for n, c in credentials.items() if c.token}
+        tokens["HUB_ID_KEY"] = ID_KEY
         config = write_config(
             tmp_path / f"config-{len(made)}",
             trust=trust,

@@ -332,7 +332,7 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
             if not chosen:
                 return "nothing"
             if action == "replay":
-                replay(
+                result = replay(
                     deps.store,
                     deps.publisher,
                     chosen,
@@ -340,6 +340,9 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
                     reason=reason,
                     now=deps.clock(),
                 )
+                if result.skipped:  # e.g. a queue the stage it failed in never reads
+                    refused = "; ".join(f"#{i}: {why}" for i, why in result.skipped.items())
+                    raise OperationRefused(f"replayed {len(result.done)}, not replayed: {refused}")
             else:
                 discard(deps.store, chosen, by=session.user or "", reason=reason, now=deps.clock())
             log.info("console_action", action=action, operator=session.user, count=len(chosen))

@@ -1,7 +1,9 @@
 """Alert → FHIR R4 referral: one `ld.identification-alert/1` becomes one BaRS-shaped message Bundle.
 
-Pure: no clock, no uuid4, no environment, no I/O, no logging. Ids are uuid5 over the alert id and
-the endpoint, times come from the alert, so a redelivery is the same Bundle byte for byte.
+Pure: no clock, no uuid4, no environment, no I/O, no logging. Ids are keyed (hub.ids: HMAC-SHA256
+under the hub's id key, which comes in with `hub`) over the alert id and the endpoint, times come
+from the alert, so a redelivery is the same Bundle byte for byte, and a service that knows the
+alert id still cannot compute the ids another service was sent.
 
 BaRS has no Liaison and Diversion use case (its use-case categories cover UEC/111/999/CAS/pharmacy/
 ambulance/GP/e-RS only), so this Bundle is BaRS-*shaped*, not BaRS-*conformant*: it follows the
@@ -14,7 +16,7 @@ Mapping (the review checklist). SR = ServiceRequest, MH = MessageHeader, Org = O
 
 | alert field                | FHIR path                                                        |
 |----------------------------|------------------------------------------------------------------|
-| alert_id                   | SR.identifier (system ALERT_ID_SYSTEM); seeds every uuid5 id     |
+| alert_id                   | SR.identifier (system ALERT_ID_SYSTEM); seeds every keyed id     |
 | sent_at                    | Bundle.timestamp, every meta.lastUpdated, SR.authoredOn,         |
 |                            | SR.note.time                                                     |
 | source.kind                | Encounter.status (custody: in-progress, court: planned);         |
@@ -99,6 +101,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from hub.ids import IdKey
 from hub.messages import (
     Alert,
     Consent,
@@ -110,8 +113,9 @@ from hub.messages import (
     VulnerabilityType,
 )
 
-# Fixed forever: uuid5(NAMESPACE_URL, "https://ld-hub.example.nhs.uk/fhir/resource-ids").
-# Changing it changes every id the hub has ever sent, and receivers would see new referrals.
+# uuid5(NAMESPACE_URL, "https://ld-hub.example.nhs.uk/fhir/resource-ids"): no longer for the ids
+# the hub sends (those are keyed, resource_id); only for the resource ids of the pretend service
+# responses (response_to_outcome.build_service_response), which never leave a test or the demo.
 ID_NAMESPACE = uuid.UUID("ebfd4fe3-e52d-51fa-8a77-730335f1f4da")
 
 SNOMED = "http://snomed.info/sct"
@@ -185,7 +189,7 @@ _CONSENT = {  # consent.status → (Consent.status, provision.type)
 
 
 class Role(StrEnum):
-    """What an id names; part of the uuid5 name, so never rename a member's value."""
+    """What an id names; part of the keyed id's input, so never rename a member's value."""
 
     BUNDLE = "bundle"
     MESSAGE_HEADER = "message-header"
@@ -208,26 +212,26 @@ class ReferralIds:
     request_id: str  # X-Request-Id of the first delivery; retries reuse it (BaRS)
 
 
-def resource_id(alert_id: str, endpoint: str, role: str) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"{alert_id}|{endpoint}|{role}"))
+def resource_id(key: IdKey, alert_id: str, endpoint: str, role: str) -> str:
+    return key.keyed_uuid("referral", alert_id, endpoint, role)
 
 
-def referral_ids(alert_id: str, endpoint: str) -> ReferralIds:
+def referral_ids(key: IdKey, alert_id: str, endpoint: str) -> ReferralIds:
     return ReferralIds(
-        bundle_id=resource_id(alert_id, endpoint, Role.BUNDLE),
-        service_request_id=resource_id(alert_id, endpoint, Role.SERVICE_REQUEST),
-        request_id=resource_id(alert_id, endpoint, Role.REQUEST),
+        bundle_id=resource_id(key, alert_id, endpoint, Role.BUNDLE),
+        service_request_id=resource_id(key, alert_id, endpoint, Role.SERVICE_REQUEST),
+        request_id=resource_id(key, alert_id, endpoint, Role.REQUEST),
     )
 
 
-def followup_ids(alert_id: str, endpoint: str, change_id: str) -> ReferralIds:
+def followup_ids(key: IdKey, alert_id: str, endpoint: str, change_id: str) -> ReferralIds:
     """Ids of a follow-up message (update, cancellation, consent update) to one endpoint: its own
     Bundle id and a new X-Request-Id (BaRS: a subsequent message has a new X-Request-Id and the
     same X-Correlation-Id), and the ServiceRequest id of the referral it is about."""
     return ReferralIds(
-        bundle_id=resource_id(alert_id, endpoint, f"{change_id}|{Role.BUNDLE}"),
-        service_request_id=resource_id(alert_id, endpoint, Role.SERVICE_REQUEST),
-        request_id=resource_id(alert_id, endpoint, f"{change_id}|{Role.REQUEST}"),
+        bundle_id=resource_id(key, alert_id, endpoint, f"{change_id}|{Role.BUNDLE}"),
+        service_request_id=resource_id(key, alert_id, endpoint, Role.SERVICE_REQUEST),
+        request_id=resource_id(key, alert_id, endpoint, f"{change_id}|{Role.REQUEST}"),
     )
 
 
@@ -272,7 +276,8 @@ def organization_resource(resource_id: str, ods_code: str, name: str, at: str) -
 
 def build_referral(alert: Alert, *, recipient: Recipient, hub: HubIdentity) -> dict[str, Any]:
     """The referral message Bundle for one alert and one recipient, as a JSON-ready dict."""
-    ids = {role: resource_id(alert.alert_id, recipient.endpoint, role) for role in Role}
+    key = hub.id_key()
+    ids = {role: resource_id(key, alert.alert_id, recipient.endpoint, role) for role in Role}
     at = fhir_instant(alert.sent_at)
     resources = [
         message_header(ids, recipient, hub, at),

@@ -1,7 +1,7 @@
 """Follow-ups → BaRS message Bundles: an alert update, a cancellation or a consent update for a
 referral the service already received.
 
-Pure: no clock, uuid4, environment, I/O or logging; ids are uuid5 (followup_ids), times come from
+Pure: no clock, uuid4, environment, I/O or logging; ids are keyed (followup_ids), times come from
 the message. BaRS has no L&D use case, so these are BaRS-shaped (reference notes §1.3, §1.5):
 
 | follow-up        | MessageHeader.reason | definition                                   | Bundle holds |
@@ -70,11 +70,12 @@ def build_followup(
     follow_up: FollowUp, *, recipient: Recipient, hub: HubIdentity
 ) -> dict[str, Any]:
     """The message Bundle one recipient is sent for one follow-up, as a JSON-ready dict."""
-    ids = {role: resource_id(follow_up.alert_id, recipient.endpoint, role) for role in Role}
-    message = followup_ids(follow_up.alert_id, recipient.endpoint, follow_up.change_id)
+    key = hub.id_key()
+    ids = {role: resource_id(key, follow_up.alert_id, recipient.endpoint, role) for role in Role}
+    message = followup_ids(key, follow_up.alert_id, recipient.endpoint, follow_up.change_id)
     ids[Role.BUNDLE] = message.bundle_id
     ids[Role.MESSAGE_HEADER] = resource_id(
-        follow_up.alert_id, recipient.endpoint, f"{follow_up.change_id}|{Role.MESSAGE_HEADER}"
+        key, follow_up.alert_id, recipient.endpoint, f"{follow_up.change_id}|{Role.MESSAGE_HEADER}"
     )
     if follow_up.kind is ChangeKind.UPDATE:
         return _update(follow_up, ids, recipient, hub)

@@ -60,6 +60,7 @@ from datetime import UTC, datetime
 
 from hl7apy.core import Message
 
+from hub.ids import IdKey
 from hub.messages import ChangeKind, Consent, FollowUp, HubIdentity, Recipient
 from hub.transforms.alert_to_referral import Role, followup_ids, resource_id
 from hub.transforms.followup_terms import (
@@ -89,15 +90,15 @@ LOCAL_STATUS_SYSTEM = "99LDS"  # table 0396 "99zzz": the hub's referral statuses
 ANONYMOUS_NAME = "^^^^^^S"  # XPN-7 name type S: pseudo-name to ensure anonymity (table 0200)
 
 
-def followup_control_id(follow_up: FollowUp, endpoint: str) -> str:
+def followup_control_id(follow_up: FollowUp, endpoint: str, key: IdKey) -> str:
     """MSH-10 of a follow-up to one endpoint: from its own X-Request-Id (followup_ids)."""
-    return control_id_for(followup_ids(follow_up.alert_id, endpoint, follow_up.change_id))
+    return control_id_for(followup_ids(key, follow_up.alert_id, endpoint, follow_up.change_id))
 
 
-def patient_id(alert_id: str, endpoint: str) -> str:
-    """The FHIR route's Patient.id for one referral (uuid5, role `patient`): a follow-up without
+def patient_id(key: IdKey, alert_id: str, endpoint: str) -> str:
+    """The FHIR route's Patient.id for one referral (keyed, role `patient`): a follow-up without
     personal data names the person by it alone."""
-    return resource_id(alert_id, endpoint, Role.PATIENT)
+    return resource_id(key, alert_id, endpoint, Role.PATIENT)
 
 
 def render_followup(
@@ -172,7 +173,7 @@ def _about_referral(
     add_providers(message, referrer=source.organisation, recipient=recipient)
     pid = message.add_segment("PID")
     pid.pid_1 = "1"
-    person = patient_id(follow_up.alert_id, recipient.endpoint)
+    person = patient_id(hub.id_key(), follow_up.alert_id, recipient.endpoint)
     pid.pid_3 = f"{person}^^^{er7_text(hub.ods_code)}^ANON"
     pid.pid_5 = ANONYMOUS_NAME
     return message

@@ -120,7 +120,7 @@ def hl7_timestamp(value: datetime) -> str:
 
 
 def control_id_from_request_id(request_id: str) -> str:
-    """A 20-character MSH-10 from a delivery's (uuid5) X-Request-Id: its first 80 bits. Stable
+    """A 20-character MSH-10 from a delivery's (keyed) X-Request-Id: its first 80 bits. Stable
     across retries, as HL7 original-mode resends reuse the control id; the MLLP sender derives
     the MSA-2 it waits for from the job's request id the same way."""
     return uuid.UUID(request_id).hex[:MAX_CONTROL_ID]
@@ -210,7 +210,7 @@ def add_referral_info(
         rf1.rf1_1 = status
     if urgency is not None:
         rf1.rf1_2 = f"{_PRIORITY[urgency]}^{_PRIORITY_TEXT[urgency]}^HL70280"
-    bundle_id = referral_ids(alert_id, recipient.endpoint).bundle_id
+    bundle_id = referral_ids(hub.id_key(), alert_id, recipient.endpoint).bundle_id
     rf1.rf1_6 = er7_components(bundle_id, er7_text(hub.ods_code))
     if effective is not None:
         rf1.rf1_7 = hl7_timestamp(effective)

@@ -2,7 +2,7 @@
 follow-ups (update, cancellation, consent update) → event documents, and the HMAC-SHA256
 signature that travels with each.
 
-Pure: no clock, no uuid4, no environment, no I/O, no logging. The ids are the FHIR route's uuid5
+Pure: no clock, no uuid4, no environment, no I/O, no logging. The ids are the FHIR route's keyed
 ids and the times come from the alert or follow-up, so a retry sends the same bytes (and
 signature) again.
 
@@ -113,7 +113,7 @@ def build_webhook_referral(
     ref = SourceRef(kind=source.kind, organisation=source.organisation, reference=source.reference)
     return {
         "schema": SCHEMA,
-        "referral_id": referral_ids(alert.alert_id, recipient.endpoint).bundle_id,
+        "referral_id": referral_ids(hub.id_key(), alert.alert_id, recipient.endpoint).bundle_id,
         "alert_id": alert.alert_id,
         "sent_at": _instant(alert.sent_at),
         **_parties(ref, recipient=recipient, hub=hub),
@@ -140,8 +140,8 @@ def build_webhook_followup(
     document: dict[str, Any] = {
         "schema": EVENT_SCHEMA,
         "event": EVENTS[follow_up.kind],
-        "message_id": followup_ids(alert_id, endpoint, follow_up.change_id).bundle_id,
-        "referral_id": referral_ids(alert_id, endpoint).bundle_id,
+        "message_id": followup_ids(hub.id_key(), alert_id, endpoint, follow_up.change_id).bundle_id,
+        "referral_id": referral_ids(hub.id_key(), alert_id, endpoint).bundle_id,
         "alert_id": alert_id,
         "sent_at": _instant(follow_up.sent_at),
         **_parties(follow_up.source, recipient=recipient, hub=hub),

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from hub.log import configure_logging
-from tests.conftest import HubRig, wait_until
+from tests.conftest import ID_KEY, HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 from tests.pki import make_pki
 from tests.tls_proxy import TlsProxy
@@ -142,6 +142,7 @@ def test_hub_run_without_a_client_certificate_stops_saying_why_and_without_a_tra
     env |= tls_env(pki, client=None) | {
         "HUB_AMQP_URL": proxy.url("ld"),
         "HUB_DB_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+        "HUB_ID_KEY": ID_KEY,
     }
 
     result = subprocess.run(

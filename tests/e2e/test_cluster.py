@@ -32,7 +32,7 @@ from hub.bootstrap import Hub
 from hub.pipeline import RetryPolicy
 from hub.settings import load_settings
 from tests.cluster import RabbitCluster, rabbit_cluster
-from tests.conftest import SERVICES, free_port, wait_until, write_config
+from tests.conftest import ID_KEY, SERVICES, free_port, wait_until, write_config
 from tests.delivery_audit import DLQ_QUEUES, AlertStream, routing_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -60,7 +60,9 @@ def trust() -> Iterator[FakeTrust]:
 def _hub(tmp_path: Path, name: str, trust: FakeTrust, urls: list[str], db_url: str) -> Hub:
     port = free_port()
     config = write_config(tmp_path / f"config-{name}", trust=trust, api_port=port)
-    settings = load_settings(config, env={"HUB_AMQP_URL": ";".join(urls), "HUB_DB_URL": db_url})
+    settings = load_settings(
+        config, env={"HUB_AMQP_URL": ";".join(urls), "HUB_DB_URL": db_url, "HUB_ID_KEY": ID_KEY}
+    )
     return Hub(
         settings,
         retry=RetryPolicy(delays=(1, 2), deadline=timedelta(seconds=120)),

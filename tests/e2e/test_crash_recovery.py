@@ -21,9 +21,12 @@ from typing import Any
 import pytest
 
 from hub.adapters.fake_trust import FakeTrust
+from hub.ids import IdKey
 from hub.transforms.alert_to_referral import referral_ids
-from tests.conftest import SERVICES, Justice, free_port, wait_until, write_config
+from tests.conftest import ID_KEY, SERVICES, Justice, free_port, wait_until, write_config
 from tests.fixtures.alerts import custody_alert
+
+KEY = IdKey.of(ID_KEY)  # the hub process is started with HUB_ID_KEY=ID_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -135,6 +138,7 @@ def test_hub_killed_mid_stream_delivers_every_alert_once_in_effect(
     port = free_port()
     config = write_config(tmp_path / "config", trust=trust, api_port=port)
     env = {**os.environ, "HUB_AMQP_URL": amqp_url, "HUB_DB_URL": pg_url, "HUB_API_PORT": str(port)}
+    env["HUB_ID_KEY"] = ID_KEY
     hub = HubProcess(config, env, port, tmp_path / "hub.log")
 
     alerts = [
@@ -147,11 +151,13 @@ def test_hub_killed_mid_stream_delivers_every_alert_once_in_effect(
         for endpoint in (("leeds-dat", "wy-ld") if i % 2 else ("wy-ld",))
     }
     expected_ids = {
-        referral_ids(alert_id, endpoint).bundle_id: (alert_id, endpoint)
+        referral_ids(KEY, alert_id, endpoint).bundle_id: (alert_id, endpoint)
         for alert_id, endpoint in expected_pairs
     }
     expected_request_ids = {
-        referral_ids(alert_id, endpoint).bundle_id: referral_ids(alert_id, endpoint).request_id
+        referral_ids(KEY, alert_id, endpoint).bundle_id: referral_ids(
+            KEY, alert_id, endpoint
+        ).request_id
         for alert_id, endpoint in expected_pairs
     }
     expected = len(expected_pairs)

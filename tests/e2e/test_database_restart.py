@@ -26,7 +26,7 @@ from hub.pipeline import Dispatcher, RetryPolicy
 from hub.ports import AlertState, Envelope
 from hub.settings import load_settings
 from tests.cluster import PgCluster, pg_cluster
-from tests.conftest import SERVICES, Justice, free_port, wait_until, write_config
+from tests.conftest import ID_KEY, SERVICES, Justice, free_port, wait_until, write_config
 from tests.delivery_audit import DLQ_QUEUES, AlertStream, routing_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -112,7 +112,9 @@ def test_the_ledger_restarting_twice_under_load_loses_and_duplicates_nothing(
     monkeypatch.setattr(hub.bootstrap, "Dispatcher", probe.dispatcher_class())
     port = free_port()
     config = write_config(tmp_path / "config", trust=trust, api_port=port)
-    settings = load_settings(config, env={"HUB_AMQP_URL": amqp_url, "HUB_DB_URL": pg.url})
+    settings = load_settings(
+        config, env={"HUB_AMQP_URL": amqp_url, "HUB_DB_URL": pg.url, "HUB_ID_KEY": ID_KEY}
+    )
     the_hub = Hub(
         settings,
         ledger=ledger,

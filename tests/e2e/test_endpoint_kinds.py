@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from hl7apy.mllp import MLLPServer
 
+from hub.ids import IdKey
 from hub.payloads import hl7v2_control_id
-from tests.conftest import HubRig, wait_until
+from tests.conftest import ID_KEY, HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 from tests.integration.test_mllp_delivery import Receiver, RefI12Handler
 
@@ -118,7 +119,9 @@ def test_an_alert_routed_to_an_mllp_endpoint_arrives_as_a_strictly_valid_ref_i12
     wait_until(lambda: len(receiver.received) == 1, what="the REF^I12 at the MLLP receiver")
     [message] = receiver.received  # the handler parsed and validated it at level STRICT
     assert message.name == "REF_I12"
-    assert message.msh.msh_10.to_er7() == hl7v2_control_id(alert["alert_id"], "leeds-pas")
+    assert message.msh.msh_10.to_er7() == hl7v2_control_id(
+        IdKey.of(ID_KEY), alert["alert_id"], "leeds-pas"
+    )
     assert message.msh.msh_6.to_er7() == "XLP01"
     assert alert["person"]["nhs_number"] in message.pid.pid_3.to_er7()
     assert alert["alert_id"] in message.rf1.rf1_11.to_er7()

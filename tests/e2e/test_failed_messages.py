@@ -18,7 +18,6 @@ import pytest
 from click.testing import CliRunner
 
 from hub.adapters.failed_store import SqlFailedStore
-from hub.adapters.rabbitmq import KombuPublisher
 from hub.cli import main
 from hub.operations import discard, replay, trace
 from hub.ports import FailedMessage, FailedState
@@ -95,7 +94,7 @@ def test_a_replay_after_the_fix_delivers_exactly_once(parked: Any) -> None:
     rig, outage, store, alert = parked
     row = only_row(store, alert["alert_id"])
     outage.fix()
-    publisher = KombuPublisher(rig.amqp_url)
+    publisher = rig.publisher()
 
     try:
         result = replay(store, publisher, [row.id], by="alice", reason="trust fixed it", now=now())

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hub.adapters.fake_trust import FakeTrust
-from tests.conftest import SERVICES, Justice, free_port, wait_until, write_config
+from tests.conftest import ID_KEY, SERVICES, Justice, free_port, wait_until, write_config
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 from tests.e2e.test_crash_recovery import HubProcess, log_tail
 
@@ -34,6 +34,7 @@ def test_sigterm_lets_in_flight_deliveries_finish_and_loses_nothing(
     port = free_port()
     config = write_config(tmp_path / "config", trust=trust, api_port=port)
     env = {**os.environ, "HUB_AMQP_URL": amqp_url, "HUB_DB_URL": pg_url, "HUB_API_PORT": str(port)}
+    env["HUB_ID_KEY"] = ID_KEY
     hub = HubProcess(config, env, port, tmp_path / "hub.log")
     justice: Justice | None = None
     try:

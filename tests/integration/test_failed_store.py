@@ -28,7 +28,7 @@ from hub.dead_letters import DeadLetterIngester
 from hub.errors import TransientError
 from hub.operations import discard
 from hub.ports import Envelope, FailedState, FailedStore
-from tests.fixtures.dead_letters import T0, dead_letter, failure
+from tests.fixtures.dead_letters import PROVENANCE, T0, dead_letter, failure
 from tests.integration.test_ledger_contract import new_pg_schema  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
@@ -384,7 +384,7 @@ def hostile_dead_letters() -> list[Envelope]:
 
 
 def test_hostile_dead_letters_are_each_stored_by_the_ingester(store: CheckedStore) -> None:
-    ingester = DeadLetterIngester(store, stage="intake", clock=lambda: T0)
+    ingester = DeadLetterIngester(store, stage="intake", provenance=PROVENANCE, clock=lambda: T0)
     envelopes = hostile_dead_letters()
 
     assert [ingester(envelope) for envelope in envelopes] == [Disposition.ACK] * len(envelopes)

@@ -23,10 +23,13 @@ from hub.messages import HubIdentity, Recipient
 from hub.transforms.alert_to_referral import referral_ids
 from hub.transforms.referral_to_ref_i12 import AckStatus, control_id_for, render_ref_i12
 from tests.fixtures.alerts import DEFAULT_SENT_AT, REMOVE, court_alert, custody_alert, to_body
+from tests.fixtures.ids import ID_KEY
 
 pytestmark = pytest.mark.integration
 
-HUB = HubIdentity(ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir")
+HUB = HubIdentity(
+    ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir", ids=ID_KEY
+)
 TRUST = Recipient(endpoint="wy-ld", ods_code="RXX01", organisation_name="West Yorkshire L&D")
 SENT_AT = datetime.fromisoformat(DEFAULT_SENT_AT.replace("Z", "+00:00"))
 TIMEOUT = 2.0
@@ -107,7 +110,7 @@ def trust() -> Iterator[tuple[Receiver, int]]:
 
 def rendered(document: dict[str, Any]) -> tuple[str, str]:
     alert = parse_alert(to_body(document), content_type="application/json", now=SENT_AT)
-    control_id = control_id_for(referral_ids(alert.alert_id, TRUST.endpoint))
+    control_id = control_id_for(referral_ids(ID_KEY, alert.alert_id, TRUST.endpoint))
     message = render_ref_i12(alert, recipient=TRUST, hub=HUB, control_id=control_id)
     return message, control_id
 

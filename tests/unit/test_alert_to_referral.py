@@ -40,12 +40,13 @@ from hub.transforms.alert_to_referral import (
     bundle_bytes,
     referral_ids,
 )
+from tests.fixtures.ids import ID_KEY
 
 pytestmark = pytest.mark.unit
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 HUB = HubIdentity(
-    ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir/R4"
+    ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir/R4", ids=ID_KEY
 )
 LEEDS = Recipient(
     endpoint="leeds-ld",
@@ -205,13 +206,13 @@ def test_referral_ids_name_the_bundle_and_service_request_it_builds() -> None:
     alert = custody_adult_alert()
     bundle = build_referral(alert, recipient=LEEDS, hub=HUB)
 
-    ids = referral_ids(alert.alert_id, LEEDS.endpoint)
+    ids = referral_ids(ID_KEY, alert.alert_id, LEEDS.endpoint)
 
     assert ids.bundle_id == bundle["id"]
     assert ids.service_request_id == resources(bundle, "ServiceRequest")[0]["id"]
     assert ids.request_id not in {ids.bundle_id, ids.service_request_id}
-    assert ids == referral_ids(alert.alert_id, LEEDS.endpoint)
-    assert ids.request_id != referral_ids(alert.alert_id, YOUTH_SERVICE.endpoint).request_id
+    assert ids == referral_ids(ID_KEY, alert.alert_id, LEEDS.endpoint)
+    assert ids.request_id != referral_ids(ID_KEY, alert.alert_id, YOUTH_SERVICE.endpoint).request_id
 
 
 def test_wire_bytes_are_canonical_json() -> None:

@@ -18,6 +18,7 @@ from hub.errors import ConfigError, HubError, InvalidMessage, LedgerUnavailable,
 from hub.pipeline import Dispatcher, RetryPolicy
 from hub.ports import Envelope
 from hub.settings import load_settings
+from tests.fixtures.dead_letters import PROVENANCE
 
 pytestmark = pytest.mark.unit
 
@@ -193,7 +194,9 @@ ENVELOPE = Envelope(
 def test_a_message_the_ledger_could_not_take_goes_back_unacked() -> None:
     publisher = ListPublisher()
     away = LedgerUnavailable("ledger unavailable (postgresql db:5432/hub) during record_alert")
-    dispatcher = Dispatcher(FailingStage(away), publisher=publisher, retry=RetryPolicy())
+    dispatcher = Dispatcher(
+        FailingStage(away), publisher=publisher, retry=RetryPolicy(), provenance=PROVENANCE
+    )
 
     assert dispatcher(ENVELOPE) is Disposition.REQUEUE
     assert publisher.published == []  # no retry queue: that would be an ack
@@ -202,7 +205,10 @@ def test_a_message_the_ledger_could_not_take_goes_back_unacked() -> None:
 def test_other_transient_failures_still_wait_in_a_retry_queue() -> None:
     publisher = ListPublisher()
     dispatcher = Dispatcher(
-        FailingStage(TransientError("endpoint 503")), publisher=publisher, retry=RetryPolicy()
+        FailingStage(TransientError("endpoint 503")),
+        publisher=publisher,
+        retry=RetryPolicy(),
+        provenance=PROVENANCE,
     )
     assert dispatcher(ENVELOPE) is Disposition.ACK
     assert [p["exchange"] for p in publisher.published] == ["hub.retry.10s"]

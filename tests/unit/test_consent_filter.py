@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hub.ids import IdKey
 from hub.messages import ConsentStatus, OutcomeStatus, Recipient
 from hub.outcomes import build_outcome
 from hub.ports import AlertFacts, AlertRecord, AlertState, ReferralRecord
@@ -105,6 +106,7 @@ def test_outgoing_outcomes_carry_no_clinical_value_without_consent(
         status=status,
         at=at,
         answers="m1",
+        ids=IdKey.of("k" * 32),
         recommendation=rec,
         referred_to=referred,
         note=note,

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hub.adapters.memory_ledger import MemoryLedger
 from hub.adapters.memory_publisher import MemoryPublisher, Published
 from hub.errors import InvalidMessage
+from hub.ids import IdKey
 from hub.intake import IntakeStage
 from hub.messages import HubIdentity, OutcomeStatus, Recipient
 from hub.outcomes import build_outcome
@@ -47,11 +48,13 @@ from tests.fixtures.alerts import (
     update_of,
 )
 
+ID_KEY = IdKey.of("unit-test-id-key-" + "k" * 32)
+
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)  # the README's documented allowance, stated independently
-HUB = HubIdentity(ods_code="X26", name="L&D hub", endpoint="https://hub.example/fhir")
+HUB = HubIdentity(ods_code="X26", name="L&D hub", endpoint="https://hub.example/fhir", ids=ID_KEY)
 RECIPIENTS = {
     "fhir": Recipient(endpoint="fhir", ods_code="RGD01", organisation_name="Drug and alcohol team"),
     "hook": Recipient(endpoint="hook", ods_code="RGD02", organisation_name="Housing support"),
@@ -188,6 +191,7 @@ class Hub:
         self.ledger = MemoryLedger()
         self.publisher = MemoryPublisher()
         self.stage = IntakeStage(
+            ids=ID_KEY,
             ledger=self.ledger,
             publisher=self.publisher,
             routes=build_route_table({"default": list(RECIPIENTS)}),
@@ -236,6 +240,7 @@ class Hub:
             referral=referral,
             recipient=RECIPIENTS[endpoint],
             status=OutcomeStatus.ASSESSED,
+            ids=ID_KEY,
             at=NOW,
             answers="response-1",
             recommendation="Suitable for interview with an appropriate adult",

@@ -18,7 +18,7 @@ from hub.adapters.rabbitmq import Disposition
 from hub.dead_letters import DeadLetterIngester, normalise_error
 from hub.errors import PermanentError, TransientError
 from hub.ports import Envelope, NewFailure
-from tests.fixtures.dead_letters import T0, dead_letter
+from tests.fixtures.dead_letters import PROVENANCE, T0, dead_letter
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +31,7 @@ def test_errors_are_normalised_for_grouping() -> None:
 
 def test_the_ingester_stores_a_dead_letter_once_and_acks_each_delivery_of_it() -> None:
     store = MemoryFailedStore()
-    ingester = DeadLetterIngester(store, stage="deliver", clock=lambda: T0)
+    ingester = DeadLetterIngester(store, stage="deliver", provenance=PROVENANCE, clock=lambda: T0)
     envelope = dead_letter()
 
     assert ingester(envelope) is Disposition.ACK
@@ -46,7 +46,7 @@ def test_the_ingester_leaves_a_dead_letter_queued_while_the_store_is_away() -> N
         def add(self, failure: NewFailure, *, at: datetime) -> tuple[bool, int]:
             raise TransientError("database away")
 
-    ingester = DeadLetterIngester(AwayStore(), stage="deliver")  # type: ignore[arg-type]
+    ingester = DeadLetterIngester(AwayStore(), stage="deliver", provenance=PROVENANCE)  # type: ignore[arg-type]
 
     assert ingester(dead_letter()) is Disposition.REQUEUE
 
@@ -63,7 +63,7 @@ def intake_dead_letter(body: bytes, **changes: Any) -> Envelope:
 
 def test_a_deeply_nested_body_is_stored_and_acked_not_a_crash() -> None:
     store = MemoryFailedStore()
-    ingester = DeadLetterIngester(store, stage="intake", clock=lambda: T0)
+    ingester = DeadLetterIngester(store, stage="intake", provenance=PROVENANCE, clock=lambda: T0)
     envelope = intake_dead_letter(b"[" * 50_000)
 
     assert ingester(envelope) is Disposition.ACK
@@ -77,7 +77,7 @@ def test_a_deeply_nested_body_is_stored_and_acked_not_a_crash() -> None:
 )
 def test_an_alert_id_its_column_cannot_hold_is_left_out_and_the_message_kept(body: Any) -> None:
     store = MemoryFailedStore()
-    ingester = DeadLetterIngester(store, stage="intake", clock=lambda: T0)
+    ingester = DeadLetterIngester(store, stage="intake", provenance=PROVENANCE, clock=lambda: T0)
     body = body if isinstance(body, bytes) else body.encode()
 
     assert ingester(intake_dead_letter(body, message_id="m" * 250)) is Disposition.ACK
@@ -88,7 +88,7 @@ def test_an_alert_id_its_column_cannot_hold_is_left_out_and_the_message_kept(bod
 
 def test_hostile_header_values_are_bounded_and_the_message_kept() -> None:
     store = MemoryFailedStore()
-    ingester = DeadLetterIngester(store, stage="deliver", clock=lambda: T0)
+    ingester = DeadLetterIngester(store, stage="deliver", provenance=PROVENANCE, clock=lambda: T0)
     envelope = dead_letter()
     headers = {
         **envelope.headers,
@@ -105,6 +105,8 @@ def test_hostile_header_values_are_bounded_and_the_message_kept() -> None:
         "x-odd": {"nested": [b"\xff\x00", float("nan"), "\udfff"]},
     }
     message_id = "\udcff" * 10
+    # Sealed as the hub's own (as if the hub wrote them): bounded all the same.
+    headers = PROVENANCE.seal(headers, body=envelope.body, message_id=message_id)
 
     assert ingester(replace(envelope, headers=headers, message_id=message_id)) is Disposition.ACK
 
@@ -125,7 +127,7 @@ def test_a_dead_letter_the_store_refuses_is_kept_as_unreadable() -> None:
             return super().add(failure, at=at)
 
     store = Refusing()
-    ingester = DeadLetterIngester(store, stage="deliver", clock=lambda: T0)
+    ingester = DeadLetterIngester(store, stage="deliver", provenance=PROVENANCE, clock=lambda: T0)
     envelope = dead_letter()
 
     assert ingester(envelope) is Disposition.ACK
@@ -193,7 +195,7 @@ def test_any_dead_letter_is_stored_and_acked(
     stage: str,
 ) -> None:
     store = MemoryFailedStore()
-    ingester = DeadLetterIngester(store, stage=stage, clock=lambda: T0)
+    ingester = DeadLetterIngester(store, stage=stage, provenance=PROVENANCE, clock=lambda: T0)
     envelope = Envelope(
         body=body,
         queue=f"hub.dlq.{stage}",
@@ -209,3 +211,116 @@ def test_any_dead_letter_is_stored_and_acked(
 
     (row,) = store.list()
     assert row.failure.body == body and row.failure.error_class != "Unreadable"
+
+
+# -- origin: only what the hub wrote ------------------------------------------------------------
+
+
+def ingest(envelope: Envelope, *, stage: str, endpoints: tuple[str, ...] = ("wy-ld",)) -> Any:
+    store = MemoryFailedStore()
+    DeadLetterIngester(
+        store, stage=stage, provenance=PROVENANCE, endpoints=endpoints, clock=lambda: T0
+    )(envelope)
+    (message,) = store.list()
+    return message.failure
+
+
+def test_the_stage_is_the_dead_letter_queues_never_a_header() -> None:
+    envelope = dead_letter(stage="outcome")  # sealed, but it was read off hub.dlq.deliver
+
+    assert ingest(envelope, stage="deliver").stage == "deliver"
+
+
+def test_unsealed_origin_headers_are_recorded_as_unknown_and_not_stored() -> None:
+    envelope = dead_letter(sealed=False, queue="hub.outcomes.inbound")
+
+    f = ingest(envelope, stage="deliver")
+
+    assert (f.original_queue, f.original_routing_key, f.original_exchange) == (None, None, None)
+    assert f.endpoint is None and f.attempts == 1 and f.error_class == "BrokerDeadLettered"
+    assert not any(k.startswith("x-hub-") for k in f.headers)
+
+
+@pytest.mark.parametrize(
+    ("stage", "queue"),
+    [
+        ("intake", "hub.outcomes.inbound"),
+        ("intake", "hub.deliver.wy-ld"),
+        ("deliver", "hub.alerts.custody"),
+        ("deliver", "hub.deliver.not-configured"),
+        ("outcome", "hub.alerts.court"),
+        ("outcome", "hub.deliver.wy-ld"),
+    ],
+)
+def test_a_queue_the_stage_never_reads_is_recorded_as_unknown(stage: str, queue: str) -> None:
+    f = ingest(dead_letter(queue=queue, stage=stage), stage=stage)
+
+    assert f.original_queue is None and f.original_routing_key is None
+
+
+@pytest.mark.parametrize(
+    ("stage", "queue"),
+    [
+        ("intake", "hub.alerts.custody"),
+        ("intake", "hub.alerts.court"),
+        ("deliver", "hub.deliver.wy-ld"),
+        ("outcome", "hub.outcomes.inbound"),
+    ],
+)
+def test_the_queue_the_hub_recorded_for_the_stage_is_kept(stage: str, queue: str) -> None:
+    assert ingest(dead_letter(queue=queue, stage=stage), stage=stage).original_queue == queue
+
+
+def test_a_deliver_failures_endpoint_is_its_queues() -> None:
+    envelope = dead_letter(queue="hub.deliver.wy-ld", extra_headers={"x-hub-endpoint": "other"})
+
+    assert ingest(envelope, stage="deliver", endpoints=("wy-ld", "other")).endpoint == "wy-ld"
+
+
+@pytest.mark.parametrize(
+    ("stage", "queue", "exchange", "routing_key"),
+    [
+        # an alert's justice routing key cannot be read from x-death (a publisher can set it)
+        ("intake", "hub.alerts.custody", None, None),
+        ("deliver", "hub.deliver.wy-ld", "hub.work", "hub.deliver.wy-ld"),
+        ("outcome", "hub.outcomes.inbound", "hub.work", "hub.outcomes.inbound"),
+    ],
+)
+def test_a_broker_dead_letter_takes_only_the_queue_from_the_brokers_newest_death(
+    stage: str, queue: str, exchange: str | None, routing_key: str | None
+) -> None:
+    """RabbitMQ 3.10 keeps a publisher's x-death entry whose queue and reason match (its
+    exchange and routing keys with it), so only the queue is the broker's."""
+    death = {
+        "queue": queue,
+        "reason": "delivery_limit",
+        "exchange": "justice.alerts",
+        "routing-keys": ["court.LMC01.identification"],
+        "count": 10,
+    }
+    envelope = Envelope(
+        body=b"{}",
+        queue=f"hub.dlq.{stage}",
+        exchange="hub.dlq",
+        routing_key=stage,
+        headers={
+            "x-death": [death, {**death, "queue": "hub.outcomes.inbound"}],
+            # x-first-death-* keep a publisher's values if it sent them: never read
+            "x-first-death-queue": "hub.outcomes.inbound",
+            "x-first-death-exchange": "hub.work",
+            "x-hub-original-queue": "hub.outcomes.inbound",  # unsealed: removed
+        },
+        message_id="m-1",
+        user_id=None,
+        content_type="application/json",
+    )
+
+    f = ingest(envelope, stage=stage)
+
+    assert (f.original_queue, f.original_exchange, f.original_routing_key) == (
+        queue,
+        exchange,
+        routing_key,
+    )
+    assert f.error_class == "BrokerDeadLettered"
+    assert f.endpoint == ("wy-ld" if stage == "deliver" else None)

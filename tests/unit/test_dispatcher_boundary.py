@@ -18,6 +18,7 @@ from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.messages import Problem
 from hub.pipeline import Dispatcher, RetryPolicy
 from hub.ports import Envelope
+from tests.fixtures.dead_letters import PROVENANCE
 
 pytestmark = pytest.mark.unit
 
@@ -74,7 +75,9 @@ class Stage:
 
 def dispatch(stage: Stage, publisher: Publisher, message: Envelope | None = None) -> Disposition:
     retry = RetryPolicy(delays=(1, 2), deadline=timedelta(hours=1))
-    dispatcher = Dispatcher(stage, publisher=publisher, retry=retry, clock=lambda: NOW)
+    dispatcher = Dispatcher(
+        stage, publisher=publisher, retry=retry, provenance=PROVENANCE, clock=lambda: NOW
+    )
     return dispatcher(message or envelope())
 
 

@@ -30,11 +30,14 @@ from tests.fixtures.followup_messages import (
     personal_data,
     update,
 )
+from tests.fixtures.ids import ID_KEY
 
 pytestmark = pytest.mark.unit
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-HUB = HubIdentity(ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir")
+HUB = HubIdentity(
+    ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir", ids=ID_KEY
+)
 LEEDS = Recipient(
     endpoint="leeds-ld",
     ods_code="RGD",
@@ -130,13 +133,16 @@ def test_every_follow_up_names_the_referral_as_its_ref_i12_did(
     make: Callable[[], FollowUp],
 ) -> None:
     i12 = render_ref_i12(
-        original_alert(), recipient=LEEDS, hub=HUB, control_id=hl7v2_control_id(ALERT_ID, "x")
+        original_alert(),
+        recipient=LEEDS,
+        hub=HUB,
+        control_id=hl7v2_control_id(ID_KEY, ALERT_ID, "x"),
     )
 
     rf1 = segment(render(make()), "RF1")
 
     original = segment(i12, "RF1")
-    assert rf1[6] == original[6] == f"{referral_ids(ALERT_ID, 'leeds-ld').bundle_id}^X26HUB"
+    assert rf1[6] == original[6] == f"{referral_ids(ID_KEY, ALERT_ID, 'leeds-ld').bundle_id}^X26HUB"
     assert rf1[11] == original[11] == f"{ALERT_ID}^WYP"
 
 
@@ -148,10 +154,10 @@ def test_msh10_is_the_follow_ups_own_request_id_never_the_referrals(
 
     control_id = segment(render(follow_up), "MSH")[9]
 
-    request_id = followup_ids(ALERT_ID, "leeds-ld", follow_up.change_id).request_id
+    request_id = followup_ids(ID_KEY, ALERT_ID, "leeds-ld", follow_up.change_id).request_id
     assert control_id == uuid.UUID(request_id).hex[:20] == control_id_from_request_id(request_id)
-    assert control_id == followup_control_id(follow_up, "leeds-ld")
-    assert control_id != hl7v2_control_id(ALERT_ID, "leeds-ld")
+    assert control_id == followup_control_id(follow_up, "leeds-ld", ID_KEY)
+    assert control_id != hl7v2_control_id(ID_KEY, ALERT_ID, "leeds-ld")
     assert control_id != segment(render(replace(follow_up, change_id=str(uuid.uuid4()))), "MSH")[9]
 
 
@@ -163,7 +169,7 @@ def test_an_update_is_the_i12_of_its_new_content_as_i13_without_a_status_plus_it
     i13 = segments(render(follow_up))
 
     expected = segments(i12)
-    expected[0][8:10] = ["REF^I13^REF_I12", followup_control_id(follow_up, "leeds-ld")]
+    expected[0][8:10] = ["REF^I13^REF_I12", followup_control_id(follow_up, "leeds-ld", ID_KEY)]
     expected[1][1] = ""  # RF1-1: an update cannot know the receiver's current status
     assert i13[:-1] == expected
     assert i13[-1] == [
@@ -245,7 +251,7 @@ def test_without_personal_data_pid_holds_only_the_fhir_patient_id_and_an_anonymo
     [fhir_patient_id] = [
         e["resource"]["id"] for e in patient if e["resource"]["resourceType"] == "Patient"
     ]
-    assert patient_id(ALERT_ID, "leeds-ld") == fhir_patient_id
+    assert patient_id(ID_KEY, ALERT_ID, "leeds-ld") == fhir_patient_id
     assert segment(message, "PID") == [
         "PID",
         "1",

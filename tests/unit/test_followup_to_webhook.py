@@ -35,11 +35,14 @@ from tests.fixtures.followup_messages import (
     personal_data,
     update,
 )
+from tests.fixtures.ids import ID_KEY
 
 pytestmark = pytest.mark.unit
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-HUB = HubIdentity(ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir")
+HUB = HubIdentity(
+    ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir", ids=ID_KEY
+)
 ASC = Recipient(endpoint="leeds-asc", ods_code="XLA01", organisation_name="Leeds Adult Social Care")
 # A receiver whose name shares no word with the fixture person's address (which says "Leeds").
 YORK = Recipient(endpoint="york-asc", ods_code="XYO01", organisation_name="York Social Care")
@@ -84,7 +87,8 @@ def test_an_event_names_the_original_referral_and_has_its_own_message_id(
     assert (document["schema"], document["event"]) == (EVENT_SCHEMA, event)
     assert document["referral_id"] == original["referral_id"]
     assert (
-        document["message_id"] == followup_ids(ALERT_ID, "leeds-asc", follow_up.change_id).bundle_id
+        document["message_id"]
+        == followup_ids(ID_KEY, ALERT_ID, "leeds-asc", follow_up.change_id).bundle_id
     )
     assert document["message_id"] != original["referral_id"]
     other = build(replace(follow_up, change_id=str(uuid.uuid4())))

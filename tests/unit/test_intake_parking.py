@@ -14,6 +14,7 @@ import pytest
 
 from hub.adapters.memory_ledger import MemoryLedger
 from hub.adapters.rabbitmq import DLQ_EXCHANGE, OUTCOMES_EXCHANGE, Disposition
+from hub.ids import IdKey
 from hub.intake import IntakeStage
 from hub.messages import Alert, HubIdentity, Recipient
 from hub.payloads import render_fhir_bundle
@@ -21,11 +22,15 @@ from hub.pipeline import Dispatcher, RetryPolicy
 from hub.ports import AlertState, Envelope, Payload
 from hub.routes.rules import RouteTable
 from tests.fixtures.alerts import cancellation_of, custody_alert, to_body
+from tests.fixtures.dead_letters import PROVENANCE
+
+ID_KEY = IdKey.of("unit-test-id-key-" + "k" * 32)
+
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 11, 23, 9, 31, tzinfo=UTC)
-HUB = HubIdentity(ods_code="X26HUB", name="L&D hub", endpoint="http://127.0.0.1/fhir")
+HUB = HubIdentity(ods_code="X26HUB", name="L&D hub", endpoint="http://127.0.0.1/fhir", ids=ID_KEY)
 RECIPIENTS = {
     "wy-ld": Recipient("wy-ld", "RXX01", "WY L&D"),
     "dat": Recipient("dat", "RXX03", "DAT"),
@@ -51,6 +56,7 @@ def crashing_render(alert: Alert, recipient: Recipient, hub: HubIdentity) -> Pay
 
 def intake(ledger: MemoryLedger, publisher: Publisher) -> Dispatcher:
     stage = IntakeStage(
+        ids=ID_KEY,
         ledger=ledger,
         publisher=publisher,
         routes=RouteTable(default=("wy-ld", "dat"), rules=()),
@@ -61,7 +67,9 @@ def intake(ledger: MemoryLedger, publisher: Publisher) -> Dispatcher:
         renderers={"wy-ld": crashing_render, "dat": crashing_render},
     )
     retry = RetryPolicy(delays=(1,), deadline=timedelta(hours=1))
-    return Dispatcher(stage, publisher=publisher, retry=retry, clock=lambda: NOW)
+    return Dispatcher(
+        stage, publisher=publisher, retry=retry, provenance=PROVENANCE, clock=lambda: NOW
+    )
 
 
 def envelope(body: bytes, *, message_id: str | None) -> Envelope:

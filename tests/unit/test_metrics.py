@@ -17,6 +17,7 @@ from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.messages import Problem
 from hub.pipeline import Dispatcher, RetryPolicy
 from hub.ports import Envelope, Metrics
+from hub.provenance import Provenance
 from hub.queue_watch import QueueWatch
 
 pytestmark = pytest.mark.unit
@@ -221,7 +222,11 @@ def test_the_dispatcher_counts_each_retry_and_dead_letter(
 ) -> None:
     metrics: Metrics = MemoryMetrics()
     dispatcher = Dispatcher(
-        FailingStage(error), publisher=MemoryPublisher(), retry=RetryPolicy(), metrics=metrics
+        FailingStage(error),
+        publisher=MemoryPublisher(),
+        retry=RetryPolicy(),
+        provenance=Provenance(b"k" * 32),
+        metrics=metrics,
     )
 
     dispatcher(ENVELOPE)

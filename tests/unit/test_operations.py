@@ -6,6 +6,7 @@ tests/integration/test_failed_store.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -168,6 +169,119 @@ def test_replay_and_discard_need_who_and_why(store: MemoryFailedStore) -> None:
 
     assert store.get(failed_id).state is FailedState.FAILED  # type: ignore[union-attr]
     assert store.audit_log() == []
+
+
+def forged_row(store: MemoryFailedStore, **fields: Any) -> int:
+    """A row whose origin fields say what a forged header once made them say (rows stored
+    before the hub sealed its headers): replay checks them again, whatever the row says."""
+    return store.add(dataclasses.replace(failure(dead_letter()), **fields), at=T0)[1]
+
+
+@pytest.mark.parametrize(
+    ("fields", "why"),
+    [
+        (  # the incident: an alert parked under the outcome queue
+            {"stage": "intake", "original_queue": "hub.outcomes.inbound", "endpoint": "wy-ld"},
+            "a intake failure cannot be replayed to hub.outcomes.inbound",
+        ),
+        (
+            {"stage": "deliver", "original_queue": "hub.outcomes.inbound"},
+            "a deliver failure cannot be replayed to hub.outcomes.inbound",
+        ),
+        (
+            {"stage": "deliver", "original_queue": "hub.deliver.leeds-dat", "endpoint": "wy-ld"},
+            "a delivery to wy-ld cannot go to hub.deliver.leeds-dat",
+        ),
+        (
+            {"stage": "outcome", "original_queue": "hub.alerts.custody"},
+            "a outcome failure cannot be replayed to hub.alerts.custody",
+        ),
+        (
+            {
+                "stage": "intake",
+                "original_queue": "hub.alerts.custody",
+                "original_exchange": "justice.alerts",
+                "original_routing_key": "court.LMC01.identification",
+            },
+            "the routing key it was published under is not known",
+        ),
+        (
+            {"stage": "intake", "original_queue": "hub.alerts.custody", "original_exchange": None},
+            "the routing key it was published under is not known",
+        ),
+        ({"original_queue": None}, "the queue it came from is not known"),
+    ],
+)
+def test_replay_goes_only_to_the_queue_the_stage_reads_and_says_why_not(
+    store: MemoryFailedStore, fields: dict[str, Any], why: str
+) -> None:
+    failed_id = forged_row(store, **fields)
+    publisher = MemoryPublisher()
+
+    result = replay(store, publisher, [failed_id], by="alice", reason="fixed", now=T0)
+
+    assert result.skipped == {failed_id: why} and publisher.published == []
+    assert store.get(failed_id).state is FailedState.FAILED  # type: ignore[union-attr]
+
+
+def test_an_alert_replays_to_its_alert_queue_with_the_hubs_record_of_who_sent_it(
+    store: MemoryFailedStore,
+) -> None:
+    failed_id = forged_row(
+        store,
+        stage="intake",
+        endpoint=None,
+        original_queue="hub.alerts.custody",
+        original_exchange="justice.alerts",
+        original_routing_key="custody.WYP01.identification",
+        headers={
+            "x-hub-seal": "…",  # stored from a dead letter the hub had sealed
+            "x-hub-original-user-id": "wyp-custody",
+            "x-hub-original-queue": "hub.outcomes.inbound",  # what a stored header claimed
+            "x-hub-original-routing-key": "court.LMC01.identification",
+            "x-hub-endpoint": "wy-ld",
+            "x-hub-stage": "outcome",
+            "x-death": [{"queue": "hub.outcomes.inbound"}],
+            "x-anything": "else",
+        },
+    )
+    publisher = MemoryPublisher()
+
+    replay(store, publisher, [failed_id], by="alice", reason="fixed", now=T0)
+
+    (sent,) = publisher.published
+    assert sent.routing_key == "hub.alerts.custody"
+    assert sent.headers == {
+        "x-hub-original-user-id": "wyp-custody",
+        "x-hub-original-queue": "hub.alerts.custody",
+        "x-hub-original-exchange": "justice.alerts",
+        "x-hub-original-routing-key": "custody.WYP01.identification",
+        "x-hub-attempts": 0,
+        H_REPLAYED_FROM: str(failed_id),
+    }
+
+
+def test_an_alert_parked_before_the_hub_sealed_its_headers_is_not_replayed(
+    store: MemoryFailedStore,
+) -> None:
+    """A row stored before this release: its x-hub-original-* headers may be a publisher's."""
+    failed_id = forged_row(
+        store,
+        stage="intake",
+        endpoint=None,
+        original_queue="hub.alerts.custody",
+        original_exchange="justice.alerts",
+        original_routing_key="custody.OTHER.identification",
+        headers={"x-hub-original-routing-key": "custody.OTHER.identification"},
+    )
+    publisher = MemoryPublisher()
+
+    result = replay(store, publisher, [failed_id], by="alice", reason="fixed", now=T0)
+
+    assert result.skipped == {
+        failed_id: "parked before the hub sealed its headers: who sent it is not known"
+    }
+    assert publisher.published == []
 
 
 def test_a_group_selects_its_still_failed_messages_and_unknown_ids_are_refused(

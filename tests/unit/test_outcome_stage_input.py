@@ -9,8 +9,12 @@ import pytest
 
 from hub.adapters.memory_ledger import MemoryLedger
 from hub.errors import InvalidMessage
+from hub.ids import IdKey
 from hub.outcomes import OutcomeStage
 from hub.ports import Envelope
+
+ID_KEY = IdKey.of("unit-test-id-key-" + "k" * 32)
+
 
 pytestmark = pytest.mark.unit
 
@@ -18,6 +22,7 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize("body", [b"[" * 50_000, b'{"a":' * 30_000, b"\xff", b"{"])
 def test_an_unreadable_service_response_is_an_invalid_message(body: bytes) -> None:
     stage = OutcomeStage(
+        ids=ID_KEY,
         ledger=MemoryLedger(),
         publisher=None,  # type: ignore[arg-type]
         recipients={},

@@ -33,12 +33,15 @@ from tests.fixtures.alerts import (
     to_body,
     with_changes,
 )
+from tests.fixtures.ids import ID_KEY
 
 pytestmark = pytest.mark.unit
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 SENT_AT = datetime.fromisoformat(DEFAULT_SENT_AT.replace("Z", "+00:00"))
-HUB = HubIdentity(ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir")
+HUB = HubIdentity(
+    ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir", ids=ID_KEY
+)
 LEEDS = Recipient(
     endpoint="leeds-ld",
     ods_code="RGD",
@@ -168,7 +171,7 @@ def test_rf1_is_pending_and_names_the_referral_bundle_in_the_hub_namespace() -> 
     alert = custody_adult()
     rf1 = segment(render(alert), "RF1")
 
-    bundle_id = referral_ids(alert.alert_id, LEEDS.endpoint).bundle_id
+    bundle_id = referral_ids(ID_KEY, alert.alert_id, LEEDS.endpoint).bundle_id
     assert rf1[1] == "P^Pending^HL70283"
     assert rf1[6] == f"{bundle_id}^X26HUB"
     assert rf1[7] == "20261123093000+0000"
@@ -304,12 +307,12 @@ def test_the_same_alert_renders_byte_identical_messages() -> None:
 
 
 def test_control_id_for_is_twenty_characters_and_stable_per_referral() -> None:
-    ids = referral_ids("6b1f1c1e-2f0a-4b8e-9d55-0c3a7e2b4f10", "leeds-ld")
+    ids = referral_ids(ID_KEY, "6b1f1c1e-2f0a-4b8e-9d55-0c3a7e2b4f10", "leeds-ld")
 
     control_id = control_id_for(ids)
     assert len(control_id) == 20
     assert control_id == control_id_for(ids)
-    assert control_id != control_id_for(referral_ids(ids.bundle_id, "leeds-ld"))
+    assert control_id != control_id_for(referral_ids(ID_KEY, ids.bundle_id, "leeds-ld"))
 
 
 @pytest.mark.parametrize("control_id", ["", "x" * 21, "bad\rid"])

@@ -28,10 +28,13 @@ from tests.fixtures.alerts import (
     custody_alert,
     to_body,
 )
+from tests.fixtures.ids import ID_KEY
 
 pytestmark = pytest.mark.unit
 
-HUB = HubIdentity(ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir")
+HUB = HubIdentity(
+    ods_code="X26HUB", name="L&D Hub", endpoint="https://ld-hub.example.nhs.uk/fhir", ids=ID_KEY
+)
 ASC = Recipient(endpoint="leeds-asc", ods_code="XLA01", organisation_name="Leeds Adult Social Care")
 SENT_AT = datetime.fromisoformat(DEFAULT_SENT_AT.replace("Z", "+00:00"))
 
@@ -47,7 +50,7 @@ def test_a_custody_alert_becomes_the_documented_json() -> None:
 
     assert doc == {
         "schema": SCHEMA,
-        "referral_id": referral_ids(alert.alert_id, "leeds-asc").bundle_id,
+        "referral_id": referral_ids(ID_KEY, alert.alert_id, "leeds-asc").bundle_id,
         "alert_id": "0b7d9c1e-3f7a-4c55-9a39-6f0b1c2d3e4f",
         "sent_at": "2026-11-23T09:30:00Z",
         "reference": "WY-26-004517",

@@ -13,9 +13,13 @@ import pytest
 
 from hub.adapters.memory_metrics import MemoryMetrics
 from hub.endpoint_control import PauseWatcher
+from hub.ids import IdKey
 from hub.overdue import OverdueWatch
 from hub.queue_watch import QueueWatch
 from hub.supervisor import Supervisor
+
+ID_KEY = IdKey.of("unit-test-id-key-" + "k" * 32)
+
 
 pytestmark = pytest.mark.unit
 
@@ -112,6 +116,7 @@ class Exploding:
 def test_the_overdue_watch_survives_a_round_that_raises_anything() -> None:
     ledger = Exploding(KeyError("bundle"))
     watch = OverdueWatch(
+        ids=ID_KEY,
         ledger=ledger,  # type: ignore[arg-type]
         publisher=Exploding(ValueError()),  # type: ignore[arg-type]
         recipients={},
