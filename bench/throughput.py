@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 import pika  # noqa: E402
 
-from hub.adapters.fake_trust import FakeTrust  # noqa: E402
+from hub.testing.fake_trust import FakeTrust  # noqa: E402
 from tests.fixtures.alerts import custody_alert, to_body  # noqa: E402
 
 AMQP_HOST = os.environ.get("HUB_TEST_AMQP_HOST", "127.0.0.1")
@@ -393,7 +393,7 @@ class HubInProcess:
         from hub.bootstrap import Hub
         from hub.log import configure_logging
         from hub.pipeline import RetryPolicy
-        from hub.settings import load_settings
+        from hub.settings.load import load_settings
 
         settings = load_settings(config, env=env)
         self.log = log_path.open("w")

@@ -14,83 +14,55 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from hub import console_session
-from hub.adapters.api import ApiServer, build_app
-from hub.adapters.console import ConsoleApp, ConsoleDeps, build_console
-from hub.adapters.console_sessions import SqlLiveSessions
-from hub.adapters.endpoint_switches import SqlEndpointSwitches
-from hub.adapters.failed_store import SqlFailedStore
-from hub.adapters.fhir_endpoint import HttpxFhirClient
-from hub.adapters.ledger import SqlLedger
+from hub.adapters.http_client import HttpxFhirClient
+from hub.adapters.inbound.api import ApiServer, build_app
+from hub.adapters.inbound.console import ConsoleApp, ConsoleDeps, build_console
 from hub.adapters.mesh import MeshSender
 from hub.adapters.metrics import PrometheusMetrics
-from hub.adapters.mllp import MllpClient, MllpSender
-from hub.adapters.rabbitmq import (
-    ALERT_QUEUES,
-    OUTCOMES_INBOUND_QUEUE,
-    Broker,
-    KombuPublisher,
-    QueueWorker,
-    Topology,
-    connected,
-    delivery_queue,
-    queue_depth,
-    queue_depths,
-    start_worker,
-)
-from hub.adapters.rabbitmq_management import head_message_ages
-from hub.database_watch import DatabaseWatch
-from hub.dead_letters import DLQ_QUEUES, DeadLetterIngester
-from hub.delivery import DeliveryStage
-from hub.endpoint_control import CircuitSender, EndpointGate, PauseWatcher, gate_for
-from hub.errors import ConfigError, TransientError
-from hub.ids import IdKey
-from hub.inbound_auth import InboundCredentials
-from hub.intake import IntakeStage
-from hub.log import get_logger
-from hub.oauth2 import OAuth2TokenSource
-from hub.outcomes import OutcomeStage
-from hub.overdue import OverdueWatch
-from hub.payloads import (
-    render_fhir_bundle,
-    render_fhir_followup,
-    render_hl7v2_followup,
-    render_hl7v2_ref_i12,
-    render_webhook_followup,
-    render_webhook_json,
-)
-from hub.pipeline import Clock, Dispatcher, RetryPolicy, Stage, utc_now
-from hub.ports import FailedState, FhirClient, Ledger, Metrics, Render, RenderFollowUp, Sender
-from hub.provenance import Provenance, SealingPublisher
-from hub.queue_ages import ObservedAges
-from hub.queue_watch import QueueWatch
-from hub.senders import (
+from hub.adapters.mllp import Hl7v2MllpSender, MllpClient, MllpSender
+from hub.adapters.rabbitmq.connection import Broker, connected, queue_depth, queue_depths
+from hub.adapters.rabbitmq.consumer import QueueWorker, start_worker
+from hub.adapters.rabbitmq.management import head_message_ages
+from hub.adapters.rabbitmq.publisher import KombuPublisher
+from hub.adapters.rabbitmq.topology import Topology
+from hub.adapters.sql.console_sessions import SqlLiveSessions
+from hub.adapters.sql.failed_store import SqlFailedStore
+from hub.adapters.sql.ledger import SqlLedger
+from hub.adapters.sql.switches import SqlEndpointSwitches
+from hub.endpoints.fhir_rest import (
     FhirRestSender,
     FhirTarget,
-    Hl7v2MllpSender,
-    MeshReferralSender,
+)
+from hub.endpoints.kinds import FOLLOWUP_RENDERERS, RENDERERS
+from hub.endpoints.mesh import MeshReferralSender
+from hub.endpoints.oauth2 import OAuth2TokenSource
+from hub.endpoints.webhook import (
     WebhookSender,
     WebhookTarget,
 )
-from hub.settings import EndpointConfig, EndpointKind, Settings
-from hub.supervisor import Supervisor
+from hub.errors import ConfigError, TransientError
+from hub.log import get_logger
+from hub.operations.database_watch import DatabaseWatch
+from hub.operations.queue_ages import ObservedAges
+from hub.operations.queue_watch import QueueWatch
+from hub.pipeline import Clock, Dispatcher, RetryPolicy, Stage, utc_now
+from hub.ports import FhirClient, Ledger, Metrics, Sender
+from hub.records import FailedState
+from hub.runtime import Supervisor
+from hub.security import console_session
+from hub.security.ids import IdKey
+from hub.security.inbound_auth import InboundCredentials
+from hub.security.provenance import Provenance, SealingPublisher
+from hub.settings.types import EndpointConfig, EndpointKind, Settings
+from hub.stages.dead_letters import DLQ_QUEUES, DeadLetterIngester
+from hub.stages.delivery import DeliveryStage
+from hub.stages.endpoint_gate import CircuitSender, EndpointGate, PauseWatcher, gate_for
+from hub.stages.intake import IntakeStage
+from hub.stages.outcomes import OutcomeStage
+from hub.stages.overdue import OverdueWatch
+from hub.wire import ALERT_QUEUES, OUTCOMES_INBOUND_QUEUE, delivery_queue
 
 log = get_logger("hub.bootstrap")
-
-# What intake renders for each endpoint kind; the matching Sender is built by `sender_for`.
-RENDERERS: dict[EndpointKind, Render] = {
-    EndpointKind.FHIR_REST: render_fhir_bundle,
-    EndpointKind.HL7V2_MLLP: render_hl7v2_ref_i12,
-    EndpointKind.WEBHOOK: render_webhook_json,
-    EndpointKind.MESH: render_fhir_bundle,  # the same Bundle as fhir-rest, through a mailbox
-}
-# What intake renders for an update, cancellation or consent update, per endpoint kind.
-FOLLOWUP_RENDERERS: dict[EndpointKind, RenderFollowUp] = {
-    EndpointKind.FHIR_REST: render_fhir_followup,
-    EndpointKind.HL7V2_MLLP: render_hl7v2_followup,
-    EndpointKind.WEBHOOK: render_webhook_followup,
-    EndpointKind.MESH: render_fhir_followup,
-}
 
 
 def sender_for(
@@ -431,7 +403,7 @@ class Hub:
         return Provenance(self._id_key.seal_key)
 
     def _publisher(self) -> SealingPublisher:
-        """Every publish the hub makes seals its `x-hub-*` headers (hub.provenance)."""
+        """Every publish the hub makes seals its `x-hub-*` headers (hub.security.provenance)."""
         publisher = KombuPublisher(self.broker)
         self._publishers.append(publisher)
         return SealingPublisher(publisher, self._provenance)

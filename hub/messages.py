@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
-from hub.ids import IdKey
+from hub.security.ids import IdKey
 
 ALERT_SCHEMA = "ld.identification-alert/1"
 OUTCOME_SCHEMA = "ld.referral-outcome/1"

@@ -20,38 +20,36 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from hub.adapters.rabbitmq import (
-    DLQ_EXCHANGE,
-    Disposition,
-    retry_exchange,
-)
-from hub.contracts import is_safe_id
+from hub.contracts.identifiers import is_safe_id
 from hub.errors import HubError, InvalidMessage, LedgerUnavailable, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
-from hub.ports import Envelope, Metrics, Publisher
-from hub.provenance import Provenance, without_hub_headers
+from hub.ports import Metrics, Publisher
+from hub.security.provenance import Provenance, without_hub_headers
+from hub.wire import (
+    DLQ_EXCHANGE,
+    H_ALERT_ID,
+    H_ATTEMPTS,
+    H_ENDPOINT,
+    H_ERROR,
+    H_ERROR_CLASS,
+    H_FIRST_FAILURE,
+    H_HTTP_STATUS,
+    H_LAST_FAILURE,
+    H_OPERATION_OUTCOME,
+    H_ORIGINAL_EXCHANGE,
+    H_ORIGINAL_QUEUE,
+    H_ORIGINAL_ROUTING_KEY,
+    H_ORIGINAL_USER_ID,
+    H_PROBLEMS,
+    H_STAGE,
+    Disposition,
+    Envelope,
+    retry_exchange,
+)
 
 log = get_logger("hub.pipeline")
 
 Clock = Callable[[], datetime]
-
-H_ATTEMPTS = "x-hub-attempts"
-H_FIRST_FAILURE = "x-hub-first-failure"
-H_LAST_FAILURE = "x-hub-last-failure"
-H_ORIGINAL_EXCHANGE = "x-hub-original-exchange"
-H_ORIGINAL_ROUTING_KEY = "x-hub-original-routing-key"
-H_ORIGINAL_QUEUE = "x-hub-original-queue"
-H_ERROR_CLASS = "x-hub-error-class"
-H_ERROR = "x-hub-error"
-H_STAGE = "x-hub-stage"
-H_ENDPOINT = "x-hub-endpoint"
-H_HTTP_STATUS = "x-hub-http-status"
-H_OPERATION_OUTCOME = "x-hub-operation-outcome"
-H_PROBLEMS = "x-hub-problems"
-H_ALERT_ID = "x-hub-alert-id"
-# The AMQP user_id RabbitMQ verified when the message first came in from justice.alerts: a retry
-# or replay comes back through hub.work, published by the hub, so intake reads it from here.
-H_ORIGINAL_USER_ID = "x-hub-original-user-id"
 
 
 def utc_now() -> datetime:
@@ -160,9 +158,9 @@ class Dispatcher:
             return self._last_resort(envelope, exc)
 
     def _admit(self, envelope: Envelope) -> Envelope:
-        """The envelope with only the hub's own sealed headers (hub.provenance). A header the
-        seal check cannot even read (RecursionError on an absurdly deep table) is not the hub's:
-        every header in its namespace goes."""
+        """The envelope with only the hub's own sealed headers (hub.security.provenance). A
+        header the seal check cannot even read (RecursionError on an absurdly deep table) is
+        not the hub's: every header in its namespace goes."""
         try:
             return self.provenance.admit(envelope)
         except (RecursionError, ValueError, TypeError):
@@ -376,10 +374,3 @@ def _where(exc: BaseException) -> str:
     """File and line of the innermost frame: enough to find the bug, no values."""
     tb = traceback.extract_tb(exc.__traceback__)
     return f"{tb[-1].filename}:{tb[-1].lineno}" if tb else "?"
-
-
-def header_str(headers: Mapping[str, Any], key: str) -> str | None:
-    value = headers.get(key)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value) if value is not None else None

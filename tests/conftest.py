@@ -22,11 +22,11 @@ from typing import Any
 import pika
 import pytest
 
-from hub.adapters.fake_trust import FakeTrust, HubCredentials, Reply, inbound_token_env
 from hub.bootstrap import Hub
-from hub.change_contracts import message_id_field
+from hub.contracts.follow_ups import message_id_field
 from hub.pipeline import RetryPolicy
-from hub.settings import load_settings
+from hub.settings.load import load_settings
+from hub.testing.fake_trust import FakeTrust, HubCredentials, Reply, inbound_token_env
 
 AMQP_HOST = os.environ.get("HUB_TEST_AMQP_HOST", "127.0.0.1")
 PG_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -251,9 +251,9 @@ class HubRig:
     def publisher(self) -> Any:
         """A publisher as the hub's own (`hub failed replay` uses one): it seals what it sends
         with the rig's HUB_ID_KEY. The caller closes it."""
-        from hub.adapters.rabbitmq import KombuPublisher
-        from hub.ids import IdKey
-        from hub.provenance import Provenance, SealingPublisher
+        from hub.adapters.rabbitmq.publisher import KombuPublisher
+        from hub.security.ids import IdKey
+        from hub.security.provenance import Provenance, SealingPublisher
 
         seal = Provenance(IdKey.of(ID_KEY).seal_key)
         return SealingPublisher(KombuPublisher(self.amqp_url), seal)

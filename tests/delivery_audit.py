@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from hub.adapters.fake_trust import FakeTrust
+from hub.testing.fake_trust import FakeTrust
 from hub.transforms.alert_to_referral import referral_ids
 from tests.fixtures.alerts import custody_alert
 

@@ -24,8 +24,17 @@ import socket
 import time
 from typing import Protocol
 
+from hub.endpoints.delivered import _check_rendered_for
+from hub.endpoints.hl7v2_mllp import HL7V2_CONTENT_TYPE, HL7V2_ENCODING
 from hub.errors import PermanentError, TransientError
-from hub.transforms.referral_to_ref_i12 import AckResult, AckStatus, UnreadableAck, parse_ack
+from hub.records import Delivered, DeliveryJob
+from hub.transforms.referral_to_ref_i12 import (
+    AckResult,
+    AckStatus,
+    UnreadableAck,
+    control_id_from_request_id,
+    parse_ack,
+)
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"
@@ -144,3 +153,34 @@ def deliver_ref_i12(
             endpoint=endpoint,
         )
     return ack
+
+
+class Hl7v2MllpSender:
+    """hl7v2-mllp: the REF^I12 intake rendered, sent over MLLP; the ACK judged by
+    deliver_ref_i12 (AA delivered, AE or no ACK transient, AR permanent)."""
+
+    def __init__(self, *, host: str, port: int, timeout_seconds: float, client: MllpSender) -> None:
+        self.host = host
+        self.port = port
+        self.timeout_seconds = timeout_seconds
+        self.client = client
+
+    def send(self, job: DeliveryJob) -> Delivered:
+        _check_rendered_for(job, HL7V2_CONTENT_TYPE, "hl7v2-mllp")
+        referral = job.referral
+        started = time.perf_counter()
+        ack = deliver_ref_i12(
+            self.client,
+            host=self.host,
+            port=self.port,
+            message=job.body.decode(HL7V2_ENCODING),
+            control_id=control_id_from_request_id(referral.request_id),
+            timeout=self.timeout_seconds,
+            alert_id=referral.alert_id,
+            endpoint=referral.endpoint,
+        )
+        return Delivered(
+            answer=f"ACK {ack.code}",
+            status=None,
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )

@@ -101,7 +101,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from hub.ids import IdKey
 from hub.messages import (
     Alert,
     Consent,
@@ -112,6 +111,7 @@ from hub.messages import (
     Urgency,
     VulnerabilityType,
 )
+from hub.security.ids import IdKey
 
 # uuid5(NAMESPACE_URL, "https://ld-hub.example.nhs.uk/fhir/resource-ids"): no longer for the ids
 # the hub sends (those are keyed, resource_id); only for the resource ids of the pretend service

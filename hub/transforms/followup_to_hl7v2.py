@@ -60,8 +60,8 @@ from datetime import UTC, datetime
 
 from hl7apy.core import Message
 
-from hub.ids import IdKey
 from hub.messages import ChangeKind, Consent, FollowUp, HubIdentity, Recipient
+from hub.security.ids import IdKey
 from hub.transforms.alert_to_referral import Role, followup_ids, resource_id
 from hub.transforms.followup_terms import (
     CANCELLATION_LABELS,

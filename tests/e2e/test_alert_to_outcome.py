@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from hub.contracts import validate_outcome
+from hub.contracts.outcome import validate_outcome
 from tests.conftest import HubRig, wait_until
 from tests.fixtures.alerts import court_alert, custody_alert, to_body, with_changes
 

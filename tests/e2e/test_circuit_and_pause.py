@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from hub.circuit import CircuitState
-from hub.cli import main
+from hub.cli.main import main
 from hub.pipeline import RetryPolicy
+from hub.stages.circuit import CircuitState
 from tests.conftest import HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 

@@ -17,20 +17,14 @@ from typing import Any
 import pytest
 from kombu import Queue
 
-from hub.adapters.fake_trust import FakeTrust
-from hub.adapters.rabbitmq import (
-    ALERT_QUEUES,
-    ALERTS_EXCHANGE,
-    OUTCOMES_EXCHANGE,
-    Broker,
-    KombuPublisher,
-    connected,
-    declared_exchange,
-    queue_depths,
-)
+from hub.adapters.rabbitmq.connection import Broker, connected, queue_depths
+from hub.adapters.rabbitmq.publisher import KombuPublisher
+from hub.adapters.rabbitmq.topology import declared_exchange
 from hub.bootstrap import Hub
 from hub.pipeline import RetryPolicy
-from hub.settings import load_settings
+from hub.settings.load import load_settings
+from hub.testing.fake_trust import FakeTrust
+from hub.wire import ALERT_QUEUES, ALERTS_EXCHANGE, OUTCOMES_EXCHANGE
 from tests.cluster import RabbitCluster, rabbit_cluster
 from tests.conftest import ID_KEY, SERVICES, free_port, wait_until, write_config
 from tests.delivery_audit import DLQ_QUEUES, AlertStream, routing_key

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.adapters.failed_store import SqlFailedStore
-from hub.passwords import hash_password
+from hub.adapters.sql.failed_store import SqlFailedStore
+from hub.security.passwords import hash_password
 from tests.conftest import HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 from tests.e2e.test_failed_messages import Outage, only_row

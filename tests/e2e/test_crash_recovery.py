@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from hub.adapters.fake_trust import FakeTrust
-from hub.ids import IdKey
+from hub.security.ids import IdKey
+from hub.testing.fake_trust import FakeTrust
 from hub.transforms.alert_to_referral import referral_ids
 from tests.conftest import ID_KEY, SERVICES, Justice, free_port, wait_until, write_config
 from tests.fixtures.alerts import custody_alert

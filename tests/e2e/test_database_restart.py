@@ -17,14 +17,15 @@ from typing import Any
 import pytest
 
 import hub.bootstrap
-from hub.adapters.fake_trust import FakeTrust
-from hub.adapters.ledger import SqlLedger
-from hub.adapters.rabbitmq import Disposition, queue_depths
+from hub.adapters.rabbitmq.connection import queue_depths
+from hub.adapters.sql.ledger import SqlLedger
 from hub.bootstrap import Hub
 from hub.errors import LedgerUnavailable, TransientError
 from hub.pipeline import Dispatcher, RetryPolicy
-from hub.ports import AlertState, Envelope
-from hub.settings import load_settings
+from hub.records import AlertState
+from hub.settings.load import load_settings
+from hub.testing.fake_trust import FakeTrust
+from hub.wire import Disposition, Envelope
 from tests.cluster import PgCluster, pg_cluster
 from tests.conftest import ID_KEY, SERVICES, Justice, free_port, wait_until, write_config
 from tests.delivery_audit import DLQ_QUEUES, AlertStream, routing_key

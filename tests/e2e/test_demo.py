@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from hub.demo import run_demo
+from hub.cli.demo import run_demo
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from hl7apy.mllp import MLLPServer
 
-from hub.ids import IdKey
-from hub.payloads import hl7v2_control_id
+from hub.endpoints.hl7v2_mllp import hl7v2_control_id
+from hub.security.ids import IdKey
 from tests.conftest import ID_KEY, HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 from tests.integration.test_mllp_delivery import Receiver, RefI12Handler

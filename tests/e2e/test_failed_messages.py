@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from hub.adapters.failed_store import SqlFailedStore
-from hub.cli import main
-from hub.operations import discard, replay, trace
-from hub.ports import FailedMessage, FailedState
+from hub.adapters.sql.failed_store import SqlFailedStore
+from hub.cli.main import main
+from hub.operations.failed import discard, replay
+from hub.operations.trace import trace
+from hub.records import FailedMessage, FailedState
 from tests.conftest import HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from hub.adapters.fake_trust import Received, Reply
 from hub.messages import OutcomeStatus
+from hub.testing.fake_trust import Received, Reply
 from hub.transforms.response_to_outcome import build_service_response
 from tests.conftest import SERVICES, HubRig, standard_replies, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody

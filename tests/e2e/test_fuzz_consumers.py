@@ -25,13 +25,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.adapters.failed_store import SqlFailedStore
-from hub.adapters.fake_trust import inbound_token_env
-from hub.adapters.ledger import SqlLedger
-from hub.adapters.rabbitmq import DLQ_EXCHANGE, STAGES, WORK_EXCHANGE
-from hub.contracts import peek_identity, peek_schema
+from hub.adapters.sql.failed_store import SqlFailedStore
+from hub.adapters.sql.ledger import SqlLedger
+from hub.contracts.peek import peek_identity, peek_schema
 from hub.messages import ALERT_SCHEMA
-from hub.ports import AlertState
+from hub.records import AlertState
+from hub.testing.fake_trust import inbound_token_env
+from hub.wire import DLQ_EXCHANGE, STAGES, WORK_EXCHANGE
 from tests.conftest import HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import now_iso
 from tests.fixtures.alerts import court_alert, custody_alert, with_changes

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hub.adapters.fake_trust import FakeTrust
+from hub.testing.fake_trust import FakeTrust
 from tests.conftest import ID_KEY, SERVICES, Justice, free_port, wait_until, write_config
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 from tests.e2e.test_crash_recovery import HubProcess, log_tail

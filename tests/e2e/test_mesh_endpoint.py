@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hub.adapters.mesh import MeshInboxReader, MeshSender
-from hub.ports import ReferralState
+from hub.records import ReferralState
 from tests.conftest import HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 from tests.mesh_sandbox import (

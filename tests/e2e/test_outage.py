@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hub.pipeline import RetryPolicy
-from hub.ports import ReferralState
+from hub.records import ReferralState
 from tests.conftest import HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 

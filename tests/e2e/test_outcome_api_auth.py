@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.adapters.fake_trust import HubCredentials, Received
 from hub.log import configure_logging
 from hub.messages import OutcomeStatus
+from hub.testing.fake_trust import HubCredentials, Received
 from hub.transforms.response_to_outcome import build_service_response
 from tests.conftest import SERVICES, HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for

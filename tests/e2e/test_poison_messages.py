@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.adapters.failed_store import SqlFailedStore
-from hub.adapters.ledger import SqlLedger
+from hub.adapters.sql.failed_store import SqlFailedStore
+from hub.adapters.sql.ledger import SqlLedger
 from tests.conftest import HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for
 

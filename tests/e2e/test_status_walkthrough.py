@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from hub.adapters.fake_trust import Reply
-from hub.contracts import validate_outcome
+from hub.contracts.outcome import validate_outcome
 from hub.messages import OutcomeStatus
+from hub.testing.fake_trust import Reply
 from tests.conftest import SERVICES, HubRig
 from tests.e2e.test_alert_to_outcome import fresh_custody
 from tests.fixtures.alerts import routing_key_of

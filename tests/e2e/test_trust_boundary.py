@@ -16,10 +16,10 @@ import httpx
 import pika
 import pytest
 
-from hub.adapters.failed_store import SqlFailedStore
+from hub.adapters.sql.failed_store import SqlFailedStore
 from hub.messages import OutcomeStatus
-from hub.operations import replay
-from hub.ports import FailedMessage
+from hub.operations.failed import replay
+from hub.records import FailedMessage
 from hub.transforms.response_to_outcome import build_service_response
 from tests.conftest import HubRig, wait_until
 from tests.e2e.test_alert_to_outcome import fresh_custody, key_for, now_iso

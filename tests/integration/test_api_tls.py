@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from hub.adapters.api import ApiServer
+from hub.adapters.inbound.api import ApiServer
 from hub.errors import ConfigError
-from hub.inbound_auth import ApiTls
+from hub.security.inbound_auth import ApiTls
 from tests.pki import make_pki, openssl
 
 pytestmark = pytest.mark.integration

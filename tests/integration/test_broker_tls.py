@@ -17,10 +17,11 @@ from typing import Any
 import pika
 import pytest
 
-from hub.adapters.rabbitmq import Broker, KombuPublisher, connected, queue_depths
-from hub.adapters.rabbitmq_management import head_message_ages
-from hub.broker_tls import AmqpTls
+from hub.adapters.rabbitmq.connection import Broker, connected, queue_depths
+from hub.adapters.rabbitmq.management import head_message_ages
+from hub.adapters.rabbitmq.publisher import KombuPublisher
 from hub.errors import TransientError
+from hub.settings.broker_tls import AmqpTls
 from tests.conftest import wait_until
 from tests.pki import make_pki
 from tests.tls_proxy import TlsProxy

@@ -1,5 +1,5 @@
 """The ops console's live sessions, one contract for the in-memory store
-(hub.console_guard.LiveSessions) and the database one (hub.adapters.console_sessions) on SQLite
+(hub.console_guard.LiveSessions) and the database one (hub.adapters.sql.console_sessions) on SQLite
 and PostgreSQL: a session is live until it ends or outlives its age, only for its operator, and
 in the database a session started through one hub is seen (and ended) through another."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from hub.adapters.console_sessions import SqlLiveSessions
-from hub.console_guard import LiveSessions
+from hub.adapters.sql.console_sessions import SqlLiveSessions
 from hub.ports import LiveSessionStore
+from hub.security.console_guard import LiveSessions
 from tests.integration.test_ledger_contract import new_pg_schema  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration

@@ -21,13 +21,14 @@ from typing import Protocol
 
 import pytest
 
-from hub.adapters.failed_store import SqlFailedStore
-from hub.adapters.memory_failed_store import MemoryFailedStore
-from hub.adapters.rabbitmq import Disposition
-from hub.dead_letters import DeadLetterIngester
+from hub.adapters.memory.failed_store import MemoryFailedStore
+from hub.adapters.sql.failed_store import SqlFailedStore
 from hub.errors import TransientError
-from hub.operations import discard
-from hub.ports import Envelope, FailedState, FailedStore
+from hub.operations.failed import discard
+from hub.ports import FailedStore
+from hub.records import FailedState
+from hub.stages.dead_letters import DeadLetterIngester
+from hub.wire import Disposition, Envelope
 from tests.fixtures.dead_letters import PROVENANCE, T0, dead_letter, failure
 from tests.integration.test_ledger_contract import new_pg_schema  # noqa: F401 - a fixture
 

@@ -18,12 +18,12 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from hub.adapters.fhir_endpoint import HttpxFhirClient
-from hub.endpoint_credentials import OAuth2ClientCredentials
+from hub.adapters.http_client import HttpxFhirClient
+from hub.endpoints.fhir_rest import FhirRestSender, FhirTarget
+from hub.endpoints.oauth2 import OAuth2TokenSource
 from hub.errors import TransientError
-from hub.oauth2 import OAuth2TokenSource
-from hub.ports import DeliveryJob, ReferralRecord
-from hub.senders import FhirRestSender, FhirTarget
+from hub.records import DeliveryJob, ReferralRecord
+from hub.settings.endpoint_credentials import OAuth2ClientCredentials
 from tests.pki import make_pki
 
 pytestmark = pytest.mark.integration

@@ -24,11 +24,12 @@ from typing import Protocol
 import pytest
 import sqlalchemy as sa
 
-from hub.adapters.ledger import SqlLedger
-from hub.adapters.memory_ledger import MemoryLedger
+from hub.adapters.memory.ledger import MemoryLedger
+from hub.adapters.sql.ledger import SqlLedger
 from hub.errors import TransientError
 from hub.messages import Problem
-from hub.ports import (
+from hub.ports import Ledger
+from hub.records import (
     AlertFacts,
     AlertState,
     AttemptRecord,
@@ -36,7 +37,6 @@ from hub.ports import (
     ChangeState,
     ConsentFacts,
     JourneyEvent,
-    Ledger,
     OutcomeRecord,
     ReferralRecord,
     ReferralState,

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.adapters.failed_store import SqlFailedStore
-from hub.adapters.ledger import SqlLedger
+from hub.adapters.sql.failed_store import SqlFailedStore
+from hub.adapters.sql.ledger import SqlLedger
 from hub.errors import LedgerUnavailable
 from tests.cluster import PgCluster, pg_cluster
 

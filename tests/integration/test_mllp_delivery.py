@@ -17,7 +17,7 @@ from hl7apy.mllp import AbstractHandler, MLLPServer
 from hl7apy.parser import parse_message
 
 from hub.adapters.mllp import MllpClient, deliver_ref_i12
-from hub.contracts import parse_alert
+from hub.contracts.alert import parse_alert
 from hub.errors import PermanentError, TransientError
 from hub.messages import HubIdentity, Recipient
 from hub.transforms.alert_to_referral import referral_ids

@@ -3,7 +3,7 @@ against KombuPublisher on the real RabbitMQ (a vhost per test, read back with pi
 client would), KombuPublisher on kombu's memory transport (what `hub demo` runs on) and
 MemoryPublisher (read back from its records), so the fake cannot drift from the real thing.
 
-Each backend reads back what reached the exchange as hub.adapters.memory_publisher.Published
+Each backend reads back what reached the exchange as hub.adapters.memory.publisher.Published
 records, so one assertion compares bytes, routing key, headers, ids, content type, timestamp and
 persistence for all three.
 """
@@ -21,8 +21,8 @@ import pika
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from hub.adapters.memory_publisher import MemoryPublisher, Published
-from hub.adapters.rabbitmq import KombuPublisher
+from hub.adapters.memory.publisher import MemoryPublisher, Published
+from hub.adapters.rabbitmq.publisher import KombuPublisher
 from hub.errors import TransientError
 from hub.ports import Publisher
 

@@ -25,13 +25,14 @@ from typing import Any
 import pika
 import pytest
 
-from hub.adapters.memory_metrics import MemoryMetrics
-from hub.adapters.rabbitmq import Disposition, QueueWorker, queue_depths, start_worker
-from hub.adapters.rabbitmq_management import head_message_ages
+from hub.adapters.memory.metrics import MemoryMetrics
+from hub.adapters.rabbitmq.connection import queue_depths
+from hub.adapters.rabbitmq.consumer import QueueWorker, start_worker
+from hub.adapters.rabbitmq.management import head_message_ages
 from hub.errors import TransientError
-from hub.ports import Envelope
-from hub.queue_ages import ObservedAges
-from hub.queue_watch import QueueWatch
+from hub.operations.queue_ages import ObservedAges
+from hub.operations.queue_watch import QueueWatch
+from hub.wire import Disposition, Envelope
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,10 @@ import pika
 import pytest
 import structlog
 
-from hub.adapters.rabbitmq import ALERT_QUEUES, GROUP_SIZE_ARG, Topology, connected
+from hub.adapters.rabbitmq.connection import GROUP_SIZE_ARG, connected
+from hub.adapters.rabbitmq.topology import Topology
 from hub.errors import ConfigError
+from hub.wire import ALERT_QUEUES
 
 pytestmark = pytest.mark.integration
 

@@ -15,14 +15,10 @@ from typing import Any
 import pika
 import pytest
 
-from hub.adapters.rabbitmq import (
-    ALERT_QUEUES,
-    WORK_EXCHANGE,
-    KombuPublisher,
-    Topology,
-    connect,
-    delivery_queue,
-)
+from hub.adapters.rabbitmq.connection import connect
+from hub.adapters.rabbitmq.publisher import KombuPublisher
+from hub.adapters.rabbitmq.topology import Topology
+from hub.wire import ALERT_QUEUES, WORK_EXCHANGE, delivery_queue
 
 pytestmark = pytest.mark.integration
 

@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
-from hub.adapters.fake_sender import Answer, FakeSender
-from hub.adapters.fake_trust import FakeTrust
-from hub.adapters.fhir_endpoint import HttpxFhirClient
+from hub.adapters.http_client import HttpxFhirClient
+from hub.endpoints.fhir_rest import FHIR_CONTENT_TYPE, FhirRestSender, FhirTarget
+from hub.endpoints.hl7v2_mllp import HL7V2_CONTENT_TYPE
 from hub.errors import PermanentError, TransientError
-from hub.payloads import FHIR_CONTENT_TYPE, HL7V2_CONTENT_TYPE
-from hub.ports import DeliveryJob, ReferralRecord, Sender
-from hub.senders import FhirRestSender, FhirTarget
+from hub.ports import Sender
+from hub.records import DeliveryJob, ReferralRecord
+from hub.testing.fake_sender import Answer, FakeSender
+from hub.testing.fake_trust import FakeTrust
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from hub.adapters.rabbitmq import GROUP_SIZE_ARG, Broker, Disposition, Topology
-from hub.broker_tls import AmqpTls
-from hub.database_watch import DatabaseWatch
+from hub.adapters.rabbitmq.connection import GROUP_SIZE_ARG, Broker
+from hub.adapters.rabbitmq.topology import Topology
 from hub.errors import ConfigError, HubError, InvalidMessage, LedgerUnavailable, TransientError
+from hub.operations.database_watch import DatabaseWatch
 from hub.pipeline import Dispatcher, RetryPolicy
-from hub.ports import Envelope
-from hub.settings import load_settings
+from hub.settings.broker_tls import AmqpTls
+from hub.settings.load import load_settings
+from hub.wire import Disposition, Envelope
 from tests.fixtures.dead_letters import PROVENANCE
 
 pytestmark = pytest.mark.unit

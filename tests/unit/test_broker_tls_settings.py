@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hub.adapters.rabbitmq_tls import ssl_options
-from hub.broker_tls import AmqpTls
+from hub.adapters.rabbitmq.tls import ssl_options
 from hub.errors import ConfigError
-from hub.settings import load_settings
+from hub.settings.broker_tls import AmqpTls
+from hub.settings.load import load_settings
 from tests.pki import make_pki
 from tests.unit.test_settings import line_of, problems, write
 

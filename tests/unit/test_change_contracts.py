@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hub.change_contracts import parse_justice_message
+from hub.contracts.follow_ups import parse_justice_message
 from hub.errors import InvalidMessage
 from hub.messages import (
     Alert,

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hub.circuit import CircuitBreaker, CircuitConfig, CircuitState
-from hub.endpoint_control import CircuitSender, EndpointGate, PauseWatcher
 from hub.errors import CircuitOpen, PermanentError, TransientError
-from hub.ports import Delivered, DeliveryJob, ReferralRecord
+from hub.records import Delivered, DeliveryJob, ReferralRecord
+from hub.stages.circuit import CircuitBreaker, CircuitConfig, CircuitState
+from hub.stages.endpoint_gate import CircuitSender, EndpointGate, PauseWatcher
 
 pytestmark = pytest.mark.unit
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.ids import IdKey
 from hub.messages import ConsentStatus, OutcomeStatus, Recipient
-from hub.outcomes import build_outcome
-from hub.ports import AlertFacts, AlertRecord, AlertState, ReferralRecord
+from hub.records import AlertFacts, AlertRecord, AlertState, ReferralRecord
+from hub.security.ids import IdKey
+from hub.stages.outcomes import build_outcome
 from hub.transforms.consent_filter import (
     CLINICAL_FIELDS,
     NEUTRAL_SERVICE_CODE,

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.consent_rules import consent_in_force, consent_to_tell, replaces, sharing_rank
 from hub.messages import Consent, ConsentStatus
-from hub.ports import ConsentFacts
+from hub.records import ConsentFacts
+from hub.transforms.consent_rules import consent_in_force, consent_to_tell, replaces, sharing_rank
 
 pytestmark = pytest.mark.unit
 

@@ -20,26 +20,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.adapters.memory_ledger import MemoryLedger
-from hub.adapters.memory_publisher import MemoryPublisher, Published
+from hub.adapters.memory.ledger import MemoryLedger
+from hub.adapters.memory.publisher import MemoryPublisher, Published
+from hub.endpoints.fhir_rest import render_fhir_bundle, render_fhir_followup
+from hub.endpoints.hl7v2_mllp import render_hl7v2_followup, render_hl7v2_ref_i12
+from hub.endpoints.webhook import render_webhook_followup, render_webhook_json
 from hub.errors import InvalidMessage
-from hub.ids import IdKey
-from hub.intake import IntakeStage
 from hub.messages import HubIdentity, OutcomeStatus, Recipient
-from hub.outcomes import build_outcome
-from hub.payloads import (
-    render_fhir_bundle,
-    render_fhir_followup,
-    render_hl7v2_followup,
-    render_hl7v2_ref_i12,
-    render_webhook_followup,
-    render_webhook_json,
-)
-from hub.pipeline import H_ENDPOINT
-from hub.ports import Envelope
 from hub.routes.rules import build_route_table
+from hub.security.ids import IdKey
+from hub.stages.intake import IntakeStage
+from hub.stages.outcomes import build_outcome
 from hub.transforms.consent_filter import NEUTRAL_SERVICE_NAME
 from hub.transforms.followup_terms import CONSENT_LABELS
+from hub.wire import H_ENDPOINT, Envelope
 from tests.fixtures.alerts import (
     consent_update_of,
     custody_alert,

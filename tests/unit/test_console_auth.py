@@ -19,20 +19,21 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from hub import console_session
-from hub.adapters.console import ConsoleDeps, build_console
-from hub.adapters.memory_failed_store import MemoryFailedStore
-from hub.adapters.memory_ledger import MemoryLedger
-from hub.console_guard import (
+from hub.adapters.inbound.console import ConsoleDeps, build_console
+from hub.adapters.memory.failed_store import MemoryFailedStore
+from hub.adapters.memory.ledger import MemoryLedger
+from hub.errors import ConfigError
+from hub.security import console_session
+from hub.security.console_guard import (
     CLIENT_ATTEMPTS,
     CLIENT_WINDOW_SECONDS,
     LOCK_AFTER_FAILURES,
     LOCKOUT_SECONDS,
 )
-from hub.errors import ConfigError
-from hub.failed_rules import CONSOLE_EVENTS
-from hub.passwords import hash_password, verify_password
-from hub.settings import OperatorAccount, load_settings
+from hub.security.passwords import hash_password, verify_password
+from hub.settings.load import load_settings
+from hub.settings.types import OperatorAccount
+from hub.store_rules.failed import CONSOLE_EVENTS
 from tests.fixtures.dead_letters import T0, dead_letter, failure
 from tests.unit.test_settings import HUB_YAML, problems, write
 

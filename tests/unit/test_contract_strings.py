@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.change_contracts import parse_justice_message
+from hub.contracts.follow_ups import parse_justice_message
 from hub.errors import InvalidMessage
 from hub.messages import Problem
 from tests.fixtures.alerts import (

@@ -12,14 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.contracts import (
-    load_schema,
-    nhs_number_is_valid,
-    parse_alert,
-    peek_identity,
-    pnc_id_is_valid,
-    validate_outcome,
-)
+from hub.contracts.alert import parse_alert
+from hub.contracts.identifiers import nhs_number_is_valid, pnc_id_is_valid
+from hub.contracts.outcome import validate_outcome
+from hub.contracts.peek import peek_identity
+from hub.contracts.schemas import load_schema
 from hub.errors import InvalidMessage
 from hub.messages import (
     Alert,

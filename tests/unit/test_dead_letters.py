@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.adapters.memory_failed_store import MemoryFailedStore
-from hub.adapters.rabbitmq import Disposition
-from hub.dead_letters import DeadLetterIngester, normalise_error
+from hub.adapters.memory.failed_store import MemoryFailedStore
 from hub.errors import PermanentError, TransientError
-from hub.ports import Envelope, NewFailure
+from hub.records import NewFailure
+from hub.stages.dead_letters import DeadLetterIngester, normalise_error
+from hub.wire import Disposition, Envelope
 from tests.fixtures.dead_letters import PROVENANCE, T0, dead_letter
 
 pytestmark = pytest.mark.unit

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub.delivery import Verdict, classify
 from hub.pipeline import RetryPolicy
-from hub.ports import HttpResult
+from hub.records import HttpResult
+from hub.transforms.http_answer import Verdict, classify
 
 pytestmark = pytest.mark.unit
 

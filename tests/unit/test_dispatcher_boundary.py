@@ -13,11 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.adapters.rabbitmq import DLQ_EXCHANGE, Disposition
 from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.messages import Problem
 from hub.pipeline import Dispatcher, RetryPolicy
-from hub.ports import Envelope
+from hub.wire import DLQ_EXCHANGE, Disposition, Envelope
 from tests.fixtures.dead_letters import PROVENANCE
 
 pytestmark = pytest.mark.unit

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.circuit import CircuitConfig
-from hub.settings import EndpointKind, load_settings
+from hub.settings.load import load_settings
+from hub.settings.types import EndpointKind
+from hub.stages.circuit import CircuitConfig
 from tests.unit.test_settings import problems, write
 
 pytestmark = pytest.mark.unit

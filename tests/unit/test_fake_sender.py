@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from hub.adapters.fake_sender import Answer, FakeSender
 from hub.errors import PermanentError, TransientError
-from hub.ports import DeliveryJob, ReferralRecord
+from hub.records import DeliveryJob, ReferralRecord
+from hub.testing.fake_sender import Answer, FakeSender
 
 pytestmark = pytest.mark.unit
 

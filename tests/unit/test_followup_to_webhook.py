@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hub.endpoints.webhook import render_webhook_followup
 from hub.messages import CancellationReason, ConsentStatus, FollowUp, HubIdentity, Recipient
-from hub.payloads import render_webhook_followup
 from hub.transforms.alert_to_referral import followup_ids
 from hub.transforms.referral_to_webhook import (
     EVENT_SCHEMA,

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from hub.bootstrap import Hub, operations_adapters
-from hub.cli import main
+from hub.cli.main import main
 from hub.errors import ConfigError
-from hub.settings import load_settings
+from hub.settings.load import load_settings
 from tests.unit.test_settings import problems, write
 
 pytestmark = pytest.mark.unit

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.ids import IdKey
 from hub.messages import HubIdentity
+from hub.security.ids import IdKey
 from hub.transforms.alert_to_referral import ID_NAMESPACE, referral_ids
 
 pytestmark = pytest.mark.unit

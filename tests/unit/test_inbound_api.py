@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from hub.adapters.api import build_app
-from hub.adapters.memory_ledger import MemoryLedger
-from hub.inbound_auth import InboundCredentials, token_digest
+from hub.adapters.inbound.api import build_app
+from hub.adapters.memory.ledger import MemoryLedger
 from hub.log import configure_logging
 from hub.messages import OutcomeStatus, Recipient
-from hub.ports import AlertFacts, ReferralRecord
+from hub.records import AlertFacts, ReferralRecord
+from hub.security.inbound_auth import InboundCredentials, token_digest
 from hub.transforms.response_to_outcome import build_service_response
 
 pytestmark = pytest.mark.unit

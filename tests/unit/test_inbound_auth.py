@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub import inbound_auth
-from hub.distinguished_names import (
+from hub.security import inbound_auth
+from hub.security.distinguished_names import (
     DistinguishedName,
     format_distinguished_name,
     parse_distinguished_name,
     peer_subject_name,
 )
-from hub.inbound_auth import Authentication, InboundCredentials, authenticate, token_digest
+from hub.security.inbound_auth import Authentication, InboundCredentials, authenticate, token_digest
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.distinguished_names import parse_distinguished_name
-from hub.inbound_auth import ApiTls, token_digest
-from hub.settings import load_settings
+from hub.security.distinguished_names import parse_distinguished_name
+from hub.security.inbound_auth import ApiTls, token_digest
+from hub.settings.load import load_settings
 from tests.unit.test_settings import problems, write
 
 pytestmark = pytest.mark.unit

@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from hub.adapters.memory_ledger import MemoryLedger
-from hub.adapters.rabbitmq import DLQ_EXCHANGE, OUTCOMES_EXCHANGE, Disposition
-from hub.ids import IdKey
-from hub.intake import IntakeStage
+from hub.adapters.memory.ledger import MemoryLedger
+from hub.endpoints.fhir_rest import render_fhir_bundle
 from hub.messages import Alert, HubIdentity, Recipient
-from hub.payloads import render_fhir_bundle
 from hub.pipeline import Dispatcher, RetryPolicy
-from hub.ports import AlertState, Envelope, Payload
+from hub.records import AlertState, Payload
 from hub.routes.rules import RouteTable
+from hub.security.ids import IdKey
+from hub.stages.intake import IntakeStage
+from hub.wire import DLQ_EXCHANGE, OUTCOMES_EXCHANGE, Disposition, Envelope
 from tests.fixtures.alerts import cancellation_of, custody_alert, to_body
 from tests.fixtures.dead_letters import PROVENANCE
 

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.adapters.memory_failed_store import MemoryFailedStore
-from hub.delivery import classify
-from hub.masking import BUNDLE, HEADERS, HIDDEN, JUSTICE, Obj, mask_document, mask_headers
-from hub.operations import show
-from hub.ports import HttpResult
+from hub.adapters.memory.failed_store import MemoryFailedStore
+from hub.operations.failed import show
+from hub.records import HttpResult
+from hub.security.masking import BUNDLE, HEADERS, HIDDEN, JUSTICE, Obj, mask_document, mask_headers
+from hub.transforms.http_answer import classify
 from tests.fixtures.alerts import custody_alert, to_body
 from tests.fixtures.dead_letters import T0, dead_letter, failure
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.adapters.memory_publisher import MemoryPublisher
+from hub.adapters.memory.publisher import MemoryPublisher
 from hub.errors import TransientError
 
 pytestmark = pytest.mark.unit

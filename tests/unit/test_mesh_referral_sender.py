@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from hub.endpoints.mesh import MeshReferralSender
 from hub.errors import PermanentError
-from hub.ports import DeliveryJob, ReferralRecord
-from hub.senders import MeshReferralSender
+from hub.records import DeliveryJob, ReferralRecord
 
 pytestmark = pytest.mark.unit
 

@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.adapters.memory_metrics import MemoryMetrics
-from hub.adapters.memory_publisher import MemoryPublisher
+from hub.adapters.memory.metrics import MemoryMetrics
+from hub.adapters.memory.publisher import MemoryPublisher
 from hub.adapters.metrics import EXPORTED, PrometheusMetrics
 from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.messages import Problem
+from hub.operations.queue_watch import QueueWatch
 from hub.pipeline import Dispatcher, RetryPolicy
-from hub.ports import Envelope, Metrics
-from hub.provenance import Provenance
-from hub.queue_watch import QueueWatch
+from hub.ports import Metrics
+from hub.security.provenance import Provenance
+from hub.wire import Envelope
 
 pytestmark = pytest.mark.unit
 
@@ -240,7 +241,7 @@ def test_the_dispatcher_counts_each_retry_and_dead_letter(
 
 def test_amqp_management_url_is_optional_and_checked(tmp_path: Path) -> None:
     from hub.errors import ConfigError
-    from hub.settings import load_settings
+    from hub.settings.load import load_settings
     from tests.unit.test_settings import HUB_YAML, write
 
     for name in ("none", "api", "bad"):

@@ -13,22 +13,14 @@ from typing import Any
 
 import pytest
 
-from hub.adapters.memory_failed_store import MemoryFailedStore
-from hub.adapters.memory_ledger import MemoryLedger
-from hub.adapters.memory_publisher import MemoryPublisher
-from hub.adapters.rabbitmq import WORK_EXCHANGE
-from hub.masking import mask_document
-from hub.operations import (
-    H_REPLAYED_FROM,
-    OperationRefused,
-    discard,
-    parse_since,
-    replay,
-    select_ids,
-    show,
-    trace,
-)
-from hub.ports import AlertFacts, FailedState, ReferralRecord
+from hub.adapters.memory.failed_store import MemoryFailedStore
+from hub.adapters.memory.ledger import MemoryLedger
+from hub.adapters.memory.publisher import MemoryPublisher
+from hub.operations.failed import OperationRefused, discard, parse_since, replay, select_ids, show
+from hub.operations.trace import trace
+from hub.records import AlertFacts, FailedState, ReferralRecord
+from hub.security.masking import mask_document
+from hub.wire import H_REPLAYED_FROM, WORK_EXCHANGE
 from tests.fixtures.alerts import custody_alert, to_body
 from tests.fixtures.dead_letters import T0, dead_letter, failure
 
@@ -354,7 +346,7 @@ def test_trace_shows_the_parked_failure_of_a_referral(store: MemoryFailedStore) 
 
 
 def test_masking_hides_free_text_anywhere_in_a_fhir_resource_but_keeps_initials() -> None:
-    from hub.masking import HIDDEN, mask_document
+    from hub.security.masking import HIDDEN, mask_document
 
     bundle = {
         "resourceType": "Bundle",

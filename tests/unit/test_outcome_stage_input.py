@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.adapters.memory_ledger import MemoryLedger
+from hub.adapters.memory.ledger import MemoryLedger
 from hub.errors import InvalidMessage
-from hub.ids import IdKey
-from hub.outcomes import OutcomeStage
-from hub.ports import Envelope
+from hub.security.ids import IdKey
+from hub.stages.outcomes import OutcomeStage
+from hub.wire import Envelope
 
 ID_KEY = IdKey.of("unit-test-id-key-" + "k" * 32)
 

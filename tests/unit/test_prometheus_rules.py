@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from hub.adapters.metrics import EXPORTED
-from hub.adapters.rabbitmq import Topology
+from hub.adapters.rabbitmq.topology import Topology
 
 pytestmark = pytest.mark.unit
 

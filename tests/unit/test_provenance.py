@@ -1,5 +1,6 @@
-"""Which headers the hub believes (hub.provenance): its own `x-hub-*` headers, sealed when it
-published them, and never anything in its namespace on a message straight from justice.alerts.
+"""Which headers the hub believes (hub.security.provenance): its own `x-hub-*` headers,
+sealed when it published them, and never anything in its namespace on a message straight from
+justice.alerts.
 The Dispatcher admits every envelope before a stage (or itself) reads a header."""
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.errors import HubError, InvalidMessage, TransientError
-from hub.ids import IdKey
-from hub.intake import publisher_routing_key, publisher_user_id, source_from_routing_key
 from hub.messages import Problem
 from hub.pipeline import Dispatcher, RetryPolicy
-from hub.ports import Envelope
-from hub.provenance import H_SEAL, Provenance, SealingPublisher
+from hub.security.ids import IdKey
+from hub.security.provenance import H_SEAL, Provenance, SealingPublisher
+from hub.stages.intake import publisher_routing_key, publisher_user_id, source_from_routing_key
+from hub.wire import Envelope
 
 pytestmark = pytest.mark.unit
 

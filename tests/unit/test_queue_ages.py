@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.adapters.memory_metrics import MemoryMetrics
-from hub.adapters.rabbitmq import enqueued_no_earlier_than
+from hub.adapters.memory.metrics import MemoryMetrics
+from hub.adapters.rabbitmq.consumer import enqueued_no_earlier_than
 from hub.errors import TransientError
-from hub.queue_ages import ObservedAges
-from hub.queue_watch import QueueWatch
+from hub.operations.queue_ages import ObservedAges
+from hub.operations.queue_watch import QueueWatch
 
 pytestmark = pytest.mark.unit
 

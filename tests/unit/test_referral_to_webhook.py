@@ -10,9 +10,9 @@ from datetime import datetime
 
 import pytest
 
-from hub.contracts import parse_alert
+from hub.contracts.alert import parse_alert
+from hub.endpoints.webhook import render_webhook_json
 from hub.messages import Alert, HubIdentity, Recipient
-from hub.payloads import render_webhook_json
 from hub.transforms.alert_to_referral import referral_ids
 from hub.transforms.referral_to_webhook import (
     SCHEMA,

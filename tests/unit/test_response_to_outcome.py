@@ -15,11 +15,8 @@ from hypothesis import strategies as st
 
 from hub.errors import InvalidMessage
 from hub.messages import OutcomeStatus, ServiceResponse
-from hub.transforms.response_to_outcome import (
-    BUSINESS_STATUS_SYSTEM,
-    build_service_response,
-    parse_service_response,
-)
+from hub.transforms.response_status import BUSINESS_STATUS_SYSTEM
+from hub.transforms.response_to_outcome import build_service_response, parse_service_response
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 
 from hub.messages import Pathway, SourceKind, Urgency, VulnerabilityType
-from hub.routes import Match, RouteDecision, RouteTable, Rule, select_endpoints
-from hub.routes.rules import build_route_table
-from hub.settings import load_settings
+from hub.routes.rules import (
+    Match,
+    RouteDecision,
+    RouteTable,
+    Rule,
+    build_route_table,
+    select_endpoints,
+)
+from hub.settings.load import load_settings
 
 pytestmark = pytest.mark.unit
 

@@ -9,16 +9,12 @@ from typing import Any
 
 import pytest
 
-from hub.delivery import Verdict, classify
+from hub.adapters.mllp import Hl7v2MllpSender
+from hub.endpoints.fhir_rest import FhirRestSender, FhirTarget
+from hub.endpoints.webhook import WebhookSender, WebhookTarget
 from hub.errors import PermanentError, TransientError
-from hub.ports import DeliveryJob, HttpResult, ReferralRecord
-from hub.senders import (
-    FhirRestSender,
-    FhirTarget,
-    Hl7v2MllpSender,
-    WebhookSender,
-    WebhookTarget,
-)
+from hub.records import DeliveryJob, HttpResult, ReferralRecord
+from hub.transforms.http_answer import Verdict, classify
 from hub.transforms.referral_to_ref_i12 import control_id_from_request_id
 from hub.transforms.referral_to_webhook import signature
 
@@ -170,8 +166,8 @@ def test_the_mllp_sender_judges_the_ack(code: str, outcome: type[Exception] | No
 
 
 def test_a_token_services_error_text_is_not_repeated_into_the_error_unless_it_is_a_code() -> None:
-    from hub.endpoint_credentials import OAuth2ClientCredentials
-    from hub.oauth2 import OAuth2TokenSource
+    from hub.endpoints.oauth2 import OAuth2TokenSource
+    from hub.settings.endpoint_credentials import OAuth2ClientCredentials
 
     class Poster:
         def __init__(self, error: object) -> None:

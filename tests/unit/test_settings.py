@@ -10,7 +10,8 @@ import pytest
 
 from hub.errors import ConfigError
 from hub.messages import HubIdentity, Recipient
-from hub.settings import BearerAuth, EndpointKind, SigningKey, load_settings
+from hub.settings.load import load_settings
+from hub.settings.types import BearerAuth, EndpointKind, SigningKey
 
 pytestmark = pytest.mark.unit
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from hub.adapters.memory_metrics import MemoryMetrics
-from hub.endpoint_control import PauseWatcher
-from hub.ids import IdKey
-from hub.overdue import OverdueWatch
-from hub.queue_watch import QueueWatch
-from hub.supervisor import Supervisor
+from hub.adapters.memory.metrics import MemoryMetrics
+from hub.operations.queue_watch import QueueWatch
+from hub.runtime import Supervisor
+from hub.security.ids import IdKey
+from hub.stages.endpoint_gate import PauseWatcher
+from hub.stages.overdue import OverdueWatch
 
 ID_KEY = IdKey.of("unit-test-id-key-" + "k" * 32)
 

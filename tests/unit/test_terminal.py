@@ -1,5 +1,5 @@
 """What the `hub` commands print cannot drive the operator's terminal: controls, ESC/CSI/OSC
-sequences and bidi/format characters from outside are made inert (hub.terminal.neutralise),
+sequences and bidi/format characters from outside are made inert (hub.security.terminal.neutralise),
 at the CLI's one output function, for tables, `hub trace` and `hub failed …` alike."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.adapters.memory_failed_store import MemoryFailedStore
-from hub.adapters.memory_ledger import MemoryLedger
-from hub.cli import main
-from hub.ports import AlertFacts, ReferralRecord
-from hub.terminal import neutralise
+from hub.adapters.memory.failed_store import MemoryFailedStore
+from hub.adapters.memory.ledger import MemoryLedger
+from hub.cli.main import main
+from hub.records import AlertFacts, ReferralRecord
+from hub.security.terminal import neutralise
 from tests.fixtures.dead_letters import T0, dead_letter, failure
 
 pytestmark = pytest.mark.unit
@@ -79,7 +79,7 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[MemoryFailedStore, Me
         yield
 
     monkeypatch.setattr(
-        "hub.settings.load_settings", lambda _dir: SimpleNamespace(log_level="ERROR")
+        "hub.settings.load.load_settings", lambda _dir: SimpleNamespace(log_level="ERROR")
     )
     monkeypatch.setattr("hub.bootstrap.operations_adapters", lambda _s: (ledger, store, publisher))
     yield store, ledger

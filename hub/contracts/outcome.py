@@ -1,0 +1,22 @@
+"""`ld.referral-outcome/1`: the outcome the hub returns, checked before it leaves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.contracts.problems import (
+    _schema_problems,
+)
+from hub.contracts.schemas import (
+    _validator,
+)
+from hub.messages import (
+    Problem,
+)
+
+_OUTCOME_SCHEMA_FILE = "ld.referral-outcome.1"
+
+
+def validate_outcome(body: dict[str, Any]) -> list[Problem]:
+    """Every problem with `body` as an `ld.referral-outcome/1`; empty when it is valid."""
+    return _schema_problems(_validator(_OUTCOME_SCHEMA_FILE), body)

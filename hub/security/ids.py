@@ -1,0 +1,59 @@
+"""Keyed ids: every id that leaves the hub (outcome ids today) is an HMAC-SHA256 of what it names
+under the hub's secret `HUB_ID_KEY`, so it is stable (same key, same inputs → same id, across
+redeliveries and restarts) and reveals nothing about its inputs to anyone without the key.
+
+Pure: the key comes in as an argument (settings.py reads it from the environment).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass, field
+
+MIN_KEY_CHARS = 32
+
+# Domain separation: one secret, a different derived key for each use, so an id can never be
+# replayed as a header seal or the other way round.
+_IDS = b"ld-hub/ids/1"
+_SEAL = b"ld-hub/header-seal/1"
+
+
+@dataclass(frozen=True, slots=True)
+class IdKey:
+    """The hub's secret, and what it derives. Never logged (repr hides it)."""
+
+    secret: bytes = field(repr=False)
+
+    @classmethod
+    def of(cls, text: str) -> IdKey:
+        if len(text) < MIN_KEY_CHARS:
+            raise ValueError(f"the id key must be at least {MIN_KEY_CHARS} characters")
+        return cls(text.encode("utf-8"))
+
+    def _derived(self, purpose: bytes) -> bytes:
+        return hmac.new(self.secret, purpose, hashlib.sha256).digest()
+
+    @property
+    def seal_key(self) -> bytes:
+        """The key hub.security.provenance seals the hub's own message headers with."""
+        return self._derived(_SEAL)
+
+    def keyed_uuid(self, purpose: str, *parts: str) -> str:
+        """A UUID (RFC 9562 version 8, "custom") made of the first 122 bits of
+        HMAC-SHA256(derived key, purpose and parts). Parts are length-prefixed, so no two
+        different inputs share a message."""
+        message = b"".join(
+            len(p).to_bytes(4, "big") + p for p in (s.encode("utf-8") for s in (purpose, *parts))
+        )
+        digest = bytearray(hmac.new(self._derived(_IDS), message, hashlib.sha256).digest()[:16])
+        digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
+        digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+        return str(uuid.UUID(bytes=bytes(digest)))
+
+    def outcome_id(self, answers_to: str, answers: str, status: str) -> str:
+        """The id of one justice outcome: what it answers (a referral's Bundle id, or an
+        alert id for a rejection), what answered (a response message id, `received`,
+        `overdue`, a body digest) and the status."""
+        return self.keyed_uuid("outcome", answers_to, answers, status)

@@ -1,0 +1,304 @@
+"""Delivery stage: one delivery job off hub.deliver.<endpoint> → its endpoint kind's Sender
+(hub/senders.py) → every attempt recorded in the ledger → `received` outcome to the justice side.
+Quick in-process retries for blips; anything longer is the Dispatcher's (broker TTL queues).
+
+The HTTP rule table (`classify`) is pure and is the single place an HTTP answer is judged, for
+both HTTP kinds (fhir-rest, webhook):
+
+| answer                                                        | verdict   |
+|---------------------------------------------------------------|-----------|
+| 2xx with X-Request-Id and X-Correlation-Id echoed, JSON body  | delivered |
+| 2xx without the echo headers, or with an unparsable body      | transient |
+| webhook only (echo_required=False): 2xx without the echo      | delivered |
+| headers, and 2xx with an empty body (204) (BaRS headers are a |           |
+| FHIR-receiver contract; a webhook receiver need not know it). |           |
+| A non-empty body that is not JSON is still transient.         |           |
+| 409 whose OperationOutcome has issue code `duplicate` (BaRS)  | delivered |
+| 408, 429, 500, 502, 503, 504, any other 5xx                   | transient (Retry-After honoured) |
+| connection refused / reset, timeout (raised by the client)   | transient |
+| any other 4xx (and 1xx/3xx)                                   | permanent, OperationOutcome kept |
+
+X-Request-Id and the payload bytes stay identical on every retry (BaRS idempotency).
+"""
+
+from __future__ import annotations
+
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from hub.errors import CircuitOpen, HubError, InvalidMessage, PermanentError, TransientError
+from hub.log import bind_correlation, get_logger
+from hub.messages import OutcomeStatus, Recipient
+from hub.pipeline import Clock
+from hub.ports import Ledger, Metrics, Publisher, Sender
+from hub.records import (
+    Delivered,
+    DeliveryJob,
+    JourneyEvent,
+    ReferralRecord,
+    ReferralState,
+)
+from hub.security.ids import IdKey
+from hub.stages.outcomes import return_outcome
+from hub.transforms.http_answer import Verdict
+from hub.wire import H_ALERT_ID, H_ATTEMPTS, H_BUNDLE_ID, Envelope, header_str
+
+log = get_logger("hub.delivery")
+
+
+# An OperationOutcome's codes, as far as they can go into an error message that is logged
+# and shown masked: a code is a short token; anything else the service wrote (diagnostics,
+# details.text, display) may quote the person and stays in `operation_outcome` only.
+
+
+def _worth_a_quick_retry(error: BaseException) -> bool:
+    """Transient, and the peer did not ask us to stay away for longer than a blip."""
+    if not isinstance(error, TransientError) or isinstance(error, CircuitOpen):
+        return False
+    return error.retry_after is None or error.retry_after <= 2
+
+
+class DeliveryStage:
+    name = "deliver"
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        recipient: Recipient,
+        sender: Sender,
+        ledger: Ledger,
+        publisher: Publisher,
+        clock: Clock,
+        ids: IdKey,
+        quick_attempts: int = 3,
+        quick_seconds: float = 5.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.quick_attempts = quick_attempts
+        self.quick_seconds = quick_seconds
+        self.endpoint = endpoint
+        self.recipient = recipient
+        self.sender = sender
+        self.ledger = ledger
+        self.publisher = publisher
+        self.clock = clock
+        self.metrics = metrics
+        self.ids = ids
+
+    def process(self, envelope: Envelope) -> None:
+        bundle_id = header_str(envelope.headers, H_BUNDLE_ID)
+        alert_id = header_str(envelope.headers, H_ALERT_ID)
+        referral = self.ledger.get_referral(bundle_id) if bundle_id else None
+        if referral is None or alert_id != referral.alert_id:
+            raise PermanentError(
+                "delivery job names no referral known to the ledger",
+                endpoint=self.endpoint,
+                stage=self.name,
+            )
+        bind_correlation(referral.alert_id)
+        if referral.state is ReferralState.DELIVERED:
+            # Redelivered after the endpoint already took it: only make sure the justice
+            # side heard (same outcome id, so it de-duplicates).
+            self._tell_justice_received(referral)
+            return
+        if referral.state is ReferralState.WITHHELD:
+            return
+        # A referral's first attempt skips the cancellation check (one query per referral at
+        # full speed): a cancellation applied since then waits for it and follows it. Retries
+        # and replays (they carry an attempt count) are checked, so a referral cancelled while
+        # it waited, or replayed after, is never sent.
+        first_try = referral.kind == "new" and H_ATTEMPTS not in envelope.headers
+        withhold = None if first_try else self._withhold_reason(referral)
+        if withhold is not None:
+            self._withhold(referral, withhold)
+            return
+        job = DeliveryJob(referral=referral, body=envelope.body, content_type=envelope.content_type)
+        # A few quick in-process retries, bounded in time and jittered, for blips; anything
+        # longer goes back to the broker's delayed retry queues (the Dispatcher decides).
+        quick = Retrying(
+            stop=stop_after_attempt(self.quick_attempts) | stop_after_delay(self.quick_seconds),
+            wait=wait_random_exponential(multiplier=0.2, max=2),
+            retry=retry_if_exception(_worth_a_quick_retry),
+            reraise=True,
+        )
+        updated, delivered = quick(self._send_once, job)
+        if self.metrics:
+            self.metrics.referral_delivered(self.endpoint)
+        log.info(
+            "referral_delivered",
+            alert_id=referral.alert_id,
+            endpoint=self.endpoint,
+            bundle_id=referral.bundle_id,
+            http_status=delivered.status,
+            answer=delivered.answer,
+            attempts=updated.attempts,
+            elapsed_ms=round(delivered.elapsed_ms, 1),
+        )
+        self.ledger.add_event(
+            JourneyEvent(
+                alert_id=referral.alert_id,
+                at=self.clock(),
+                stage=self.name,
+                event="referral_delivered",
+                endpoint=self.endpoint,
+                detail={
+                    "bundle_id": referral.bundle_id,
+                    "request_id": referral.request_id,
+                    "kind": referral.kind,
+                    "http_status": delivered.status,
+                    "answer": delivered.answer,
+                    "attempts": updated.attempts,
+                },
+            )
+        )
+        self._tell_justice_received(updated)
+
+    def _withhold_reason(self, referral: ReferralRecord) -> str | None:
+        """Why this message must not be sent (a code), None to send it now; TransientError to
+        send it later, after the messages queued before it for this endpoint (a follow-up never
+        overtakes the referral it is about, even while that one waits in a retry queue)."""
+        alert = self.ledger.get_alert(referral.alert_id)
+        if referral.kind == "new":
+            return "alert_cancelled" if alert is not None and alert.cancelled else None
+        siblings = [
+            r for r in self.ledger.referrals_for(referral.alert_id) if r.endpoint == self.endpoint
+        ]
+        original = next((r for r in siblings if r.kind == "new"), None)
+        if original is None or original.state in (ReferralState.FAILED, ReferralState.WITHHELD):
+            return "referral_not_delivered"
+        created = referral.created_at
+        earlier = [
+            r
+            for r in siblings
+            if r.state is ReferralState.QUEUED
+            and r.bundle_id != referral.bundle_id
+            and (r.kind == "new" or (created and r.created_at and r.created_at < created))
+        ]
+        if earlier:
+            self.ledger.add_event(
+                JourneyEvent(
+                    alert_id=referral.alert_id,
+                    at=self.clock(),
+                    stage=self.name,
+                    event="message_waiting",
+                    endpoint=self.endpoint,
+                    detail={
+                        "bundle_id": referral.bundle_id,
+                        "kind": referral.kind,
+                        "waiting_for": [r.bundle_id for r in earlier],
+                    },
+                )
+            )
+            raise TransientError(
+                "waiting for the messages queued before this one to be delivered first",
+                alert_id=referral.alert_id,
+                endpoint=self.endpoint,
+                stage=self.name,
+            )
+        return None
+
+    def _withhold(self, referral: ReferralRecord, reason: str) -> None:
+        """Acked without sending: recorded as WITHHELD, with why, for `hub trace`."""
+        self._attempt(referral.bundle_id, "withheld", None, reason, 0.0)
+        log.info(
+            "message_withheld",
+            alert_id=referral.alert_id,
+            endpoint=self.endpoint,
+            bundle_id=referral.bundle_id,
+            kind=referral.kind,
+            reason=reason,
+        )
+        self.ledger.add_event(
+            JourneyEvent(
+                alert_id=referral.alert_id,
+                at=self.clock(),
+                stage=self.name,
+                event="message_withheld",
+                endpoint=self.endpoint,
+                detail={"bundle_id": referral.bundle_id, "kind": referral.kind, "reason": reason},
+            )
+        )
+
+    def _send_once(self, job: DeliveryJob) -> tuple[ReferralRecord, Delivered]:
+        """One attempt through the endpoint's Sender, recorded in the ledger whatever happens;
+        re-raises the Sender's verdict with this delivery's context."""
+        referral = job.referral
+        started = self.clock()
+        try:
+            delivered = self.sender.send(job)
+        except (TransientError, PermanentError) as exc:
+            result = "transient" if isinstance(exc, TransientError) else "permanent"
+            elapsed = (self.clock() - started).total_seconds() * 1000
+            if self.metrics and not isinstance(exc, CircuitOpen):  # nothing was sent
+                self.metrics.delivery_attempt(self.endpoint, elapsed / 1000)
+            self._attempt(referral.bundle_id, result, exc.status, exc.message, elapsed)
+            exc.alert_id, exc.stage, exc.endpoint = referral.alert_id, self.name, self.endpoint
+            raise
+        if self.metrics:
+            self.metrics.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
+        updated = self._attempt(
+            referral.bundle_id,
+            str(Verdict.DELIVERED),
+            delivered.status,
+            delivered.answer,
+            delivered.elapsed_ms,
+        )
+        return updated, delivered
+
+    def _attempt(
+        self, bundle_id: str, result: str, status: int | None, detail: str, duration_ms: float
+    ) -> ReferralRecord:
+        return self.ledger.record_attempt(
+            bundle_id,
+            at=self.clock(),
+            result=result,
+            http_status=status,
+            detail=detail,
+            duration_ms=duration_ms,
+        )
+
+    def _tell_justice_received(self, referral: ReferralRecord) -> None:
+        if referral.kind != "new":
+            return  # the justice side hears `received` once, for the referral itself
+        return_outcome(
+            ledger=self.ledger,
+            publisher=self.publisher,
+            referral=referral,
+            recipient=self.recipient,
+            stage=self.name,
+            clock=self.clock,
+            status=OutcomeStatus.RECEIVED,
+            at=referral.delivered_at or self.clock(),
+            answers="received",
+            ids=self.ids,
+        )
+
+    def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
+        pass
+
+    def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
+        if self.metrics:
+            self.metrics.referral_failed(self.endpoint)
+        bundle_id = header_str(envelope.headers, H_BUNDLE_ID)
+        alert_id = header_str(envelope.headers, H_ALERT_ID)
+        if bundle_id and alert_id:
+            self.ledger.add_event(
+                JourneyEvent(
+                    alert_id=alert_id,
+                    at=self.clock(),
+                    stage=self.name,
+                    event="referral_dead_lettered",
+                    endpoint=self.endpoint,
+                    detail={
+                        "bundle_id": bundle_id,
+                        "error_class": type(error).__name__,
+                        "status": error.status,
+                    },
+                )
+            )
