@@ -11,6 +11,8 @@ the database discloses nothing about a person. Concretely:
                     sender's own custody/case reference), pathway, urgency, consent_status,
                     share_with_justice, received_at, state, rule, updated_at,
                     consent_recorded_at, cancelled (revoked | entered-in-error)
+    hub_alert_vulnerabilities  alert_id, type (the alert's VulnerabilityType codes, one row
+                    each; the free-text detail is never kept)
     hub_rejections  alert_id, source_kind, organisation_code, reference, problem_count,
                     problem_paths (dotted field paths only: the problem text is not kept), at
     hub_referrals   bundle_id, alert_id, endpoint, request_id, state, attempts, delivered_at,
@@ -112,6 +114,13 @@ alerts_table = sa.Table(
     sa.Column("updated_at", _UtcDateTime, nullable=False),
     sa.Column("consent_recorded_at", _UtcDateTime, nullable=True),
     sa.Column("cancelled", sa.String(_CODE_LEN), nullable=True),
+)
+
+alert_vulnerabilities_table = sa.Table(
+    "hub_alert_vulnerabilities",
+    metadata,
+    sa.Column("alert_id", sa.String(_ID), sa.ForeignKey("hub_alerts.alert_id"), primary_key=True),
+    sa.Column("type", sa.String(_CODE_LEN), primary_key=True),
 )
 
 rejections_table = sa.Table(
@@ -254,6 +263,14 @@ class SqlLedger:
                 # on one alert_id get exactly one winner, whatever the backend.
                 with self._engine.begin() as conn:
                     conn.execute(alerts_table.insert().values(**row))
+                    if facts.vulnerability_types:
+                        conn.execute(
+                            alert_vulnerabilities_table.insert(),
+                            [
+                                {"alert_id": facts.alert_id, "type": t}
+                                for t in sorted(set(facts.vulnerability_types))
+                            ],
+                        )
             except sa_exc.IntegrityError as exc:
                 stored = self.get_alert(facts.alert_id)
                 if stored is None:  # the competing insert rolled back: the next try is clean
@@ -416,7 +433,13 @@ class SqlLedger:
             row = conn.execute(
                 sa.select(alerts_table).where(alerts_table.c.alert_id == alert_id)
             ).first()
-        return None if row is None else _alert_record(row._mapping)
+            v = alert_vulnerabilities_table.c
+            types = conn.scalars(
+                sa.select(v.type).where(v.alert_id == alert_id).order_by(v.type)
+            ).all()
+        if row is None:
+            return None
+        return _alert_record({**row._mapping, "vulnerability_types": tuple(types)})
 
     def get_referral(self, bundle_id: str) -> ReferralRecord | None:
         with self._translated("get_referral"), self._engine.connect() as conn:
