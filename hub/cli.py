@@ -399,6 +399,9 @@ def _register_endpoint_commands() -> None:
     from hub.cli_endpoints import endpoint
 
     main.add_command(endpoint)
+    from hub.cli_report import report
+
+    main.add_command(report)
 
 
 _register_endpoint_commands()
