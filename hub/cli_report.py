@@ -65,6 +65,12 @@ def period_of(start: str | None, end: str | None, month: str | None) -> tuple[da
     type=click.Path(dir_okay=False, path_type=Path),
     help="also write a self-contained HTML report (charts inline) to FILE",
 )
+@click.option(
+    "--fhir",
+    "fhir_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="also write the figures as a FHIR R4 Bundle of MeasureReports to FILE",
+)
 @click.option("--exact", is_flag=True, help="exact counts, no suppression (audited; needs --as)")
 @click.option("--reason", default=None, help="why exact counts are needed, for the audit log")
 @config_option
@@ -76,6 +82,7 @@ def report(
     group_by: str,
     fmt: str,
     html_file: Path | None,
+    fhir_file: Path | None,
     exact: bool,
     reason: str | None,
     config_dir: Path,
@@ -134,6 +141,13 @@ def report(
         from hub.reporting.html import render_html
 
         html_file.write_text(render_html(published), encoding="utf-8")
+    if fhir_file is not None:
+        import json
+
+        from hub.reporting.fhir_export import measure_report_bundle
+
+        bundle = measure_report_bundle(published, generated_at=datetime.now(UTC))
+        fhir_file.write_text(json.dumps(bundle, indent=2) + "\n", encoding="utf-8")
     if fmt == "json":
         echo_json(published)
     elif fmt == "csv":
