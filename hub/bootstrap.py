@@ -38,6 +38,7 @@ from hub.adapters.rabbitmq import (
     start_worker,
 )
 from hub.adapters.rabbitmq_management import head_message_ages
+from hub.adapters.report_reads import SqlReportReader
 from hub.database_watch import DatabaseWatch
 from hub.dead_letters import DLQ_QUEUES, DeadLetterIngester
 from hub.delivery import DeliveryStage
@@ -69,7 +70,7 @@ from hub.senders import (
     WebhookSender,
     WebhookTarget,
 )
-from hub.settings import EndpointConfig, EndpointKind, Settings
+from hub.settings import EndpointConfig, EndpointKind, Settings, report_db_url
 
 log = get_logger("hub.bootstrap")
 
@@ -394,6 +395,7 @@ class Hub:
                 # In the database: every hub honours the same sessions, and a sign-out on one
                 # ends the session on all.
                 sessions=SqlLiveSessions(s.db_url, max_age=console_session.MAX_AGE_SECONDS),
+                pathway=SqlReportReader(report_db_url() or s.db_url).extract,
             )
         )
 

@@ -15,6 +15,7 @@ import click
 from hub.cli_options import as_option, config_option, echo, echo_json
 from hub.errors import ConfigError, TransientError
 from hub.reporting.measures import GroupBy
+from hub.reporting.period import month_period
 
 
 def period_of(start: str | None, end: str | None, month: str | None) -> tuple[datetime, datetime]:
@@ -24,9 +25,7 @@ def period_of(start: str | None, end: str | None, month: str | None) -> tuple[da
         if month is not None:
             if start or end:
                 raise click.UsageError("give --month, or --from and --to, not both")
-            first = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
-            following = (first + timedelta(days=32)).replace(day=1)
-            return first, following
+            return month_period(month)
         if not (start and end):
             raise click.UsageError("give --month YYYY-MM, or --from DAY and --to DAY")
         begin = date.fromisoformat(start)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -32,6 +33,10 @@ from hub.operations import OperationRefused, discard, replay, select_ids, show, 
 from hub.passwords import verify_password
 from hub.pipeline import Clock
 from hub.ports import FailedStore, LedgerReader, LiveSessionStore, Publisher
+from hub.reporting.disclosure import publish
+from hub.reporting.html import report_body
+from hub.reporting.measures import GroupBy, LedgerExtract, build_report
+from hub.reporting.period import month_period
 from hub.settings import EndpointConfig, OperatorAccount
 from hub.terminal import neutralise
 
@@ -83,6 +88,8 @@ class ConsoleDeps:
     throttle: LoginThrottle | None = None  # a fresh one (hub.console_guard defaults) if None
     sessions: LiveSessionStore | None = None  # in memory (this process only) if None
     seconds: Callable[[], float] = time.time  # the throttle's and sessions' clock
+    # The Pathway page's read (hub.adapters.report_reads, read-only); no page if None.
+    pathway: Callable[[datetime, datetime], LedgerExtract] | None = None
 
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -91,6 +98,8 @@ Handler = Callable[[Request, Session], Awaitable[Response]]
 def _neutralised(value: Any) -> Any:
     """Text on a page as hub.terminal neutralises it for a terminal (autoescape then handles
     HTML); the page's own pre-formatted JSON keeps its line breaks."""
+    if isinstance(value, Markup):  # built and neutralised by hub.reporting.html already
+        return value
     return neutralise(value, keep_newlines=True) if isinstance(value, str) else value
 
 
@@ -356,6 +365,37 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
             return page(request, "error.html", session, status=503, error=error, back=base + back)
         return redirect(request, f"{back}?notice={notice}")
 
+    async def pathway(request: Request, session: Session) -> Response:
+        """The pathway report for a month, suppressed (the console never shows exact counts:
+        `hub report --exact` does, audited)."""
+        month = request.query_params.get("month") or f"{deps.clock():%Y-%m}"
+        by = request.query_params.get("by") or GroupBy.SITE.value
+        try:
+            start, end = month_period(month)
+            grouping = GroupBy(by)
+        except ValueError:  # both refuse anything but a month and a known grouping
+            return page(
+                request,
+                "error.html",
+                session,
+                status=400,
+                error="Choose a month (YYYY-MM) and a grouping from the form.",
+                back=f"{base}/pathway",
+            )
+        if deps.pathway is None:
+            return page(request, "error.html", session, status=404, error="No pathway report.")
+        extract = await run_in_threadpool(deps.pathway, start, end)
+        report = publish(build_report(extract, group_by=grouping, period_from=start, period_to=end))
+        return page(
+            request,
+            "pathway.html",
+            session,
+            month=month,
+            by=grouping.value,
+            groupings=[g.value for g in GroupBy],
+            body=Markup(report_body(report)),  # escaped by hub.reporting.html
+        )
+
     async def endpoints(request: Request, session: Session) -> Response:
         def load() -> list[dict[str, Any]]:
             rows = []
@@ -398,5 +438,6 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
                 methods=["POST"],
             ),
             Route("/endpoints", login_required(endpoints), methods=["GET"]),
+            Route("/pathway", login_required(pathway), methods=["GET"]),
         ]
     )
