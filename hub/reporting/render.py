@@ -177,3 +177,19 @@ def _inert(cell: str) -> str:
     except ValueError:
         return "'" + cell
     return cell
+
+
+def summary_lines(report: dict[str, Any]) -> Iterator[str]:
+    """A few lines on the whole period: the funnel's totals, rejections and the median time
+    to delivery (as published: suppressed unless the report is exact)."""
+    total = report["total"]
+    yield "Pathway summary" + ("" if report["suppressed"] else " (exact counts)") + ":"
+    yield "  " + " → ".join(f"{stage} {_cell(total[stage])}" for stage in report["stages"])
+    rejected = sum(r["rejected"] for r in report["rejections"] if isinstance(r["rejected"], int))
+    starred = any(not isinstance(r["rejected"], int) for r in report["rejections"])
+    yield f"  rejected alerts {rejected}{' (+ suppressed)' if starred else ''}"
+    for t in report["timeliness"]:
+        if t["interval"] == "to_delivery" and t["median_hours"] is not None:
+            seconds = 3600 * t["median_hours"]
+            took = f"{seconds:.2f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+            yield f"  {t['urgency']}: median {took} from identification to delivery"
