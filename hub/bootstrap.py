@@ -395,7 +395,7 @@ class Hub:
                 # In the database: every hub honours the same sessions, and a sign-out on one
                 # ends the session on all.
                 sessions=SqlLiveSessions(s.db_url, max_age=console_session.MAX_AGE_SECONDS),
-                pathway=SqlReportReader(report_db_url() or s.db_url).extract,
+                pathway=SqlReportReader(report_db_url() or s.db_url).report,
             )
         )
 

@@ -93,7 +93,6 @@ def report(
     from hub.adapters.failed_store import SqlFailedStore
     from hub.adapters.report_reads import SqlReportReader
     from hub.reporting.disclosure import publish
-    from hub.reporting.measures import build_report
     from hub.reporting.render import table_lines, to_csv
     from hub.settings import load_settings, operator_name, report_db_url
 
@@ -123,7 +122,7 @@ def report(
                 store.close()
         reader = SqlReportReader(report_db_url() or settings.db_url)
         try:
-            extract = reader.extract(period_from, period_to)
+            exact_report = reader.report(period_from, period_to, grouping)
         finally:
             reader.close()
     except ConfigError as exc:
@@ -132,10 +131,7 @@ def report(
     except TransientError as exc:
         echo(f"cannot reach the database: {exc.message}", err=True)
         sys.exit(3)
-    published = publish(
-        build_report(extract, group_by=grouping, period_from=period_from, period_to=period_to),
-        exact=exact,
-    )
+    published = publish(exact_report, exact=exact)
     if html_file is not None:
         from hub.reporting.html import render_html
 

@@ -35,7 +35,7 @@ from hub.pipeline import Clock
 from hub.ports import FailedStore, LedgerReader, LiveSessionStore, Publisher
 from hub.reporting.disclosure import publish
 from hub.reporting.html import report_body
-from hub.reporting.measures import GroupBy, LedgerExtract, build_report
+from hub.reporting.measures import GroupBy, Report
 from hub.reporting.period import month_period
 from hub.settings import EndpointConfig, OperatorAccount
 from hub.terminal import neutralise
@@ -89,7 +89,7 @@ class ConsoleDeps:
     sessions: LiveSessionStore | None = None  # in memory (this process only) if None
     seconds: Callable[[], float] = time.time  # the throttle's and sessions' clock
     # The Pathway page's read (hub.adapters.report_reads, read-only); no page if None.
-    pathway: Callable[[datetime, datetime], LedgerExtract] | None = None
+    pathway: Callable[[datetime, datetime, GroupBy], Report] | None = None
 
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -384,8 +384,7 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
             )
         if deps.pathway is None:
             return page(request, "error.html", session, status=404, error="No pathway report.")
-        extract = await run_in_threadpool(deps.pathway, start, end)
-        report = publish(build_report(extract, group_by=grouping, period_from=start, period_to=end))
+        report = publish(await run_in_threadpool(deps.pathway, start, end, grouping))
         return page(
             request,
             "pathway.html",

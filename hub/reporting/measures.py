@@ -165,7 +165,7 @@ def build_report(
         timeliness=_timeliness(alerts, referrals),
         overdue=_overdue(referrals),
         case_mix=_case_mix(alerts.values()),
-        rejections=_rejections(extract.rejections),
+        rejections=rejections_by_site(extract.rejections),
     )
 
 
@@ -248,7 +248,7 @@ def _case_mix(alerts: Iterable[AlertRow]) -> dict[str, dict[str, Counter[str]]]:
     return dict(sorted(mix.items()))
 
 
-def _rejections(rows: Iterable[RejectionRow]) -> dict[str, Counter[str]]:
+def rejections_by_site(rows: Iterable[RejectionRow]) -> dict[str, Counter[str]]:
     by_site: dict[str, Counter[str]] = defaultdict(Counter)
     for row in rows:
         by_site[row.site]["$count"] += 1
