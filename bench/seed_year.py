@@ -20,6 +20,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from hub.adapters.ledger import (
     SqlLedger,
     alert_vulnerabilities_table,
@@ -106,6 +108,9 @@ def seed(url: str, *, alerts: int, site_count: int, year: int, seed_value: int) 
                 if rows[name]:
                     conn.execute(table.insert(), rows[name])
                     counts[name] += len(rows[name])
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:  # fresh statistics, as autovacuum would give in time
+            conn.execute(sa.text("ANALYZE"))
     ledger.close()
     return counts
 

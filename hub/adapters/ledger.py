@@ -114,6 +114,7 @@ alerts_table = sa.Table(
     sa.Column("updated_at", _UtcDateTime, nullable=False),
     sa.Column("consent_recorded_at", _UtcDateTime, nullable=True),
     sa.Column("cancelled", sa.String(_CODE_LEN), nullable=True),
+    sa.Index("ix_hub_alerts_received_at", "received_at"),  # the pathway report's period
 )
 
 alert_vulnerabilities_table = sa.Table(
@@ -193,7 +194,7 @@ outcomes_table = sa.Table(
     sa.Column("outcome_id", sa.String(_ID), primary_key=True),
     # No foreign keys: a `rejected` outcome answers an alert that never reached hub_alerts.
     sa.Column("alert_id", sa.String(_ID), nullable=False, index=True),
-    sa.Column("bundle_id", sa.String(_ID), nullable=True),
+    sa.Column("bundle_id", sa.String(_ID), nullable=True, index=True),  # report: by referral
     sa.Column("status", sa.String(_CODE_LEN), nullable=False),
     sa.Column("at", _UtcDateTime, nullable=False),
 )
@@ -802,6 +803,9 @@ def _create_tables(engine: Engine, tables: sa.MetaData = metadata) -> None:
         try:
             tables.create_all(engine)
             _add_missing_columns(engine, tables)
+            for table in tables.sorted_tables:  # create_all adds none to an existing table
+                for index in table.indexes:
+                    index.create(engine, checkfirst=True)
             return
         except sa_exc.DBAPIError as exc:
             collided = isinstance(exc, sa_exc.IntegrityError | sa_exc.ProgrammingError) or (

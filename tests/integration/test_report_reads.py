@@ -391,3 +391,26 @@ def synthetic_pg(new_pg_schema: Callable[[], str]) -> str:  # noqa: F811
     url = new_pg_schema()
     seed_year(url, alerts=4000, site_count=12, year=2026, seed_value=3)
     return url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_ledger_from_an_earlier_hub_gets_the_reports_indexes_when_opened(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if kind == "sqlite"
+        else request.getfixturevalue("new_pg_schema")()
+    )
+    SqlLedger(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # as an earlier hub left it
+        conn.execute(sa.text("DROP INDEX ix_hub_alerts_received_at"))
+        conn.execute(sa.text("DROP INDEX ix_hub_outcomes_bundle_id"))
+
+    SqlLedger(url).close()
+
+    inspector = sa.inspect(engine)
+    assert "ix_hub_alerts_received_at" in {i["name"] for i in inspector.get_indexes("hub_alerts")}
+    assert "ix_hub_outcomes_bundle_id" in {i["name"] for i in inspector.get_indexes("hub_outcomes")}
+    engine.dispose()
