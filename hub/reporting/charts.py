@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from hub.reporting.stats import Z95, Z998
+from hub.terminal import neutralise
 
 COLOURS = {
     "within": "#005eb8",  # NHS blue
@@ -19,6 +20,11 @@ COLOURS = {
     "alarm_high": "#da291c",
     "alarm_low": "#da291c",
 }
+
+
+def _text(value: object) -> str:
+    """Text from outside (group names) as a chart shows it: neutralised, then escaped."""
+    return escape(neutralise(str(value)))
 
 
 def stage_bars(stages: list[str], counts: dict[str, Any], *, width: int = 560) -> str:
@@ -34,7 +40,7 @@ def stage_bars(stages: list[str], counts: dict[str, Any], *, width: int = 560) -
     for i, stage in enumerate(stages):
         y = 5 + i * row
         value = counts.get(stage)
-        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{escape(stage)}</text>')
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{_text(stage)}</text>')
         if isinstance(value, int) and value > 0:
             w = (width - left - 60) * value / top
             parts.append(
@@ -42,7 +48,7 @@ def stage_bars(stages: list[str], counts: dict[str, Any], *, width: int = 560) -
             )
         else:
             w = 0
-        parts.append(f'<text x="{left + w + 4:.1f}" y="{y + 14}">{escape(str(value))}</text>')
+        parts.append(f'<text x="{left + w + 4:.1f}" y="{y + 14}">{_text(value)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -54,10 +60,10 @@ def funnel_plot(plot: dict[str, Any], *, width: int = 560, height: int = 320) ->
     points = [pt for pt in plot["points"] if "rate" in pt]
     title = f"{plot['rate']}: {plot['numerator']} ÷ {plot['denominator']}"
     head = (
-        f'<svg role="img" aria-label="{escape(title)}" width="{width}" height="{height}" '
+        f'<svg role="img" aria-label="{_text(title)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="Arial, sans-serif" font-size="11">'
         f'<text x="{width / 2}" y="14" text-anchor="middle" font-weight="bold">'
-        f"{escape(title)}</text>"
+        f"{_text(title)}</text>"
     )
     if p is None or not points:
         return head + (
@@ -93,7 +99,7 @@ def funnel_plot(plot: dict[str, Any], *, width: int = 560, height: int = 320) ->
         )
     parts.append(
         f'<text x="{(left + width - right) / 2}" y="{height - 6}" text-anchor="middle">'
-        f"{escape(plot['denominator'])} (group size)</text>"
+        f"{_text(plot['denominator'])} (group size)</text>"
     )
     parts.append(
         f'<line x1="{x(0):.1f}" y1="{y(p):.1f}" x2="{x(n_max):.1f}" y2="{y(p):.1f}" stroke="#333"/>'
@@ -111,12 +117,12 @@ def funnel_plot(plot: dict[str, Any], *, width: int = 560, height: int = 320) ->
         label = f"{pt['group']}: {100 * pt['rate']:.1f}% of {pt['n']} ({pt['flag']})"
         parts.append(
             f'<circle cx="{x(pt["n"]):.1f}" cy="{y(pt["rate"]):.1f}" r="4" fill="{colour}">'
-            f"<title>{escape(label)}</title></circle>"
+            f"<title>{_text(label)}</title></circle>"
         )
         if pt["flag"] != "within":
             parts.append(
                 f'<text x="{x(pt["n"]) + 6:.1f}" y="{y(pt["rate"]) + 4:.1f}" '
-                f'fill="{colour}">{escape(str(pt["group"]))}</text>'
+                f'fill="{colour}">{_text(pt["group"])}</text>'
             )
     parts.append("</svg>")
     return "".join(parts)
