@@ -28,6 +28,7 @@ from hub.adapters.rabbitmq.topology import Topology
 from hub.adapters.sql.console_sessions import SqlLiveSessions
 from hub.adapters.sql.failed_store import SqlFailedStore
 from hub.adapters.sql.ledger import SqlLedger
+from hub.adapters.sql.reports import SqlReportReader
 from hub.adapters.sql.switches import SqlEndpointSwitches
 from hub.endpoints.fhir_rest import (
     FhirRestSender,
@@ -53,6 +54,7 @@ from hub.security import console_session
 from hub.security.ids import IdKey
 from hub.security.inbound_auth import InboundCredentials
 from hub.security.provenance import Provenance, SealingPublisher
+from hub.settings.load import report_db_url
 from hub.settings.types import EndpointConfig, EndpointKind, Settings
 from hub.stages.dead_letters import DLQ_QUEUES, DeadLetterIngester
 from hub.stages.delivery import DeliveryStage
@@ -390,6 +392,7 @@ class Hub:
                 # In the database: every hub honours the same sessions, and a sign-out on one
                 # ends the session on all.
                 sessions=SqlLiveSessions(s.db_url, max_age=console_session.MAX_AGE_SECONDS),
+                pathway=SqlReportReader(report_db_url() or s.db_url).report,
             )
         )
 

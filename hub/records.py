@@ -53,6 +53,8 @@ class AlertFacts:
     share_with_justice: bool
     received_at: datetime
     consent_recorded_at: datetime | None = None  # when the consent in force was recorded
+    # hub.messages.VulnerabilityType codes, sorted and distinct (never the free-text detail)
+    vulnerability_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -311,11 +312,32 @@ def run_demo(*, verbose: bool = False, out: Any = None) -> int:
         f"{sum(len(v) for v in outcomes.values())} outcomes returned in {elapsed:.1f}s",
         file=out,
     )
+    _print_pathway(out, settings.db_url, since=datetime.now(UTC) - timedelta(hours=1))
     consumer.cancel()
     justice.release()
     hub.stop()
     trust.stop()
     return 0 if complete else 1
+
+
+def _print_pathway(out: Any, db_url: str, *, since: datetime) -> None:
+    """The pathway report of what the demo just did. Exact counts: the ledger is the demo's
+    own, of made-up alerts, deleted with its temporary directory."""
+    from hub.adapters.sql.reports import SqlReportReader
+    from hub.operations.reports.disclosure import publish
+    from hub.operations.reports.measures import GroupBy, build_report
+    from hub.operations.reports.render import summary_lines
+
+    until = datetime.now(UTC) + timedelta(hours=1)
+    reader = SqlReportReader(db_url)
+    try:
+        extract = reader.extract(since, until)
+    finally:
+        reader.close()
+    report = build_report(extract, group_by=GroupBy.SITE, period_from=since, period_to=until)
+    print("", file=out)
+    for line in summary_lines(publish(report, exact=True)):
+        print(line, file=out)
 
 
 def _expected_count(ledger: SqlLedger, alert_id: str) -> int:

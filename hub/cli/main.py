@@ -381,6 +381,9 @@ def _register_endpoint_commands() -> None:
     from hub.cli.endpoints import endpoint
 
     main.add_command(endpoint)
+    from hub.cli.report import report
+
+    main.add_command(report)
     main.add_command(operator)
 
 

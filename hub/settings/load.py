@@ -239,3 +239,11 @@ def operator_name(env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     name = env.get("HUB_OPERATOR", "").strip()
     return name or None
+
+
+def report_db_url(env: Mapping[str, str] | None = None) -> str | None:
+    """Where `hub report` and the console's Pathway page read: HUB_REPORT_DB_URL (a replica,
+    say) when set, else None (the ledger's own URL, on a read-only connection)."""
+    env = os.environ if env is None else env
+    url = env.get("HUB_REPORT_DB_URL", "").strip()
+    return url or None

@@ -193,6 +193,7 @@ class IntakeStage:
                 share_with_justice=alert.consent.share_with_justice,
                 received_at=now,
                 consent_recorded_at=alert.consent.recorded_at,
+                vulnerability_types=tuple(sorted({str(v.type) for v in alert.vulnerabilities})),
             )
         )
         if seen is Seen.CONFLICT:

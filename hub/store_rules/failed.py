@@ -17,6 +17,8 @@ AUDIT_ACTIONS = frozenset({"replay", "discard", "reveal"})
 # The ops console's sign-in events, recorded against failed_id CONSOLE_EVENTS (no message).
 CONSOLE_AUDIT_ACTIONS = frozenset({"sign_in", "sign_out", "login_locked", "login_throttled"})
 CONSOLE_EVENTS = 0
+# Exact (unsuppressed) pathway reports, `hub report --exact` and the console's: failed_id 0.
+REPORT_AUDIT_ACTIONS = frozenset({"report_exact"})
 # The SQL store's column sizes (hub/adapters/failed_store.py), enforced by every store so the
 # fake refuses what PostgreSQL would.
 COLUMN_LIMITS = {
@@ -95,7 +97,7 @@ def audit_entries(
 ) -> list[AuditEntry]:
     """One audit row per id. An unknown action, or no operator or reason, is refused
     (ValueError) even when there is nothing to record."""
-    if action not in AUDIT_ACTIONS | CONSOLE_AUDIT_ACTIONS:
+    if action not in AUDIT_ACTIONS | CONSOLE_AUDIT_ACTIONS | REPORT_AUDIT_ACTIONS:
         raise ValueError(f"audit action must be one of {sorted(AUDIT_ACTIONS)}")
     if not by.strip() or not reason.strip():
         raise ValueError("an audited action needs who did it and why")

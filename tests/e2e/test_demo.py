@@ -20,3 +20,8 @@ def test_demo_prints_every_alerts_journey_and_succeeds() -> None:
     assert "→ delivered to wy-ld (delivered" in text
     assert "← outcome to justice: assessed" in text
     assert "NO OUTCOME RETURNED" not in text
+    # and it ends with the pathway report of what it just did
+    summary = text[text.index("Pathway summary (exact counts):") :]
+    assert "identified 4 → referred 4 → accepted 4" in summary
+    assert "rejected alerts 1" in summary
+    assert "median" in summary and "from identification to delivery" in summary

@@ -50,6 +50,7 @@ START_PG = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main s
 T0 = datetime(2025, 3, 4, 9, 30, 15, 123456, tzinfo=UTC)
 HUB_TABLES = {
     "hub_alerts",
+    "hub_alert_vulnerabilities",
     "hub_rejections",
     "hub_referrals",
     "hub_attempts",
@@ -171,6 +172,22 @@ def facts(alert_id: str | None = None, *, body_sha256: str = "a" * 64) -> AlertF
         share_with_justice=True,
         received_at=T0,
     )
+
+
+def test_an_alerts_vulnerability_types_are_kept_as_codes_and_come_back_with_it(
+    ledger: CheckedLedger,
+) -> None:
+    alert = replace(facts(), vulnerability_types=("autism", "mental_health"))
+    plain = facts()
+
+    ledger.record_alert(alert)
+    ledger.record_alert(plain)
+
+    stored = ledger.get_alert(alert.alert_id)
+    assert stored is not None
+    assert stored.facts.vulnerability_types == ("autism", "mental_health")
+    stored_plain = ledger.get_alert(plain.alert_id)
+    assert stored_plain is not None and stored_plain.facts.vulnerability_types == ()
 
 
 def routed_alert(ledger: CheckedLedger, endpoints: tuple[str, ...] = ("leeds-ld",)) -> str:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,6 +26,10 @@ from starlette.routing import Route
 from hub.errors import TransientError
 from hub.log import get_logger
 from hub.operations.failed import OperationRefused, discard, replay, select_ids, show, summary
+from hub.operations.reports.disclosure import publish
+from hub.operations.reports.html import report_body
+from hub.operations.reports.measures import GroupBy, Report
+from hub.operations.reports.period import month_period
 from hub.operations.trace import trace
 from hub.pipeline import Clock
 from hub.ports import FailedStore, LedgerReader, LiveSessionStore, Publisher
@@ -84,6 +89,8 @@ class ConsoleDeps:
     throttle: LoginThrottle | None = None  # a fresh one (hub.console_guard defaults) if None
     sessions: LiveSessionStore | None = None  # in memory (this process only) if None
     seconds: Callable[[], float] = time.time  # the throttle's and sessions' clock
+    # The Pathway page's read (hub.adapters.sql.reports, read-only); no page if None.
+    pathway: Callable[[datetime, datetime, GroupBy], Report] | None = None
 
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
@@ -92,6 +99,8 @@ Handler = Callable[[Request, Session], Awaitable[Response]]
 def _neutralised(value: Any) -> Any:
     """Text on a page as hub.security.terminal neutralises it for a terminal (autoescape
     then handles HTML); the page's own pre-formatted JSON keeps its line breaks."""
+    if isinstance(value, Markup):  # built and neutralised by hub.operations.reports.html already
+        return value
     return neutralise(value, keep_newlines=True) if isinstance(value, str) else value
 
 
@@ -360,6 +369,36 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
             return page(request, "error.html", session, status=503, error=error, back=base + back)
         return redirect(request, f"{back}?notice={notice}")
 
+    async def pathway(request: Request, session: Session) -> Response:
+        """The pathway report for a month, suppressed (the console never shows exact counts:
+        `hub report --exact` does, audited)."""
+        month = request.query_params.get("month") or f"{deps.clock():%Y-%m}"
+        by = request.query_params.get("by") or GroupBy.SITE.value
+        try:
+            start, end = month_period(month)
+            grouping = GroupBy(by)
+        except ValueError:  # both refuse anything but a month and a known grouping
+            return page(
+                request,
+                "error.html",
+                session,
+                status=400,
+                error="Choose a month (YYYY-MM) and a grouping from the form.",
+                back=f"{base}/pathway",
+            )
+        if deps.pathway is None:
+            return page(request, "error.html", session, status=404, error="No pathway report.")
+        report = publish(await run_in_threadpool(deps.pathway, start, end, grouping))
+        return page(
+            request,
+            "pathway.html",
+            session,
+            month=month,
+            by=grouping.value,
+            groupings=[g.value for g in GroupBy],
+            body=Markup(report_body(report)),  # escaped by hub.operations.reports.html
+        )
+
     async def endpoints(request: Request, session: Session) -> Response:
         def load() -> list[dict[str, Any]]:
             rows = []
@@ -402,5 +441,6 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
                 methods=["POST"],
             ),
             Route("/endpoints", login_required(endpoints), methods=["GET"]),
+            Route("/pathway", login_required(pathway), methods=["GET"]),
         ]
     )

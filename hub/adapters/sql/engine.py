@@ -99,6 +99,9 @@ def _create_tables(engine: Engine, tables: sa.MetaData = metadata) -> None:
         try:
             tables.create_all(engine)
             _add_missing_columns(engine, tables)
+            for table in tables.sorted_tables:  # create_all adds none to an existing table
+                for index in table.indexes:
+                    index.create(engine, checkfirst=True)
             return
         except sa_exc.DBAPIError as exc:
             collided = isinstance(exc, sa_exc.IntegrityError | sa_exc.ProgrammingError) or (

@@ -57,6 +57,7 @@ from hub.adapters.sql.rows import (
 )
 from hub.adapters.sql.tables import (
     _UtcDateTime,
+    alert_vulnerabilities_table,
     alerts_table,
     as_utc,
     attempts_table,
@@ -131,6 +132,14 @@ class SqlLedger:
                 # on one alert_id get exactly one winner, whatever the backend.
                 with self._engine.begin() as conn:
                     conn.execute(alerts_table.insert().values(**row))
+                    if facts.vulnerability_types:
+                        conn.execute(
+                            alert_vulnerabilities_table.insert(),
+                            [
+                                {"alert_id": facts.alert_id, "type": t}
+                                for t in sorted(set(facts.vulnerability_types))
+                            ],
+                        )
             except sa_exc.IntegrityError as exc:
                 stored = self.get_alert(facts.alert_id)
                 if stored is None:  # the competing insert rolled back: the next try is clean
@@ -306,7 +315,13 @@ class SqlLedger:
             row = conn.execute(
                 sa.select(alerts_table).where(alerts_table.c.alert_id == alert_id)
             ).first()
-        return None if row is None else _alert_record(row._mapping)
+            v = alert_vulnerabilities_table.c
+            types = conn.scalars(
+                sa.select(v.type).where(v.alert_id == alert_id).order_by(v.type)
+            ).all()
+        if row is None:
+            return None
+        return _alert_record({**row._mapping, "vulnerability_types": tuple(types)})
 
     def get_referral(self, bundle_id: str) -> ReferralRecord | None:
         with self._translated("get_referral"), self._engine.connect() as conn:

@@ -57,6 +57,14 @@ alerts_table = sa.Table(
     sa.Column("updated_at", _UtcDateTime, nullable=False),
     sa.Column("consent_recorded_at", _UtcDateTime, nullable=True),
     sa.Column("cancelled", sa.String(_CODE_LEN), nullable=True),
+    sa.Index("ix_hub_alerts_received_at", "received_at"),  # the pathway report's period
+)
+
+alert_vulnerabilities_table = sa.Table(
+    "hub_alert_vulnerabilities",
+    metadata,
+    sa.Column("alert_id", sa.String(_ID), sa.ForeignKey("hub_alerts.alert_id"), primary_key=True),
+    sa.Column("type", sa.String(_CODE_LEN), primary_key=True),
 )
 
 rejections_table = sa.Table(
@@ -129,7 +137,7 @@ outcomes_table = sa.Table(
     sa.Column("outcome_id", sa.String(_ID), primary_key=True),
     # No foreign keys: a `rejected` outcome answers an alert that never reached hub_alerts.
     sa.Column("alert_id", sa.String(_ID), nullable=False, index=True),
-    sa.Column("bundle_id", sa.String(_ID), nullable=True),
+    sa.Column("bundle_id", sa.String(_ID), nullable=True, index=True),  # report: by referral
     sa.Column("status", sa.String(_CODE_LEN), nullable=False),
     sa.Column("at", _UtcDateTime, nullable=False),
 )
