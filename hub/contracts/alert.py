@@ -77,6 +77,9 @@ MAX_AGE_YEARS = 120
 # Also refused: DEL and the C1 controls (terminal escapes, never text) and lone surrogates,
 # which JSON's \\uD800 escapes can produce but no UTF-8 encoder (nor any receiver) accepts.
 _NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# FHIR's string regex is `[ \r\n\t\S]+`: any other white space (no-break space, the Unicode
+# line and paragraph separators, the typographic spaces) is not allowed anywhere in a string.
+_ODD_SPACE = re.compile(r"[\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 
 
 def text_problems(value: object, path: str = ROOT) -> Iterator[Problem]:
@@ -88,6 +91,12 @@ def text_problems(value: object, path: str = ROOT) -> Iterator[Problem]:
                 path,
                 "contains a control character or an unpaired surrogate "
                 "(only tab, CR and LF are allowed)",
+            )
+        elif _ODD_SPACE.search(value):
+            yield Problem(
+                path,
+                "contains a space character FHIR does not allow (a no-break space, a line or "
+                "paragraph separator or a typographic space): use an ordinary space",
             )
     elif isinstance(value, dict):
         for name, child in value.items():

@@ -119,3 +119,33 @@ def test_no_string_with_a_control_character_or_surrogate_reaches_a_parsed_alert(
     alert = with_changes(custody_alert(), {"person.name.family": around + bad + around})
 
     assert any(p.path == "person.name.family" for p in problems_of(alert))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("source.organisation.name", "\u2028"),  # a line separator (found by the fuzz test)
+        ("person.name.family", "Test\u00a0person"),  # a no-break space
+        ("source.location", "Elland\u2009Road"),  # a thin space
+        ("vulnerabilities[0].detail", "one\u2029two"),  # a paragraph separator
+        ("person.name.given[0]", "Alex\u3000"),  # an ideographic space
+    ],
+)
+def test_white_space_that_fhir_strings_do_not_allow_is_refused_by_path(
+    path: str, value: str
+) -> None:
+    """FHIR R4's string pattern `[ \\r\\n\\t\\S]+`: white space other than space, tab, CR and
+    LF makes the Bundle invalid for every validator."""
+    alert = custody_alert()
+    target: Any = alert
+    *parents, last = path.replace("[", ".").replace("]", "").split(".")
+    for part in parents:
+        target = target[int(part)] if part.isdigit() else target[part]
+    target[int(last) if last.isdigit() else last] = value
+
+    problems = problems_of(alert)
+
+    assert [p.path for p in problems] == [path]
+    assert "space character FHIR does not allow" in problems[0].problem
+    assert value not in problems[0].problem  # the value itself is never quoted
+
