@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from hub.security.ids import IdKey
 from hub.testing.fake_trust import FakeTrust
 from hub.transforms.alert_to_referral import referral_ids
+from tests.conftest import ID_KEY
 from tests.fixtures.alerts import custody_alert
 
 # By the default routes in conftest: no substance/alcohol misuse → default [wy-ld];
@@ -32,6 +34,10 @@ def _now_iso() -> str:
 
 def routing_key(alert: dict[str, Any]) -> str:
     return f"custody.{alert['source']['organisation']['code']}.identification"
+
+
+# The key the tests' hubs run with (tests.conftest.ID_KEY): the receiver's ids are keyed by it.
+TEST_ID_KEY = IdKey.of(ID_KEY)
 
 
 @dataclass
@@ -56,7 +62,7 @@ class AlertStream:
         self.expected = {}
         for i, alert in enumerate(self.alerts):
             for endpoint in ("leeds-dat", "wy-ld") if i % 2 else ("wy-ld",):
-                ids = referral_ids(alert["alert_id"], endpoint)
+                ids = referral_ids(TEST_ID_KEY, alert["alert_id"], endpoint)
                 self.expected[ids.bundle_id] = ids.request_id
 
     def publish_steadily(

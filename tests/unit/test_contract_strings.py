@@ -148,4 +148,3 @@ def test_white_space_that_fhir_strings_do_not_allow_is_refused_by_path(
     assert [p.path for p in problems] == [path]
     assert "space character FHIR does not allow" in problems[0].problem
     assert value not in problems[0].problem  # the value itself is never quoted
-
