@@ -31,9 +31,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from hub.errors import CircuitOpen, HubError, InvalidMessage, PermanentError, TransientError
+from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
-from hub.messages import OutcomeStatus, Recipient
+from hub.messages import Recipient
 from hub.pipeline import Clock
 from hub.ports import Ledger, Metrics, Publisher, Sender
 from hub.records import (
@@ -41,9 +41,19 @@ from hub.records import (
     DeliveryJob,
     JourneyEvent,
     ReferralRecord,
-    ReferralState,
 )
 from hub.security.ids import IdKey
+from hub.stages.delivery_plan import (
+    Start,
+    Wait,
+    Withhold,
+    attempt_result,
+    attempt_was_made,
+    outcome_after_delivery,
+    plan_send,
+    plan_start,
+    worth_a_quick_retry,
+)
 from hub.stages.outcomes import return_outcome
 from hub.transforms.http_answer import Verdict
 from hub.wire import H_ALERT_ID, H_ATTEMPTS, H_BUNDLE_ID, Envelope, header_str
@@ -54,13 +64,6 @@ log = get_logger("hub.delivery")
 # An OperationOutcome's codes, as far as they can go into an error message that is logged
 # and shown masked: a code is a short token; anything else the service wrote (diagnostics,
 # details.text, display) may quote the person and stays in `operation_outcome` only.
-
-
-def _worth_a_quick_retry(error: BaseException) -> bool:
-    """Transient, and the peer did not ask us to stay away for longer than a blip."""
-    if not isinstance(error, TransientError) or isinstance(error, CircuitOpen):
-        return False
-    return error.retry_after is None or error.retry_after <= 2
 
 
 class DeliveryStage:
@@ -102,19 +105,15 @@ class DeliveryStage:
                 stage=self.name,
             )
         bind_correlation(referral.alert_id)
-        if referral.state is ReferralState.DELIVERED:
+        start = plan_start(referral, retried=H_ATTEMPTS in envelope.headers)
+        if start is Start.RETELL:
             # Redelivered after the endpoint already took it: only make sure the justice
             # side heard (same outcome id, so it de-duplicates).
             self._tell_justice_received(referral)
             return
-        if referral.state is ReferralState.WITHHELD:
+        if start is Start.SKIP:
             return
-        # A referral's first attempt skips the cancellation check (one query per referral at
-        # full speed): a cancellation applied since then waits for it and follows it. Retries
-        # and replays (they carry an attempt count) are checked, so a referral cancelled while
-        # it waited, or replayed after, is never sent.
-        first_try = referral.kind == "new" and H_ATTEMPTS not in envelope.headers
-        withhold = None if first_try else self._withhold_reason(referral)
+        withhold = None if start is Start.SEND else self._withhold_reason(referral)
         if withhold is not None:
             self._withhold(referral, withhold)
             return
@@ -124,7 +123,7 @@ class DeliveryStage:
         quick = Retrying(
             stop=stop_after_attempt(self.quick_attempts) | stop_after_delay(self.quick_seconds),
             wait=wait_random_exponential(multiplier=0.2, max=2),
-            retry=retry_if_exception(_worth_a_quick_retry),
+            retry=retry_if_exception(worth_a_quick_retry),
             reraise=True,
         )
         updated, delivered = quick(self._send_once, job)
@@ -164,23 +163,21 @@ class DeliveryStage:
         send it later, after the messages queued before it for this endpoint (a follow-up never
         overtakes the referral it is about, even while that one waits in a retry queue)."""
         alert = self.ledger.get_alert(referral.alert_id)
-        if referral.kind == "new":
-            return "alert_cancelled" if alert is not None and alert.cancelled else None
-        siblings = [
-            r for r in self.ledger.referrals_for(referral.alert_id) if r.endpoint == self.endpoint
-        ]
-        original = next((r for r in siblings if r.kind == "new"), None)
-        if original is None or original.state in (ReferralState.FAILED, ReferralState.WITHHELD):
-            return "referral_not_delivered"
-        created = referral.created_at
-        earlier = [
-            r
-            for r in siblings
-            if r.state is ReferralState.QUEUED
-            and r.bundle_id != referral.bundle_id
-            and (r.kind == "new" or (created and r.created_at and r.created_at < created))
-        ]
-        if earlier:
+        siblings = (
+            []
+            if referral.kind == "new"
+            else [
+                r
+                for r in self.ledger.referrals_for(referral.alert_id)
+                if r.endpoint == self.endpoint
+            ]
+        )
+        plan = plan_send(
+            referral, alert_cancelled=alert is not None and bool(alert.cancelled), siblings=siblings
+        )
+        if isinstance(plan, Withhold):
+            return plan.reason
+        if isinstance(plan, Wait):
             self.ledger.add_event(
                 JourneyEvent(
                     alert_id=referral.alert_id,
@@ -191,7 +188,7 @@ class DeliveryStage:
                     detail={
                         "bundle_id": referral.bundle_id,
                         "kind": referral.kind,
-                        "waiting_for": [r.bundle_id for r in earlier],
+                        "waiting_for": list(plan.waiting_for),
                     },
                 )
             )
@@ -233,9 +230,9 @@ class DeliveryStage:
         try:
             delivered = self.sender.send(job)
         except (TransientError, PermanentError) as exc:
-            result = "transient" if isinstance(exc, TransientError) else "permanent"
+            result = attempt_result(exc)
             elapsed = (self.clock() - started).total_seconds() * 1000
-            if self.metrics and not isinstance(exc, CircuitOpen):  # nothing was sent
+            if self.metrics and attempt_was_made(exc):  # an open circuit sent nothing
                 self.metrics.delivery_attempt(self.endpoint, elapsed / 1000)
             self._attempt(referral.bundle_id, result, exc.status, exc.message, elapsed)
             exc.alert_id, exc.stage, exc.endpoint = referral.alert_id, self.name, self.endpoint
@@ -264,7 +261,8 @@ class DeliveryStage:
         )
 
     def _tell_justice_received(self, referral: ReferralRecord) -> None:
-        if referral.kind != "new":
+        status = outcome_after_delivery(referral)
+        if status is None:
             return  # the justice side hears `received` once, for the referral itself
         return_outcome(
             ledger=self.ledger,
@@ -273,7 +271,7 @@ class DeliveryStage:
             recipient=self.recipient,
             stage=self.name,
             clock=self.clock,
-            status=OutcomeStatus.RECEIVED,
+            status=status,
             at=referral.delivered_at or self.clock(),
             answers="received",
             ids=self.ids,

@@ -66,7 +66,8 @@ def build_outcome(
     note: str | None = None,
 ) -> ReferralOutcome:
     """One justice outcome for one referral, already reduced by the consent filter.
-    `answers` names what this outcome answers (the response message id, or 'received')."""
+    `answers` names what this outcome answers (the response message id, or 'received').
+    The outcome stage's functional core (pure): return_outcome is its shell."""
     view = justice_view(
         consent_status=alert.facts.consent_status,
         share_with_justice=alert.facts.share_with_justice,
@@ -149,10 +150,16 @@ def return_outcome(
     return outcome
 
 
+def resolves_overdue(status: str) -> bool:
+    """Whether an outcome of this status answers an overdue referral: only one the service
+    sent does (not the hub's own `received`, `overdue`, `rejected`…)."""
+    return status not in NOT_FROM_THE_SERVICE
+
+
 def resolve_overdue(ledger: Ledger, referral: ReferralRecord, *, status: str, clock: Clock) -> None:
     """After a service's outcome: if its referral was reported overdue, record (once) that it
     is answered now, for operators."""
-    if status in NOT_FROM_THE_SERVICE:
+    if not resolves_overdue(status):
         return
     resolved = ledger.resolve_overdue(referral.alert_id, referral.endpoint, at=clock())
     if resolved is None:

@@ -11,7 +11,7 @@ outcome (the justice side de-duplicates by outcome_id) rather than losing it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from hub.errors import HubError
 from hub.log import get_logger
@@ -25,6 +25,21 @@ from hub.stages.outcomes import return_outcome
 log = get_logger("hub.overdue")
 
 STAGE = "overdue"
+
+
+def plan_overdue(
+    due: Iterable[ReferralRecord], recipients: Mapping[str, Recipient]
+) -> list[tuple[ReferralRecord, Recipient]]:
+    """The overdue stage's functional core (pure): of the referrals the ledger finds due (past
+    due_at, unanswered, not withheld or cancelled, not yet reported), those to report, each with
+    the recipient its outcome names. Once each: `mark_overdue` lets exactly one check report
+    it."""
+    return [
+        (referral, recipient)
+        for referral in due
+        # an endpoint removed from the configuration: nothing to name it by
+        if (recipient := recipients.get(referral.endpoint)) is not None
+    ]
 
 
 class OverdueWatch:
@@ -54,10 +69,9 @@ class OverdueWatch:
         """Report every referral that has fallen due since the last check; how many this call
         reported."""
         reported = 0
-        for referral in self.ledger.overdue_due(self.clock()):
-            recipient = self.recipients.get(referral.endpoint)
-            if recipient is None:
-                continue  # endpoint removed from the configuration: nothing to name it by
+        for referral, recipient in plan_overdue(
+            self.ledger.overdue_due(self.clock()), self.recipients
+        ):
             self._report(referral, recipient)
             if self.ledger.mark_overdue(referral.bundle_id, at=self.clock()):
                 reported += 1
