@@ -39,7 +39,6 @@ from hub.ports import Ledger, Metrics, Publisher, Sender
 from hub.records import (
     Delivered,
     DeliveryJob,
-    JourneyEvent,
     ReferralRecord,
 )
 from hub.security.ids import IdKey
@@ -54,6 +53,7 @@ from hub.stages.delivery_plan import (
     plan_start,
     worth_a_quick_retry,
 )
+from hub.stages.journey import Journey
 from hub.stages.outcomes import return_outcome
 from hub.transforms.http_answer import Verdict
 from hub.wire import H_ALERT_ID, H_ATTEMPTS, H_BUNDLE_ID, Envelope, header_str
@@ -92,6 +92,7 @@ class DeliveryStage:
         self.publisher = publisher
         self.clock = clock
         self.metrics = metrics
+        self.journey = Journey(ledger=ledger, clock=clock, stage=self.name, metrics=metrics)
         self.ids = ids
 
     def process(self, envelope: Envelope) -> None:
@@ -127,8 +128,6 @@ class DeliveryStage:
             reraise=True,
         )
         updated, delivered = quick(self._send_once, job)
-        if self.metrics:
-            self.metrics.referral_delivered(self.endpoint)
         log.info(
             "referral_delivered",
             alert_id=referral.alert_id,
@@ -139,22 +138,18 @@ class DeliveryStage:
             attempts=updated.attempts,
             elapsed_ms=round(delivered.elapsed_ms, 1),
         )
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=referral.alert_id,
-                at=self.clock(),
-                stage=self.name,
-                event="referral_delivered",
-                endpoint=self.endpoint,
-                detail={
-                    "bundle_id": referral.bundle_id,
-                    "request_id": referral.request_id,
-                    "kind": referral.kind,
-                    "http_status": delivered.status,
-                    "answer": delivered.answer,
-                    "attempts": updated.attempts,
-                },
-            )
+        self.journey.record(
+            "referral_delivered",
+            alert_id=referral.alert_id,
+            endpoint=self.endpoint,
+            detail={
+                "bundle_id": referral.bundle_id,
+                "request_id": referral.request_id,
+                "kind": referral.kind,
+                "http_status": delivered.status,
+                "answer": delivered.answer,
+                "attempts": updated.attempts,
+            },
         )
         self._tell_justice_received(updated)
 
@@ -178,19 +173,15 @@ class DeliveryStage:
         if isinstance(plan, Withhold):
             return plan.reason
         if isinstance(plan, Wait):
-            self.ledger.add_event(
-                JourneyEvent(
-                    alert_id=referral.alert_id,
-                    at=self.clock(),
-                    stage=self.name,
-                    event="message_waiting",
-                    endpoint=self.endpoint,
-                    detail={
-                        "bundle_id": referral.bundle_id,
-                        "kind": referral.kind,
-                        "waiting_for": list(plan.waiting_for),
-                    },
-                )
+            self.journey.record(
+                "message_waiting",
+                alert_id=referral.alert_id,
+                endpoint=self.endpoint,
+                detail={
+                    "bundle_id": referral.bundle_id,
+                    "kind": referral.kind,
+                    "waiting_for": list(plan.waiting_for),
+                },
             )
             raise TransientError(
                 "waiting for the messages queued before this one to be delivered first",
@@ -211,15 +202,11 @@ class DeliveryStage:
             kind=referral.kind,
             reason=reason,
         )
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=referral.alert_id,
-                at=self.clock(),
-                stage=self.name,
-                event="message_withheld",
-                endpoint=self.endpoint,
-                detail={"bundle_id": referral.bundle_id, "kind": referral.kind, "reason": reason},
-            )
+        self.journey.record(
+            "message_withheld",
+            alert_id=referral.alert_id,
+            endpoint=self.endpoint,
+            detail={"bundle_id": referral.bundle_id, "kind": referral.kind, "reason": reason},
         )
 
     def _send_once(self, job: DeliveryJob) -> tuple[ReferralRecord, Delivered]:
@@ -232,13 +219,12 @@ class DeliveryStage:
         except (TransientError, PermanentError) as exc:
             result = attempt_result(exc)
             elapsed = (self.clock() - started).total_seconds() * 1000
-            if self.metrics and attempt_was_made(exc):  # an open circuit sent nothing
-                self.metrics.delivery_attempt(self.endpoint, elapsed / 1000)
+            if attempt_was_made(exc):  # an open circuit sent nothing
+                self.journey.delivery_attempt(self.endpoint, elapsed / 1000)
             self._attempt(referral.bundle_id, result, exc.status, exc.message, elapsed)
             exc.alert_id, exc.stage, exc.endpoint = referral.alert_id, self.name, self.endpoint
             raise
-        if self.metrics:
-            self.metrics.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
+        self.journey.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
         updated = self._attempt(
             referral.bundle_id,
             str(Verdict.DELIVERED),
@@ -269,8 +255,7 @@ class DeliveryStage:
             publisher=self.publisher,
             referral=referral,
             recipient=self.recipient,
-            stage=self.name,
-            clock=self.clock,
+            journey=self.journey,
             status=status,
             at=referral.delivered_at or self.clock(),
             answers="received",
@@ -281,22 +266,16 @@ class DeliveryStage:
         pass
 
     def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
-        if self.metrics:
-            self.metrics.referral_failed(self.endpoint)
         bundle_id = header_str(envelope.headers, H_BUNDLE_ID)
         alert_id = header_str(envelope.headers, H_ALERT_ID)
-        if bundle_id and alert_id:
-            self.ledger.add_event(
-                JourneyEvent(
-                    alert_id=alert_id,
-                    at=self.clock(),
-                    stage=self.name,
-                    event="referral_dead_lettered",
-                    endpoint=self.endpoint,
-                    detail={
-                        "bundle_id": bundle_id,
-                        "error_class": type(error).__name__,
-                        "status": error.status,
-                    },
-                )
-            )
+        # Counted whatever the job says; an event only for a job that names its alert.
+        self.journey.record(
+            "referral_dead_lettered",
+            alert_id=alert_id if bundle_id and alert_id else None,
+            endpoint=self.endpoint,
+            detail={
+                "bundle_id": bundle_id,
+                "error_class": type(error).__name__,
+                "status": error.status,
+            },
+        )

@@ -28,7 +28,6 @@ from hub.ports import Ledger, Publisher, Render, RenderFollowUp
 from hub.records import (
     AlertRecord,
     ChangeFacts,
-    JourneyEvent,
     Payload,
     ReferralRecord,
 )
@@ -41,6 +40,7 @@ from hub.stages.follow_ups_plan import (
     plan_follow_up,
 )
 from hub.stages.intake_plan import route_decision
+from hub.stages.journey import Journey
 from hub.transforms.consent_rules import consent_facts
 from hub.transforms.followup_to_bundle import CANCELLED_STATUS
 from hub.wire import (
@@ -70,6 +70,7 @@ class FollowUpIntake:
         clock: Clock,
         renderers: Mapping[str, Render],
         followup_renderers: Mapping[str, RenderFollowUp],
+        journey: Journey | None = None,
     ) -> None:
         self.ledger = ledger
         self.publisher = publisher
@@ -79,6 +80,7 @@ class FollowUpIntake:
         self.clock = clock
         self.renderers = renderers
         self.followup_renderers = followup_renderers
+        self.journey = journey or Journey(ledger=ledger, clock=clock, stage=STAGE)
 
     def process(self, envelope: Envelope, follow_up: FollowUp) -> None:
         record = self._alert_for(follow_up)
@@ -201,11 +203,7 @@ class FollowUpIntake:
         # another consumer applied in between (and has already told the services).
         apply(applied=True, consent=None)
         event, detail = follow_up_event(follow_up, plan, in_force)
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=follow_up.alert_id, at=now, stage=STAGE, event=event, detail=detail
-            )
-        )
+        self.journey.record(event, alert_id=follow_up.alert_id, detail=detail, at=now)
         log.info(event, alert_id=follow_up.alert_id, messages=len(messages), added=len(plan.added))
 
     def _followup_payload(self, endpoint: str) -> Callable[[FollowUp], Payload]:

@@ -30,7 +30,7 @@ from hub.messages import (
 )
 from hub.pipeline import Clock
 from hub.ports import Ledger, Metrics, Publisher, Render, RenderFollowUp
-from hub.records import AlertState, JourneyEvent, Seen
+from hub.records import AlertState, Seen
 from hub.routes.rules import RouteTable
 from hub.security.ids import IdKey
 from hub.stages.follow_ups import FollowUpIntake
@@ -48,6 +48,7 @@ from hub.stages.intake_plan import (
     safe_message_id,
     source_from_routing_key,
 )
+from hub.stages.journey import Journey
 from hub.stages.outcomes import publish_outcome
 from hub.wire import (
     ALERTS_EXCHANGE,
@@ -98,6 +99,7 @@ class IntakeStage:
         self.source_users = dict(source_users or {})
         self.renderers = dict(renderers)
         self.metrics = metrics
+        self.journey = Journey(ledger=ledger, clock=clock, stage=self.name, metrics=metrics)
         self.follow_ups = FollowUpIntake(
             ledger=ledger,
             publisher=publisher,
@@ -107,6 +109,7 @@ class IntakeStage:
             clock=clock,
             renderers=self.renderers,
             followup_renderers=dict(followup_renderers or {}),
+            journey=self.journey,
         )
 
     def process(self, envelope: Envelope) -> None:
@@ -120,9 +123,9 @@ class IntakeStage:
                 stage=self.name,
             )
         kind, org = source_from_routing_key(envelope)
-        if self.metrics and H_ATTEMPTS not in envelope.headers:
+        if H_ATTEMPTS not in envelope.headers:
             # First attempts only: a retried or replayed alert was counted when it arrived.
-            self.metrics.alert_received(kind)
+            self.journey.alert_received(kind)
         message = parse_justice_message(
             envelope.body,
             content_type=envelope.content_type,
@@ -157,13 +160,13 @@ class IntakeStage:
             )
         if action is IntakeAction.DUPLICATE:
             log.info("alert_duplicate_ignored", alert_id=alert.alert_id)
-            self._event(alert.alert_id, "alert_duplicate_ignored", {})
+            self.journey.record("alert_duplicate_ignored", alert_id=alert.alert_id)
             return
         if seen is Seen.NEW:
-            self._event(
-                alert.alert_id,
+            self.journey.record(
                 "alert_validated",
-                {"kind": str(alert.source.kind), "organisation": org or ""},
+                alert_id=alert.alert_id,
+                detail={"kind": str(alert.source.kind), "organisation": org or ""},
             )
         self._route(alert)
 
@@ -220,10 +223,10 @@ class IntakeStage:
                 content_type=payload.content_type,
             )
         self.ledger.mark_routed(alert.alert_id, rule=rule, referrals=referrals, at=now)
-        self._event(
-            alert.alert_id,
+        self.journey.record(
             "referral_routed",
-            {
+            alert_id=alert.alert_id,
+            detail={
                 "rules": list(decision.rules),
                 "endpoints": list(decision.endpoints),
                 "used_default": decision.used_default,
@@ -270,12 +273,11 @@ class IntakeStage:
             message_id=rejected_id,
         )
         publish_outcome(self.publisher, outcome)
-        if self.metrics:
-            self.metrics.alert_rejected(kind)
-        self._event(
-            alert_id,
+        self.journey.record(
             "alert_rejected",
-            {
+            alert_id=alert_id,
+            label=kind,
+            detail={
                 "problems": [p.as_dict() for p in error.problems],
                 "conflict": isinstance(error, AlertConflict),
             },
@@ -336,15 +338,8 @@ class IntakeStage:
             message_id=alert_id,
         )
         publish_outcome(self.publisher, outcome)
-        self._event(alert_id, "alert_parked", {"error_class": cause})
+        self.journey.record("alert_parked", alert_id=alert_id, detail={"error_class": cause})
         log.error("alert_parked", alert_id=alert_id, error_class=cause)
-
-    def _event(self, alert_id: str, event: str, detail: dict[str, object]) -> None:
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=alert_id, at=self.clock(), stage=self.name, event=event, detail=detail
-            )
-        )
 
 
 __all__ = [

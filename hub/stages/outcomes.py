@@ -25,8 +25,9 @@ from hub.messages import (
 )
 from hub.pipeline import Clock
 from hub.ports import Ledger, Publisher
-from hub.records import AlertRecord, JourneyEvent, ReferralRecord
+from hub.records import AlertRecord, ReferralRecord
 from hub.security.ids import IdKey
+from hub.stages.journey import Journey
 from hub.store_rules.attempts import NOT_FROM_THE_SERVICE
 from hub.transforms.consent_filter import justice_view
 from hub.transforms.response_to_outcome import parse_service_response
@@ -96,8 +97,7 @@ def return_outcome(
     publisher: Publisher,
     referral: ReferralRecord,
     recipient: Recipient,
-    stage: str,
-    clock: Clock,
+    journey: Journey,
     status: OutcomeStatus,
     at: datetime,
     answers: str,
@@ -111,7 +111,9 @@ def return_outcome(
     alert = ledger.get_alert(referral.alert_id)
     if alert is None:
         raise PermanentError(
-            "referral without its alert in the ledger", alert_id=referral.alert_id, stage=stage
+            "referral without its alert in the ledger",
+            alert_id=referral.alert_id,
+            stage=journey.stage,
         )
     outcome = build_outcome(
         alert=alert,
@@ -131,21 +133,17 @@ def return_outcome(
         alert_id=referral.alert_id,
         bundle_id=referral.bundle_id,
         status=str(outcome.status),
-        at=clock(),
+        at=journey.clock(),
     ):
-        ledger.add_event(
-            JourneyEvent(
-                alert_id=referral.alert_id,
-                at=clock(),
-                stage=stage,
-                event="outcome_returned",
-                endpoint=referral.endpoint,
-                detail={
-                    "status": str(outcome.status),
-                    "outcome_id": outcome.outcome_id,
-                    "detail_shared": bool(outcome.detail),
-                },
-            )
+        journey.record(
+            "outcome_returned",
+            alert_id=referral.alert_id,
+            endpoint=referral.endpoint,
+            detail={
+                "status": str(outcome.status),
+                "outcome_id": outcome.outcome_id,
+                "detail_shared": bool(outcome.detail),
+            },
         )
     return outcome
 
@@ -156,23 +154,21 @@ def resolves_overdue(status: str) -> bool:
     return status not in NOT_FROM_THE_SERVICE
 
 
-def resolve_overdue(ledger: Ledger, referral: ReferralRecord, *, status: str, clock: Clock) -> None:
+def resolve_overdue(
+    ledger: Ledger, referral: ReferralRecord, *, status: str, journey: Journey
+) -> None:
     """After a service's outcome: if its referral was reported overdue, record (once) that it
     is answered now, for operators."""
     if not resolves_overdue(status):
         return
-    resolved = ledger.resolve_overdue(referral.alert_id, referral.endpoint, at=clock())
+    resolved = ledger.resolve_overdue(referral.alert_id, referral.endpoint, at=journey.clock())
     if resolved is None:
         return
-    ledger.add_event(
-        JourneyEvent(
-            alert_id=resolved.alert_id,
-            at=clock(),
-            stage="outcome",
-            event="referral_overdue_resolved",
-            endpoint=resolved.endpoint,
-            detail={"bundle_id": resolved.bundle_id, "status": status},
-        )
+    journey.record(
+        "referral_overdue_resolved",
+        alert_id=resolved.alert_id,
+        endpoint=resolved.endpoint,
+        detail={"bundle_id": resolved.bundle_id, "status": status},
     )
     log.info(
         "referral_overdue_resolved",
@@ -200,6 +196,7 @@ class OutcomeStage:
         self.recipients = recipients
         self.clock = clock
         self.ids = ids
+        self.journey = Journey(ledger=ledger, clock=clock, stage=self.name)
 
     def process(self, envelope: Envelope) -> None:
         try:
@@ -223,8 +220,7 @@ class OutcomeStage:
             publisher=self.publisher,
             referral=referral,
             recipient=self.recipients[referral.endpoint],
-            stage=self.name,
-            clock=self.clock,
+            journey=self.journey,
             status=response.status,
             at=response.at,
             answers=response.message_id,
@@ -240,7 +236,7 @@ class OutcomeStage:
             status=str(outcome.status),
             detail_shared=bool(outcome.detail),
         )
-        resolve_overdue(self.ledger, referral, status=str(outcome.status), clock=self.clock)
+        resolve_overdue(self.ledger, referral, status=str(outcome.status), journey=self.journey)
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         log.warning(

@@ -18,8 +18,9 @@ from hub.log import get_logger
 from hub.messages import OutcomeStatus, Recipient
 from hub.pipeline import Clock
 from hub.ports import Ledger, Metrics, Publisher
-from hub.records import JourneyEvent, ReferralRecord
+from hub.records import ReferralRecord
 from hub.security.ids import IdKey
+from hub.stages.journey import Journey
 from hub.stages.outcomes import return_outcome
 
 log = get_logger("hub.overdue")
@@ -60,6 +61,7 @@ class OverdueWatch:
         self.recipients = recipients
         self.clock = clock
         self.metrics = metrics
+        self.journey = Journey(ledger=ledger, clock=clock, stage=STAGE, metrics=metrics)
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -75,15 +77,19 @@ class OverdueWatch:
             self._report(referral, recipient)
             if self.ledger.mark_overdue(referral.bundle_id, at=self.clock()):
                 reported += 1
-                self._event(referral, "referral_overdue", {"due_at": _iso(referral)})
+                self.journey.record(
+                    "referral_overdue",
+                    alert_id=referral.alert_id,
+                    endpoint=referral.endpoint,
+                    detail={"bundle_id": referral.bundle_id, "due_at": _iso(referral)},
+                )
                 log.warning(
                     "referral_overdue",
                     alert_id=referral.alert_id,
                     endpoint=referral.endpoint,
                     bundle_id=referral.bundle_id,
                 )
-        if self.metrics:
-            self.metrics.overdue_referrals(self.ledger.count_overdue())
+        self.journey.overdue_referrals(self.ledger.count_overdue)
         return reported
 
     def _report(self, referral: ReferralRecord, recipient: Recipient) -> None:
@@ -92,24 +98,11 @@ class OverdueWatch:
             publisher=self.publisher,
             referral=referral,
             recipient=recipient,
-            stage=STAGE,
-            clock=self.clock,
+            journey=self.journey,
             status=OutcomeStatus.OVERDUE,
             at=referral.due_at or self.clock(),
             answers="overdue",
             ids=self.ids,
-        )
-
-    def _event(self, referral: ReferralRecord, event: str, detail: dict[str, object]) -> None:
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=referral.alert_id,
-                at=self.clock(),
-                stage=STAGE,
-                event=event,
-                endpoint=referral.endpoint,
-                detail={"bundle_id": referral.bundle_id, **detail},
-            )
         )
 
     # -- the loop bootstrap runs ------------------------------------------------------------

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hub.adapters.memory.ledger import MemoryLedger
+from hub.adapters.memory.metrics import MemoryMetrics
 from hub.adapters.memory.publisher import MemoryPublisher, Published
 from hub.endpoints.fhir_rest import render_fhir_bundle, render_fhir_followup
 from hub.messages import HubIdentity, Pathway, Recipient, VulnerabilityType
@@ -71,6 +72,7 @@ class MemoryHub:
         default_factory=lambda: {e: FakeSender() for e in RECIPIENTS}
     )
     routes: RouteTable = ROUTES
+    metrics: MemoryMetrics | None = None
     taken: int = 0  # how many hub.work publishes deliver_all has handed on
 
     def __post_init__(self) -> None:
@@ -88,6 +90,7 @@ class MemoryHub:
             max_body_bytes=65536,
             renderers={e: render_fhir_bundle for e in RECIPIENTS},
             followup_renderers={e: render_fhir_followup for e in RECIPIENTS},
+            metrics=self.metrics,
         )
         self.delivery = {
             e: DeliveryStage(
@@ -99,6 +102,7 @@ class MemoryHub:
                 clock=self.clock,
                 ids=ID_KEY,
                 quick_attempts=1,
+                metrics=self.metrics,
             )
             for e in RECIPIENTS
         }
@@ -115,6 +119,7 @@ class MemoryHub:
             recipients=RECIPIENTS,
             clock=self.clock,
             ids=ID_KEY,
+            metrics=self.metrics,
         )
 
     def dispatcher(self, stage: Any, *, delays: tuple[int, ...] = (10,)) -> Dispatcher:
