@@ -31,19 +31,29 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from hub.errors import CircuitOpen, HubError, InvalidMessage, PermanentError, TransientError
+from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
-from hub.messages import OutcomeStatus, Recipient
+from hub.messages import Recipient
 from hub.pipeline import Clock
 from hub.ports import Ledger, Metrics, Publisher, Sender
 from hub.records import (
     Delivered,
     DeliveryJob,
-    JourneyEvent,
     ReferralRecord,
-    ReferralState,
 )
 from hub.security.ids import IdKey
+from hub.stages.delivery_plan import (
+    Start,
+    Wait,
+    Withhold,
+    attempt_result,
+    attempt_was_made,
+    outcome_after_delivery,
+    plan_send,
+    plan_start,
+    worth_a_quick_retry,
+)
+from hub.stages.journey import Journey
 from hub.stages.outcomes import return_outcome
 from hub.transforms.http_answer import Verdict
 from hub.wire import H_ALERT_ID, H_ATTEMPTS, H_BUNDLE_ID, Envelope, header_str
@@ -54,13 +64,6 @@ log = get_logger("hub.delivery")
 # An OperationOutcome's codes, as far as they can go into an error message that is logged
 # and shown masked: a code is a short token; anything else the service wrote (diagnostics,
 # details.text, display) may quote the person and stays in `operation_outcome` only.
-
-
-def _worth_a_quick_retry(error: BaseException) -> bool:
-    """Transient, and the peer did not ask us to stay away for longer than a blip."""
-    if not isinstance(error, TransientError) or isinstance(error, CircuitOpen):
-        return False
-    return error.retry_after is None or error.retry_after <= 2
 
 
 class DeliveryStage:
@@ -89,6 +92,7 @@ class DeliveryStage:
         self.publisher = publisher
         self.clock = clock
         self.metrics = metrics
+        self.journey = Journey(ledger=ledger, clock=clock, stage=self.name, metrics=metrics)
         self.ids = ids
 
     def process(self, envelope: Envelope) -> None:
@@ -102,19 +106,15 @@ class DeliveryStage:
                 stage=self.name,
             )
         bind_correlation(referral.alert_id)
-        if referral.state is ReferralState.DELIVERED:
+        start = plan_start(referral, retried=H_ATTEMPTS in envelope.headers)
+        if start is Start.RETELL:
             # Redelivered after the endpoint already took it: only make sure the justice
             # side heard (same outcome id, so it de-duplicates).
             self._tell_justice_received(referral)
             return
-        if referral.state is ReferralState.WITHHELD:
+        if start is Start.SKIP:
             return
-        # A referral's first attempt skips the cancellation check (one query per referral at
-        # full speed): a cancellation applied since then waits for it and follows it. Retries
-        # and replays (they carry an attempt count) are checked, so a referral cancelled while
-        # it waited, or replayed after, is never sent.
-        first_try = referral.kind == "new" and H_ATTEMPTS not in envelope.headers
-        withhold = None if first_try else self._withhold_reason(referral)
+        withhold = None if start is Start.SEND else self._withhold_reason(referral)
         if withhold is not None:
             self._withhold(referral, withhold)
             return
@@ -124,12 +124,10 @@ class DeliveryStage:
         quick = Retrying(
             stop=stop_after_attempt(self.quick_attempts) | stop_after_delay(self.quick_seconds),
             wait=wait_random_exponential(multiplier=0.2, max=2),
-            retry=retry_if_exception(_worth_a_quick_retry),
+            retry=retry_if_exception(worth_a_quick_retry),
             reraise=True,
         )
         updated, delivered = quick(self._send_once, job)
-        if self.metrics:
-            self.metrics.referral_delivered(self.endpoint)
         log.info(
             "referral_delivered",
             alert_id=referral.alert_id,
@@ -140,22 +138,18 @@ class DeliveryStage:
             attempts=updated.attempts,
             elapsed_ms=round(delivered.elapsed_ms, 1),
         )
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=referral.alert_id,
-                at=self.clock(),
-                stage=self.name,
-                event="referral_delivered",
-                endpoint=self.endpoint,
-                detail={
-                    "bundle_id": referral.bundle_id,
-                    "request_id": referral.request_id,
-                    "kind": referral.kind,
-                    "http_status": delivered.status,
-                    "answer": delivered.answer,
-                    "attempts": updated.attempts,
-                },
-            )
+        self.journey.record(
+            "referral_delivered",
+            alert_id=referral.alert_id,
+            endpoint=self.endpoint,
+            detail={
+                "bundle_id": referral.bundle_id,
+                "request_id": referral.request_id,
+                "kind": referral.kind,
+                "http_status": delivered.status,
+                "answer": delivered.answer,
+                "attempts": updated.attempts,
+            },
         )
         self._tell_justice_received(updated)
 
@@ -164,36 +158,30 @@ class DeliveryStage:
         send it later, after the messages queued before it for this endpoint (a follow-up never
         overtakes the referral it is about, even while that one waits in a retry queue)."""
         alert = self.ledger.get_alert(referral.alert_id)
-        if referral.kind == "new":
-            return "alert_cancelled" if alert is not None and alert.cancelled else None
-        siblings = [
-            r for r in self.ledger.referrals_for(referral.alert_id) if r.endpoint == self.endpoint
-        ]
-        original = next((r for r in siblings if r.kind == "new"), None)
-        if original is None or original.state in (ReferralState.FAILED, ReferralState.WITHHELD):
-            return "referral_not_delivered"
-        created = referral.created_at
-        earlier = [
-            r
-            for r in siblings
-            if r.state is ReferralState.QUEUED
-            and r.bundle_id != referral.bundle_id
-            and (r.kind == "new" or (created and r.created_at and r.created_at < created))
-        ]
-        if earlier:
-            self.ledger.add_event(
-                JourneyEvent(
-                    alert_id=referral.alert_id,
-                    at=self.clock(),
-                    stage=self.name,
-                    event="message_waiting",
-                    endpoint=self.endpoint,
-                    detail={
-                        "bundle_id": referral.bundle_id,
-                        "kind": referral.kind,
-                        "waiting_for": [r.bundle_id for r in earlier],
-                    },
-                )
+        siblings = (
+            []
+            if referral.kind == "new"
+            else [
+                r
+                for r in self.ledger.referrals_for(referral.alert_id)
+                if r.endpoint == self.endpoint
+            ]
+        )
+        plan = plan_send(
+            referral, alert_cancelled=alert is not None and bool(alert.cancelled), siblings=siblings
+        )
+        if isinstance(plan, Withhold):
+            return plan.reason
+        if isinstance(plan, Wait):
+            self.journey.record(
+                "message_waiting",
+                alert_id=referral.alert_id,
+                endpoint=self.endpoint,
+                detail={
+                    "bundle_id": referral.bundle_id,
+                    "kind": referral.kind,
+                    "waiting_for": list(plan.waiting_for),
+                },
             )
             raise TransientError(
                 "waiting for the messages queued before this one to be delivered first",
@@ -214,15 +202,11 @@ class DeliveryStage:
             kind=referral.kind,
             reason=reason,
         )
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=referral.alert_id,
-                at=self.clock(),
-                stage=self.name,
-                event="message_withheld",
-                endpoint=self.endpoint,
-                detail={"bundle_id": referral.bundle_id, "kind": referral.kind, "reason": reason},
-            )
+        self.journey.record(
+            "message_withheld",
+            alert_id=referral.alert_id,
+            endpoint=self.endpoint,
+            detail={"bundle_id": referral.bundle_id, "kind": referral.kind, "reason": reason},
         )
 
     def _send_once(self, job: DeliveryJob) -> tuple[ReferralRecord, Delivered]:
@@ -233,15 +217,14 @@ class DeliveryStage:
         try:
             delivered = self.sender.send(job)
         except (TransientError, PermanentError) as exc:
-            result = "transient" if isinstance(exc, TransientError) else "permanent"
+            result = attempt_result(exc)
             elapsed = (self.clock() - started).total_seconds() * 1000
-            if self.metrics and not isinstance(exc, CircuitOpen):  # nothing was sent
-                self.metrics.delivery_attempt(self.endpoint, elapsed / 1000)
+            if attempt_was_made(exc):  # an open circuit sent nothing
+                self.journey.delivery_attempt(self.endpoint, elapsed / 1000)
             self._attempt(referral.bundle_id, result, exc.status, exc.message, elapsed)
             exc.alert_id, exc.stage, exc.endpoint = referral.alert_id, self.name, self.endpoint
             raise
-        if self.metrics:
-            self.metrics.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
+        self.journey.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
         updated = self._attempt(
             referral.bundle_id,
             str(Verdict.DELIVERED),
@@ -264,16 +247,16 @@ class DeliveryStage:
         )
 
     def _tell_justice_received(self, referral: ReferralRecord) -> None:
-        if referral.kind != "new":
+        status = outcome_after_delivery(referral)
+        if status is None:
             return  # the justice side hears `received` once, for the referral itself
         return_outcome(
             ledger=self.ledger,
             publisher=self.publisher,
             referral=referral,
             recipient=self.recipient,
-            stage=self.name,
-            clock=self.clock,
-            status=OutcomeStatus.RECEIVED,
+            journey=self.journey,
+            status=status,
             at=referral.delivered_at or self.clock(),
             answers="received",
             ids=self.ids,
@@ -283,22 +266,16 @@ class DeliveryStage:
         pass
 
     def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
-        if self.metrics:
-            self.metrics.referral_failed(self.endpoint)
         bundle_id = header_str(envelope.headers, H_BUNDLE_ID)
         alert_id = header_str(envelope.headers, H_ALERT_ID)
-        if bundle_id and alert_id:
-            self.ledger.add_event(
-                JourneyEvent(
-                    alert_id=alert_id,
-                    at=self.clock(),
-                    stage=self.name,
-                    event="referral_dead_lettered",
-                    endpoint=self.endpoint,
-                    detail={
-                        "bundle_id": bundle_id,
-                        "error_class": type(error).__name__,
-                        "status": error.status,
-                    },
-                )
-            )
+        # Counted whatever the job says; an event only for a job that names its alert.
+        self.journey.record(
+            "referral_dead_lettered",
+            alert_id=alert_id if bundle_id and alert_id else None,
+            endpoint=self.endpoint,
+            detail={
+                "bundle_id": bundle_id,
+                "error_class": type(error).__name__,
+                "status": error.status,
+            },
+        )

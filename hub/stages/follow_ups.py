@@ -12,14 +12,11 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import replace
-from datetime import timedelta
 
 from hub.contracts.follow_ups import message_id_field
 from hub.errors import AlertConflict, InvalidMessage, TransientError
 from hub.log import get_logger
 from hub.messages import (
-    Alert,
     ChangeKind,
     FollowUp,
     HubIdentity,
@@ -30,18 +27,21 @@ from hub.pipeline import Clock
 from hub.ports import Ledger, Publisher, Render, RenderFollowUp
 from hub.records import (
     AlertRecord,
-    AlertState,
     ChangeFacts,
-    ChangeState,
-    ConsentFacts,
-    JourneyEvent,
     Payload,
     ReferralRecord,
-    Seen,
 )
-from hub.routes.rules import RouteTable, select_endpoints
-from hub.transforms.alert_to_referral import followup_ids, referral_ids
-from hub.transforms.consent_rules import consent_facts, consent_to_tell
+from hub.routes.rules import RouteTable
+from hub.stages.follow_ups_plan import (
+    ChangeAction,
+    follow_up_event,
+    follow_up_to_tell,
+    plan_change,
+    plan_follow_up,
+)
+from hub.stages.intake_plan import route_decision
+from hub.stages.journey import Journey
+from hub.transforms.consent_rules import consent_facts
 from hub.transforms.followup_to_bundle import CANCELLED_STATUS
 from hub.wire import (
     H_ALERT_ID,
@@ -56,11 +56,6 @@ from hub.wire import (
 log = get_logger("hub.intake")
 
 STAGE = "intake"
-EVENTS = {
-    ChangeKind.UPDATE: "alert_updated",
-    ChangeKind.CANCELLATION: "alert_cancelled",
-    ChangeKind.CONSENT: "consent_updated",
-}
 
 
 class FollowUpIntake:
@@ -75,6 +70,7 @@ class FollowUpIntake:
         clock: Clock,
         renderers: Mapping[str, Render],
         followup_renderers: Mapping[str, RenderFollowUp],
+        journey: Journey | None = None,
     ) -> None:
         self.ledger = ledger
         self.publisher = publisher
@@ -84,6 +80,7 @@ class FollowUpIntake:
         self.clock = clock
         self.renderers = renderers
         self.followup_renderers = followup_renderers
+        self.journey = journey or Journey(ledger=ledger, clock=clock, stage=STAGE)
 
     def process(self, envelope: Envelope, follow_up: FollowUp) -> None:
         record = self._alert_for(follow_up)
@@ -102,7 +99,8 @@ class FollowUpIntake:
             )
         )
         id_field = message_id_field(follow_up.schema)
-        if seen is Seen.CONFLICT:
+        action = plan_change(seen, change.state, record.state)
+        if action is ChangeAction.CONFLICT:
             raise AlertConflict(
                 [
                     Problem(
@@ -114,10 +112,10 @@ class FollowUpIntake:
                 alert_id=follow_up.alert_id,
                 stage=STAGE,
             )
-        if seen is Seen.DUPLICATE and change.state is ChangeState.APPLIED:
+        if action is ChangeAction.DUPLICATE:
             log.info("change_duplicate_ignored", alert_id=follow_up.alert_id, change=id_field)
             return
-        if record.state is AlertState.PARKED:
+        if action is ChangeAction.PARKED:
             raise self._invalid(
                 follow_up,
                 Problem(
@@ -126,7 +124,7 @@ class FollowUpIntake:
                     "for its operators",
                 ),
             )
-        if record.state is not AlertState.ROUTED:
+        if action is ChangeAction.WAIT:
             # A crash between recording the alert and queueing its referrals: the alert's own
             # redelivery finishes that; this follow-up waits for it rather than overtaking it.
             raise TransientError("the alert is not routed yet; retry", alert_id=follow_up.alert_id)
@@ -164,38 +162,19 @@ class FollowUpIntake:
     def _apply(self, follow_up: FollowUp, record: AlertRecord) -> None:
         now = self.clock()
         referrals = self.ledger.referrals_for(follow_up.alert_id)
-        have = list(dict.fromkeys(r.endpoint for r in referrals if r.kind == "new"))
-        if record.cancelled:  # a second cancellation: the services already have the first
-            have = []
-        jobs: list[tuple[ReferralRecord, Callable[[FollowUp], Payload]]] = []
-        for endpoint in have:
-            if endpoint not in self.recipients:
-                continue  # removed from the configuration since: nothing to send it with
-            ids = followup_ids(self.hub.id_key(), follow_up.alert_id, endpoint, follow_up.change_id)
-            message = ReferralRecord(
-                bundle_id=ids.bundle_id,
-                alert_id=follow_up.alert_id,
-                endpoint=endpoint,
-                request_id=ids.request_id,
-                kind=str(follow_up.kind),
-                change_id=follow_up.change_id,
-            )
-            jobs.append((message, self._followup_payload(endpoint)))
-        added: dict[str, int] = {}
-        if follow_up.alert is not None:
-            added = self._newly_selected(follow_up.alert, have)
-            for endpoint, service_level in added.items():
-                ids = referral_ids(self.hub.id_key(), follow_up.alert_id, endpoint)
-                referral = ReferralRecord(
-                    bundle_id=ids.bundle_id,
-                    alert_id=follow_up.alert_id,
-                    endpoint=endpoint,
-                    request_id=ids.request_id,
-                    due_at=now + timedelta(seconds=service_level),
-                )
-                jobs.append((referral, self._referral_payload(endpoint)))
+        plan = plan_follow_up(
+            follow_up,
+            referrals=referrals,
+            alert_cancelled=bool(record.cancelled),
+            endpoints=self.recipients,
+            decision=None
+            if follow_up.alert is None
+            else route_decision(self.routes, follow_up.alert),
+            id_key=self.hub.id_key(),
+            now=now,
+        )
         consent = follow_up.consent
-        messages = [m for m, _ in jobs]
+        messages = plan.messages
         apply = functools.partial(
             self.ledger.apply_change,
             follow_up.change_id,
@@ -211,48 +190,21 @@ class FollowUpIntake:
         # Applied before anything is queued: a withdrawn consent limits outcomes from now on.
         in_force = apply(applied=False)
         # The services are told the consent the ledger now applies, never one that lost to it.
-        told = follow_up if in_force is None else _with_consent(follow_up, in_force)
-        for message, payload in jobs:
-            self._publish(message, payload(told))
+        told = follow_up_to_tell(follow_up, in_force)
+        for job in plan.jobs:
+            endpoint = job.message.endpoint
+            render = (
+                self._followup_payload(endpoint)
+                if job.is_follow_up
+                else self._referral_payload(endpoint)
+            )
+            self._publish(job.message, render(told))
         # The consent was applied above, once: applying it again here could undo a consent
         # another consumer applied in between (and has already told the services).
         apply(applied=True, consent=None)
-        event = EVENTS[follow_up.kind]
-        detail: dict[str, object] = {
-            "change_id": follow_up.change_id,
-            "endpoints": [m.endpoint for m in messages if m.kind != "new"],
-        }
-        if added:
-            detail["added_endpoints"] = list(added)
-        if follow_up.cancellation is not None:
-            detail["reason"] = str(follow_up.cancellation)
-            detail["status"] = CANCELLED_STATUS[follow_up.cancellation]
-        if follow_up.update_reason is not None:
-            detail["reason"] = str(follow_up.update_reason)
-        if consent is not None and in_force is not None:
-            detail["consent_status"] = in_force.status
-            detail["share_with_justice"] = in_force.share_with_justice
-            if consent_facts(consent) != in_force:
-                detail["consent_outranked"] = True
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=follow_up.alert_id, at=now, stage=STAGE, event=event, detail=detail
-            )
-        )
-        log.info(event, alert_id=follow_up.alert_id, messages=len(messages), added=len(added))
-
-    def _newly_selected(self, alert: Alert, have: list[str]) -> dict[str, int]:
-        """Endpoints the new content selects that have no referral yet, with their service
-        levels (seconds)."""
-        decision = select_endpoints(
-            self.routes,
-            source_kind=str(alert.source.kind),
-            organisation=alert.source.organisation.code,
-            vulnerabilities=[str(v.type) for v in alert.vulnerabilities],
-            pathway=str(alert.pathway),
-            urgency=str(alert.urgency),
-        )
-        return {e: decision.service_levels[e] for e in decision.endpoints if e not in have}
+        event, detail = follow_up_event(follow_up, plan, in_force)
+        self.journey.record(event, alert_id=follow_up.alert_id, detail=detail, at=now)
+        log.info(event, alert_id=follow_up.alert_id, messages=len(messages), added=len(plan.added))
 
     def _followup_payload(self, endpoint: str) -> Callable[[FollowUp], Payload]:
         render = self.followup_renderers[endpoint]
@@ -282,12 +234,3 @@ class FollowUpIntake:
             correlation_id=message.alert_id,
             content_type=payload.content_type,
         )
-
-
-def _with_consent(follow_up: FollowUp, in_force: ConsentFacts) -> FollowUp:
-    """`follow_up` as the services are told it: carrying the consent in force (an update's
-    alert too), which is the follow-up's own unless it lost to an earlier-received one."""
-    assert follow_up.consent is not None  # the ledger returns a consent only when given one
-    consent = consent_to_tell(follow_up.consent, in_force)
-    alert = None if follow_up.alert is None else replace(follow_up.alert, consent=consent)
-    return replace(follow_up, consent=consent, alert=alert)

@@ -10,12 +10,9 @@ routing key. Logs ids and counts only.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
-from datetime import timedelta
 
 from hub.contracts.follow_ups import MESSAGE_TYPES, message_id_field, parse_justice_message
-from hub.contracts.identifiers import is_safe_id
 from hub.contracts.peek import peek_identity, peek_message_id, peek_schema
 from hub.contracts.problems import ROOT
 from hub.errors import AlertConflict, HubError, InvalidMessage, PermanentError
@@ -33,75 +30,40 @@ from hub.messages import (
 )
 from hub.pipeline import Clock
 from hub.ports import Ledger, Metrics, Publisher, Render, RenderFollowUp
-from hub.records import AlertFacts, AlertState, JourneyEvent, ReferralRecord, Seen
-from hub.routes.rules import RouteTable, select_endpoints
+from hub.records import AlertState, Seen
+from hub.routes.rules import RouteTable
 from hub.security.ids import IdKey
 from hub.stages.follow_ups import FollowUpIntake
+from hub.stages.intake_plan import (
+    ORG_CODE,
+    IntakeAction,
+    alert_facts,
+    envelope_problems,
+    message_type_from_routing_key,
+    plan_intake,
+    plan_referrals,
+    publisher_routing_key,
+    publisher_user_id,
+    route_decision,
+    safe_message_id,
+    source_from_routing_key,
+)
+from hub.stages.journey import Journey
 from hub.stages.outcomes import publish_outcome
-from hub.transforms.alert_to_referral import referral_ids
 from hub.wire import (
     ALERTS_EXCHANGE,
     H_ALERT_ID,
     H_ATTEMPTS,
     H_BUNDLE_ID,
     H_ENDPOINT,
-    H_ORIGINAL_ROUTING_KEY,
-    H_ORIGINAL_USER_ID,
     H_REQUEST_ID,
     OUTCOMES_EXCHANGE,
     WORK_EXCHANGE,
     Envelope,
     delivery_queue,
-    header_str,
 )
 
 log = get_logger("hub.intake")
-
-_ORG_CODE = re.compile(r"[A-Z0-9]{3,10}")  # as the contracts' source.organisation.code
-
-
-def _safe_message_id(envelope: Envelope) -> str | None:
-    """The AMQP message_id, only when it is shaped like an id (it is echoed to the sender and
-    kept in the ledger)."""
-    message_id = envelope.message_id
-    return message_id if isinstance(message_id, str) and is_safe_id(message_id) else None
-
-
-def publisher_routing_key(envelope: Envelope) -> str | None:
-    """The routing key the broker delivered from justice.alerts: this delivery's own when it
-    came from there; for a retry or replay (back through hub.work) the one the hub recorded in
-    its sealed headers the first time (hub.security.provenance removed any it did not write).
-    None when
-    neither: a message that never came through justice.alerts."""
-    if envelope.exchange == ALERTS_EXCHANGE:
-        return envelope.routing_key
-    return header_str(envelope.headers, H_ORIGINAL_ROUTING_KEY)
-
-
-def publisher_user_id(envelope: Envelope) -> str | None:
-    """The AMQP user_id RabbitMQ verified when the message came in from justice.alerts."""
-    if envelope.exchange == ALERTS_EXCHANGE:
-        return envelope.user_id
-    return header_str(envelope.headers, H_ORIGINAL_USER_ID)
-
-
-def source_from_routing_key(envelope: Envelope) -> tuple[str, str | None]:
-    """(kind, organisation code) from `<custody|court>.<org>.<type>`, the routing key the
-    broker delivered (publisher_routing_key). Kind falls back to the queue it arrived on."""
-    key = publisher_routing_key(envelope) or ""
-    parts = key.split(".")
-    queue_kind = envelope.queue.rsplit(".", 1)[-1]
-    kind = parts[0] if parts and parts[0] in ("custody", "court") else queue_kind
-    org = parts[1] if len(parts) >= 3 and parts[1] else None
-    return kind, org
-
-
-def message_type_from_routing_key(envelope: Envelope) -> str | None:
-    """The routing key's last word (`identification`, `update`, `cancellation`, `consent`), or
-    None when the key does not have the documented three parts."""
-    key = publisher_routing_key(envelope) or ""
-    parts = key.split(".")
-    return parts[2] if len(parts) == 3 and parts[2] else None
 
 
 class IntakeStage:
@@ -137,6 +99,7 @@ class IntakeStage:
         self.source_users = dict(source_users or {})
         self.renderers = dict(renderers)
         self.metrics = metrics
+        self.journey = Journey(ledger=ledger, clock=clock, stage=self.name, metrics=metrics)
         self.follow_ups = FollowUpIntake(
             ledger=ledger,
             publisher=publisher,
@@ -146,6 +109,7 @@ class IntakeStage:
             clock=clock,
             renderers=self.renderers,
             followup_renderers=dict(followup_renderers or {}),
+            journey=self.journey,
         )
 
     def process(self, envelope: Envelope) -> None:
@@ -159,9 +123,9 @@ class IntakeStage:
                 stage=self.name,
             )
         kind, org = source_from_routing_key(envelope)
-        if self.metrics and H_ATTEMPTS not in envelope.headers:
+        if H_ATTEMPTS not in envelope.headers:
             # First attempts only: a retried or replayed alert was counted when it arrived.
-            self.metrics.alert_received(kind)
+            self.journey.alert_received(kind)
         message = parse_justice_message(
             envelope.body,
             content_type=envelope.content_type,
@@ -180,23 +144,9 @@ class IntakeStage:
         self._check_envelope(
             envelope, alert.alert_id, alert.alert_id, alert.source.organisation.code, org
         )
-        seen, record = self.ledger.record_alert(
-            AlertFacts(
-                alert_id=alert.alert_id,
-                body_sha256=hashlib.sha256(envelope.body).hexdigest(),
-                source_kind=str(alert.source.kind),
-                organisation_code=alert.source.organisation.code,
-                reference=alert.source.reference,
-                pathway=str(alert.pathway),
-                urgency=str(alert.urgency),
-                consent_status=str(alert.consent.status),
-                share_with_justice=alert.consent.share_with_justice,
-                received_at=now,
-                consent_recorded_at=alert.consent.recorded_at,
-                vulnerability_types=tuple(sorted({str(v.type) for v in alert.vulnerabilities})),
-            )
-        )
-        if seen is Seen.CONFLICT:
+        seen, record = self.ledger.record_alert(alert_facts(alert, envelope.body, now))
+        action = plan_intake(seen, record.state)
+        if action is IntakeAction.CONFLICT:
             raise AlertConflict(
                 [
                     Problem(
@@ -208,15 +158,15 @@ class IntakeStage:
                 alert_id=alert.alert_id,
                 stage=self.name,
             )
-        if seen is Seen.DUPLICATE and record.state is AlertState.ROUTED:
+        if action is IntakeAction.DUPLICATE:
             log.info("alert_duplicate_ignored", alert_id=alert.alert_id)
-            self._event(alert.alert_id, "alert_duplicate_ignored", {})
+            self.journey.record("alert_duplicate_ignored", alert_id=alert.alert_id)
             return
         if seen is Seen.NEW:
-            self._event(
-                alert.alert_id,
+            self.journey.record(
                 "alert_validated",
-                {"kind": str(alert.source.kind), "organisation": org or ""},
+                alert_id=alert.alert_id,
+                detail={"kind": str(alert.source.kind), "organisation": org or ""},
             )
         self._route(alert)
 
@@ -228,69 +178,22 @@ class IntakeStage:
         organisation: str,
         org: str | None,
     ) -> None:
-        """`message_id` is the body's own id (alert_id, update_id…); `organisation` the body's
-        source organisation; `org` the routing key's."""
-        problems = []
-        if envelope.exchange == ALERTS_EXCHANGE and any(
-            str(k).lower().startswith(("x-death", "x-first-death", "x-last-death"))
-            for k in envelope.headers
-        ):
-            # Only the broker writes these, and only when it dead-letters a message, which it
-            # never then delivers from justice.alerts: a publisher's would be believed later.
-            problems.append(
-                Problem(
-                    "$headers", "x-death headers are the broker's; a publisher may not set them"
-                )
-            )
-        if envelope.message_id and envelope.message_id != message_id:
-            problems.append(
-                Problem("$message_id", "AMQP message_id does not match the message's own id")
-            )
-        if org is not None and org != organisation:
-            problems.append(
-                Problem(
-                    "source.organisation.code", "does not match the organisation in the routing key"
-                )
-            )
-        if self.source_users:
-            # RabbitMQ guarantees user_id equals the publishing connection's user, so this is
-            # who really sent it; a mismatch is a spoofing attempt, parked like any bad alert.
-            # Checked against the routing key's organisation (the broker's topic permissions
-            # hold it to the user's own): what the body claims was compared with it above.
-            allowed = self.source_users.get(org, ()) if org is not None else ()
-            if publisher_user_id(envelope) not in allowed:
-                problems.append(
-                    Problem(
-                        "$user_id",
-                        "publisher is not allowed to send alerts for this organisation "
-                        "(AMQP user_id missing or not mapped to it in hub.yaml sources)",
-                    )
-                )
+        problems = envelope_problems(
+            envelope,
+            message_id=message_id,
+            organisation=organisation,
+            org=org,
+            source_users=self.source_users,
+        )
         if problems:
             raise InvalidMessage(problems, alert_id=alert_id, stage=self.name)
 
     def _route(self, alert: Alert) -> None:
         now = self.clock()
-        decision = select_endpoints(
-            self.routes,
-            source_kind=str(alert.source.kind),
-            organisation=alert.source.organisation.code,
-            vulnerabilities=[str(v.type) for v in alert.vulnerabilities],
-            pathway=str(alert.pathway),
-            urgency=str(alert.urgency),
+        plan = plan_referrals(
+            alert, route_decision(self.routes, alert), id_key=self.hub.id_key(), now=now
         )
-        referrals = [
-            ReferralRecord(
-                bundle_id=ids.bundle_id,
-                alert_id=alert.alert_id,
-                endpoint=endpoint,
-                request_id=ids.request_id,
-                due_at=now + timedelta(seconds=decision.service_levels[endpoint]),
-            )
-            for endpoint in decision.endpoints
-            for ids in [referral_ids(self.hub.id_key(), alert.alert_id, endpoint)]
-        ]
-        rule = ",".join(decision.rules)
+        referrals, rule, decision = list(plan.referrals), plan.rule, plan.decision
         # Rendered before anything is stored: a render that fails leaves no referral in the
         # ledger saying it is queued (the alert is parked instead: on_dead_letter).
         payloads = {
@@ -320,10 +223,10 @@ class IntakeStage:
                 content_type=payload.content_type,
             )
         self.ledger.mark_routed(alert.alert_id, rule=rule, referrals=referrals, at=now)
-        self._event(
-            alert.alert_id,
+        self.journey.record(
             "referral_routed",
-            {
+            alert_id=alert.alert_id,
+            detail={
                 "rules": list(decision.rules),
                 "endpoints": list(decision.endpoints),
                 "used_default": decision.used_default,
@@ -338,15 +241,15 @@ class IntakeStage:
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         kind, org = source_from_routing_key(envelope)
-        org = org if org is not None and _ORG_CODE.fullmatch(org) else None
+        org = org if org is not None and ORG_CODE.fullmatch(org) else None
         peeked_id, reference = peek_identity(envelope.body)
-        alert_id = error.alert_id or peeked_id or _safe_message_id(envelope) or "unknown"
+        alert_id = error.alert_id or peeked_id or safe_message_id(envelope) or "unknown"
         schema = peek_schema(envelope.body)
         rejected_id = (
             peek_message_id(envelope.body, message_id_field(schema))
             if schema in MESSAGE_TYPES
             else None
-        ) or _safe_message_id(envelope)
+        ) or safe_message_id(envelope)
         now = self.clock()
         self.ledger.record_rejection(
             alert_id=alert_id,
@@ -370,12 +273,11 @@ class IntakeStage:
             message_id=rejected_id,
         )
         publish_outcome(self.publisher, outcome)
-        if self.metrics:
-            self.metrics.alert_rejected(kind)
-        self._event(
-            alert_id,
+        self.journey.record(
             "alert_rejected",
-            {
+            alert_id=alert_id,
+            label=kind,
+            detail={
                 "problems": [p.as_dict() for p in error.problems],
                 "conflict": isinstance(error, AlertConflict),
             },
@@ -394,6 +296,8 @@ class IntakeStage:
         messages are answered by on_rejected; a follow-up's alert stays as it was."""
         if isinstance(error, InvalidMessage) or peek_schema(envelope.body) != ALERT_SCHEMA:
             return
+        if publisher_routing_key(envelope) is None:
+            return  # no one can say who sent it (hub.security.provenance): parked, unanswered
         alert_id, reference = peek_identity(envelope.body)
         if alert_id is None:
             return
@@ -415,7 +319,7 @@ class IntakeStage:
             self.ledger.mark_parked(alert_id, at=now)
         else:  # it failed before the ledger recorded it
             kind, routed_org = source_from_routing_key(envelope)
-            org = routed_org if routed_org and _ORG_CODE.fullmatch(routed_org) else "unknown"
+            org = routed_org if routed_org and ORG_CODE.fullmatch(routed_org) else "unknown"
             self.ledger.record_rejection(
                 alert_id=alert_id,
                 source_kind=kind,
@@ -436,15 +340,14 @@ class IntakeStage:
             message_id=alert_id,
         )
         publish_outcome(self.publisher, outcome)
-        self._event(alert_id, "alert_parked", {"error_class": cause})
+        self.journey.record("alert_parked", alert_id=alert_id, detail={"error_class": cause})
         log.error("alert_parked", alert_id=alert_id, error_class=cause)
 
-    def _event(self, alert_id: str, event: str, detail: dict[str, object]) -> None:
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=alert_id, at=self.clock(), stage=self.name, event=event, detail=detail
-            )
-        )
 
-
-__all__ = ["IntakeStage", "OUTCOMES_EXCHANGE", "source_from_routing_key"]
+__all__ = [
+    "IntakeStage",
+    "OUTCOMES_EXCHANGE",
+    "publisher_routing_key",
+    "publisher_user_id",
+    "source_from_routing_key",
+]

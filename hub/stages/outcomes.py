@@ -25,8 +25,9 @@ from hub.messages import (
 )
 from hub.pipeline import Clock
 from hub.ports import Ledger, Publisher
-from hub.records import AlertRecord, JourneyEvent, ReferralRecord
+from hub.records import AlertRecord, ReferralRecord
 from hub.security.ids import IdKey
+from hub.stages.journey import Journey
 from hub.store_rules.attempts import NOT_FROM_THE_SERVICE
 from hub.transforms.consent_filter import justice_view
 from hub.transforms.response_to_outcome import parse_service_response
@@ -66,7 +67,8 @@ def build_outcome(
     note: str | None = None,
 ) -> ReferralOutcome:
     """One justice outcome for one referral, already reduced by the consent filter.
-    `answers` names what this outcome answers (the response message id, or 'received')."""
+    `answers` names what this outcome answers (the response message id, or 'received').
+    The outcome stage's functional core (pure): return_outcome is its shell."""
     view = justice_view(
         consent_status=alert.facts.consent_status,
         share_with_justice=alert.facts.share_with_justice,
@@ -95,8 +97,7 @@ def return_outcome(
     publisher: Publisher,
     referral: ReferralRecord,
     recipient: Recipient,
-    stage: str,
-    clock: Clock,
+    journey: Journey,
     status: OutcomeStatus,
     at: datetime,
     answers: str,
@@ -110,7 +111,9 @@ def return_outcome(
     alert = ledger.get_alert(referral.alert_id)
     if alert is None:
         raise PermanentError(
-            "referral without its alert in the ledger", alert_id=referral.alert_id, stage=stage
+            "referral without its alert in the ledger",
+            alert_id=referral.alert_id,
+            stage=journey.stage,
         )
     outcome = build_outcome(
         alert=alert,
@@ -130,42 +133,42 @@ def return_outcome(
         alert_id=referral.alert_id,
         bundle_id=referral.bundle_id,
         status=str(outcome.status),
-        at=clock(),
+        at=journey.clock(),
     ):
-        ledger.add_event(
-            JourneyEvent(
-                alert_id=referral.alert_id,
-                at=clock(),
-                stage=stage,
-                event="outcome_returned",
-                endpoint=referral.endpoint,
-                detail={
-                    "status": str(outcome.status),
-                    "outcome_id": outcome.outcome_id,
-                    "detail_shared": bool(outcome.detail),
-                },
-            )
+        journey.record(
+            "outcome_returned",
+            alert_id=referral.alert_id,
+            endpoint=referral.endpoint,
+            detail={
+                "status": str(outcome.status),
+                "outcome_id": outcome.outcome_id,
+                "detail_shared": bool(outcome.detail),
+            },
         )
     return outcome
 
 
-def resolve_overdue(ledger: Ledger, referral: ReferralRecord, *, status: str, clock: Clock) -> None:
+def resolves_overdue(status: str) -> bool:
+    """Whether an outcome of this status answers an overdue referral: only one the service
+    sent does (not the hub's own `received`, `overdue`, `rejected`…)."""
+    return status not in NOT_FROM_THE_SERVICE
+
+
+def resolve_overdue(
+    ledger: Ledger, referral: ReferralRecord, *, status: str, journey: Journey
+) -> None:
     """After a service's outcome: if its referral was reported overdue, record (once) that it
     is answered now, for operators."""
-    if status in NOT_FROM_THE_SERVICE:
+    if not resolves_overdue(status):
         return
-    resolved = ledger.resolve_overdue(referral.alert_id, referral.endpoint, at=clock())
+    resolved = ledger.resolve_overdue(referral.alert_id, referral.endpoint, at=journey.clock())
     if resolved is None:
         return
-    ledger.add_event(
-        JourneyEvent(
-            alert_id=resolved.alert_id,
-            at=clock(),
-            stage="outcome",
-            event="referral_overdue_resolved",
-            endpoint=resolved.endpoint,
-            detail={"bundle_id": resolved.bundle_id, "status": status},
-        )
+    journey.record(
+        "referral_overdue_resolved",
+        alert_id=resolved.alert_id,
+        endpoint=resolved.endpoint,
+        detail={"bundle_id": resolved.bundle_id, "status": status},
     )
     log.info(
         "referral_overdue_resolved",
@@ -193,6 +196,7 @@ class OutcomeStage:
         self.recipients = recipients
         self.clock = clock
         self.ids = ids
+        self.journey = Journey(ledger=ledger, clock=clock, stage=self.name)
 
     def process(self, envelope: Envelope) -> None:
         try:
@@ -216,8 +220,7 @@ class OutcomeStage:
             publisher=self.publisher,
             referral=referral,
             recipient=self.recipients[referral.endpoint],
-            stage=self.name,
-            clock=self.clock,
+            journey=self.journey,
             status=response.status,
             at=response.at,
             answers=response.message_id,
@@ -233,7 +236,7 @@ class OutcomeStage:
             status=str(outcome.status),
             detail_shared=bool(outcome.detail),
         )
-        resolve_overdue(self.ledger, referral, status=str(outcome.status), clock=self.clock)
+        resolve_overdue(self.ledger, referral, status=str(outcome.status), journey=self.journey)
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         log.warning(

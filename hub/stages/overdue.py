@@ -11,20 +11,36 @@ outcome (the justice side de-duplicates by outcome_id) rather than losing it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from hub.errors import HubError
 from hub.log import get_logger
 from hub.messages import OutcomeStatus, Recipient
 from hub.pipeline import Clock
 from hub.ports import Ledger, Metrics, Publisher
-from hub.records import JourneyEvent, ReferralRecord
+from hub.records import ReferralRecord
 from hub.security.ids import IdKey
+from hub.stages.journey import Journey
 from hub.stages.outcomes import return_outcome
 
 log = get_logger("hub.overdue")
 
 STAGE = "overdue"
+
+
+def plan_overdue(
+    due: Iterable[ReferralRecord], recipients: Mapping[str, Recipient]
+) -> list[tuple[ReferralRecord, Recipient]]:
+    """The overdue stage's functional core (pure): of the referrals the ledger finds due (past
+    due_at, unanswered, not withheld or cancelled, not yet reported), those to report, each with
+    the recipient its outcome names. Once each: `mark_overdue` lets exactly one check report
+    it."""
+    return [
+        (referral, recipient)
+        for referral in due
+        # an endpoint removed from the configuration: nothing to name it by
+        if (recipient := recipients.get(referral.endpoint)) is not None
+    ]
 
 
 class OverdueWatch:
@@ -45,6 +61,7 @@ class OverdueWatch:
         self.recipients = recipients
         self.clock = clock
         self.metrics = metrics
+        self.journey = Journey(ledger=ledger, clock=clock, stage=STAGE, metrics=metrics)
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -54,22 +71,25 @@ class OverdueWatch:
         """Report every referral that has fallen due since the last check; how many this call
         reported."""
         reported = 0
-        for referral in self.ledger.overdue_due(self.clock()):
-            recipient = self.recipients.get(referral.endpoint)
-            if recipient is None:
-                continue  # endpoint removed from the configuration: nothing to name it by
+        for referral, recipient in plan_overdue(
+            self.ledger.overdue_due(self.clock()), self.recipients
+        ):
             self._report(referral, recipient)
             if self.ledger.mark_overdue(referral.bundle_id, at=self.clock()):
                 reported += 1
-                self._event(referral, "referral_overdue", {"due_at": _iso(referral)})
+                self.journey.record(
+                    "referral_overdue",
+                    alert_id=referral.alert_id,
+                    endpoint=referral.endpoint,
+                    detail={"bundle_id": referral.bundle_id, "due_at": _iso(referral)},
+                )
                 log.warning(
                     "referral_overdue",
                     alert_id=referral.alert_id,
                     endpoint=referral.endpoint,
                     bundle_id=referral.bundle_id,
                 )
-        if self.metrics:
-            self.metrics.overdue_referrals(self.ledger.count_overdue())
+        self.journey.overdue_referrals(self.ledger.count_overdue)
         return reported
 
     def _report(self, referral: ReferralRecord, recipient: Recipient) -> None:
@@ -78,24 +98,11 @@ class OverdueWatch:
             publisher=self.publisher,
             referral=referral,
             recipient=recipient,
-            stage=STAGE,
-            clock=self.clock,
+            journey=self.journey,
             status=OutcomeStatus.OVERDUE,
             at=referral.due_at or self.clock(),
             answers="overdue",
             ids=self.ids,
-        )
-
-    def _event(self, referral: ReferralRecord, event: str, detail: dict[str, object]) -> None:
-        self.ledger.add_event(
-            JourneyEvent(
-                alert_id=referral.alert_id,
-                at=self.clock(),
-                stage=STAGE,
-                event=event,
-                endpoint=referral.endpoint,
-                detail={"bundle_id": referral.bundle_id, **detail},
-            )
         )
 
     # -- the loop bootstrap runs ------------------------------------------------------------
