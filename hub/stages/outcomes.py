@@ -24,7 +24,7 @@ from hub.messages import (
     SourceKind,
 )
 from hub.pipeline import Clock
-from hub.ports import Ledger, Publisher
+from hub.ports import OutcomeLedger, Publisher
 from hub.records import AlertRecord, JourneyEvent, ReferralRecord
 from hub.security.ids import IdKey
 from hub.store_rules.attempts import NOT_FROM_THE_SERVICE
@@ -91,7 +91,7 @@ def build_outcome(
 
 def return_outcome(
     *,
-    ledger: Ledger,
+    ledger: OutcomeLedger,
     publisher: Publisher,
     referral: ReferralRecord,
     recipient: Recipient,
@@ -149,7 +149,9 @@ def return_outcome(
     return outcome
 
 
-def resolve_overdue(ledger: Ledger, referral: ReferralRecord, *, status: str, clock: Clock) -> None:
+def resolve_overdue(
+    ledger: OutcomeLedger, referral: ReferralRecord, *, status: str, clock: Clock
+) -> None:
     """After a service's outcome: if its referral was reported overdue, record (once) that it
     is answered now, for operators."""
     if status in NOT_FROM_THE_SERVICE:
@@ -182,7 +184,7 @@ class OutcomeStage:
     def __init__(
         self,
         *,
-        ledger: Ledger,
+        ledger: OutcomeLedger,
         publisher: Publisher,
         recipients: Mapping[str, Recipient],
         clock: Clock,

@@ -28,7 +28,7 @@ from hub.adapters.inbound.tls import uvicorn_tls_options
 from hub.errors import ConfigError, InvalidMessage, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.messages import Problem, Recipient
-from hub.ports import Ledger, Publisher
+from hub.ports import OutcomeLedger, Publisher
 from hub.security.inbound_auth import ApiTls, Authentication, InboundCredentials, authenticate
 from hub.security.masking import KNOWN_FIELDS, json_depth
 from hub.transforms.response_to_outcome import parse_service_response
@@ -136,7 +136,7 @@ def client_cert_name(request: Request) -> str | None:
 
 def build_app(
     *,
-    ledger: Ledger,
+    ledger: OutcomeLedger,
     publisher: Publisher,
     recipients: Mapping[str, Recipient],
     inbound: Mapping[str, InboundCredentials],  # endpoint -> what it must present; absent: refused
