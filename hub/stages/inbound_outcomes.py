@@ -18,7 +18,8 @@ from hub.errors import InvalidMessage, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.messages import Problem, Recipient
 from hub.ports import OutcomeLedger, Publisher
-from hub.security.masking import KNOWN_FIELDS, json_depth
+from hub.security.allowlists import KNOWN_FIELDS
+from hub.security.masking import json_depth
 from hub.transforms.response_to_outcome import parse_service_response
 from hub.wire import (
     DLQ_EXCHANGE,
