@@ -17,7 +17,8 @@ from typing import Any
 
 from hub.adapters.http_client import HttpxFhirClient
 from hub.adapters.inbound.api import ApiServer, build_app
-from hub.adapters.inbound.console import ConsoleApp, ConsoleDeps, build_console
+from hub.adapters.inbound.console import ConsoleApp, build_console
+from hub.adapters.inbound.console_config import ConsoleDeps
 from hub.adapters.mesh import MeshSender
 from hub.adapters.metrics import PrometheusMetrics
 from hub.adapters.mllp import Hl7v2MllpSender, MllpClient, MllpSender
@@ -157,7 +158,7 @@ class Hub:
     queue_watch_seconds: float = 15.0  # how often queue depths/ages are sampled
     overdue_check_seconds: float = 30.0  # how often the ledger is asked for overdue referrals
     # Told of every message a consumer takes: the queue-age bound for queues the ledger
-    # cannot age (hub.queue_ages).
+    # cannot age (hub.operations.queue_ages).
     _observed_ages: ObservedAges = field(default_factory=lambda: ObservedAges(_age_observed))
     supervise_seconds: float = 2.0  # how often the supervisor looks for dead threads
     _ids: IdKey | None = None
@@ -237,7 +238,7 @@ class Hub:
                 log.warning("endpoint_paused", endpoint=name)
                 continue
             # One gate per endpoint, shared by its consumers: the circuit breaker and the
-            # operators' pause switch (hub.endpoint_control).
+            # operators' pause switch (hub.stages.endpoint_gate).
             gate = self.gates[name] = gate_for(name, endpoint.circuit)
             tokens = token_source_for(endpoint)
             self._metrics.circuit_state(name, str(gate.circuit.state))

@@ -55,8 +55,8 @@ class FollowUpLedger(Protocol):
         applied: bool = True,
     ) -> ConsentFacts | None:
         """Atomically apply a follow-up to its alert and store its messages (ignoring ones
-        already stored): `consent` replaces the one in force as hub.consent_rules decides, a
-        cancellation is kept once, urgency and pathway follow an update. `applied` as in
+        already stored): `consent` replaces the one in force as hub.transforms.consent_rules
+        decides, a cancellation is kept once, urgency and pathway follow an update. `applied` as in
         mark_routed: False before the messages are published, True once all are confirmed.
         Returns the consent in force afterwards when `consent` is given (what the services
         must be told), else None."""
@@ -328,7 +328,7 @@ class Ledger(IntakeLedger, DeliveryLedger, OverdueLedger, LedgerReader, LedgerHe
 
 class Metrics(Protocol):
     """Counters, latencies and gauges for operators (hub/adapters/metrics.py exports them to
-    Prometheus; hub/adapters/memory_metrics.py is the fake). Labels stay bounded: source kinds,
+    Prometheus; hub/adapters/memory/metrics.py is the fake). Labels stay bounded: source kinds,
     endpoint names, stage names and queue names, never ids or personal data."""
 
     def alert_received(self, source_kind: str) -> None: ...
@@ -374,7 +374,7 @@ class Metrics(Protocol):
 
 class LiveSessionStore(Protocol):
     """The ops console's server-side sessions: a signed cookie is honoured only while the
-    session id it names is live here (hub.console_guard.LiveSessions in memory,
+    session id it names is live here (hub.security.console_guard.LiveSessions in memory,
     hub.adapters.sql.console_sessions.SqlLiveSessions in the ledger's database)."""
 
     def start(self, operator: str, *, now: float) -> str:

@@ -162,7 +162,8 @@ def _maybe(value: str | None, leaf: Leaf, reveal: bool) -> str | None:
 
 
 def _masked_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
-    """Headers by the allowlist (hub.masking.HEADERS); the hub's own failure text scrubbed."""
+    """Headers by the allowlist (hub.security.allowlists.HEADERS); the hub's own failure text
+    scrubbed."""
     masked = mask_headers(headers)
     for key in _HUB_TEXT_HEADERS:
         if isinstance(headers.get(key), str):

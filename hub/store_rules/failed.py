@@ -17,7 +17,7 @@ AUDIT_ACTIONS = frozenset({"replay", "discard", "reveal"})
 # The ops console's sign-in events, recorded against failed_id CONSOLE_EVENTS (no message).
 CONSOLE_AUDIT_ACTIONS = frozenset({"sign_in", "sign_out", "login_locked", "login_throttled"})
 CONSOLE_EVENTS = 0
-# The SQL store's column sizes (hub/adapters/failed_store.py), enforced by every store so the
+# The SQL store's column sizes (hub/adapters/sql/failed_store.py), enforced by every store so the
 # fake refuses what PostgreSQL would.
 COLUMN_LIMITS = {
     "stage": 64,

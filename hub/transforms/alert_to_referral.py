@@ -1,6 +1,6 @@
 """Alert → FHIR R4 referral: one `ld.identification-alert/1` becomes one BaRS-shaped message Bundle.
 
-Pure: no clock, no uuid4, no environment, no I/O, no logging. Ids are keyed (hub.ids: HMAC-SHA256
+Pure: no clock, no uuid4, no environment, no I/O, no logging. Ids are keyed (hub.security.ids: HMAC-SHA256
 under the hub's id key, which comes in with `hub`) over the alert id and the endpoint, times come
 from the alert, so a redelivery is the same Bundle byte for byte, and a service that knows the
 alert id still cannot compute the ids another service was sent.
