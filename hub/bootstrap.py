@@ -1,4 +1,5 @@
-"""The composition root: the only place that builds real adapters and wires them to stages.
+"""The composition root: builds the real adapters and wires them to stages (the running and
+supervising of what it builds is hub/runtime.py).
 
 `Hub(settings).start()` declares the topology, starts one consumer thread per queue (and
 `max_in_flight` per endpoint), and serves the HTTP API; `stop()` drains cleanly.
@@ -16,12 +17,13 @@ from typing import Any
 
 from hub.adapters.http_client import HttpxFhirClient
 from hub.adapters.inbound.api import ApiServer, build_app
-from hub.adapters.inbound.console import ConsoleApp, ConsoleDeps, build_console
+from hub.adapters.inbound.console import ConsoleApp, build_console
+from hub.adapters.inbound.console_config import ConsoleDeps
 from hub.adapters.mesh import MeshSender
 from hub.adapters.metrics import PrometheusMetrics
 from hub.adapters.mllp import Hl7v2MllpSender, MllpClient, MllpSender
 from hub.adapters.rabbitmq.connection import Broker, connected, queue_depth, queue_depths
-from hub.adapters.rabbitmq.consumer import QueueWorker, start_worker
+from hub.adapters.rabbitmq.consumer import QueueWorker
 from hub.adapters.rabbitmq.management import head_message_ages
 from hub.adapters.rabbitmq.publisher import KombuPublisher
 from hub.adapters.rabbitmq.topology import Topology
@@ -49,7 +51,7 @@ from hub.operations.queue_watch import QueueWatch
 from hub.pipeline import Clock, Dispatcher, RetryPolicy, Stage, utc_now
 from hub.ports import FhirClient, Ledger, Metrics, Sender
 from hub.records import FailedState
-from hub.runtime import Supervisor
+from hub.runtime import Runtime, Supervisor, Watcher
 from hub.security import console_session
 from hub.security.ids import IdKey
 from hub.security.inbound_auth import InboundCredentials
@@ -149,32 +151,24 @@ class Hub:
     ledger: Ledger | None = None
     serve_api: bool = True
     park_dead_letters: bool = True  # consume hub.dlq.* into the failed-message store
-    _workers: list[tuple[QueueWorker, threading.Thread]] = field(default_factory=list)
-    _publishers: list[KombuPublisher] = field(default_factory=list)
-    _api: ApiServer | None = None
     # Circuit breaker and pause switch per delivering endpoint; `gates[name].circuit.state`
     # is the circuit's state for metrics.
     gates: dict[str, EndpointGate] = field(default_factory=dict)
     watch_pauses: bool = True  # poll `hub endpoint pause|resume` switches in the database
     pause_poll_seconds: float = 2.0
-    _pause_watcher: PauseWatcher | None = None
-    _senders: list[Sender] = field(default_factory=list)  # closed on stop (MESH sessions)
     metrics: Metrics | None = None  # Prometheus (GET /metrics) unless a test passes a fake
     queue_watch_seconds: float = 15.0  # how often queue depths/ages are sampled
     overdue_check_seconds: float = 30.0  # how often the ledger is asked for overdue referrals
-    _overdue_watch: OverdueWatch | None = None
-    _queue_watch: QueueWatch | None = None
     # Told of every message a consumer takes: the queue-age bound for queues the ledger
-    # cannot age (hub.queue_ages).
+    # cannot age (hub.operations.queue_ages).
     _observed_ages: ObservedAges = field(default_factory=lambda: ObservedAges(_age_observed))
-    _topology_declared: bool = False  # /readyz: the topology was declared this run
-    # Consumers hold while the ledger's database is away (restart, failover to a standby).
-    _database_watch: DatabaseWatch | None = None
-    # How to make each consumer's worker again (by thread name), for the supervisor.
-    _factories: dict[str, Callable[[], QueueWorker]] = field(default_factory=dict)
     supervise_seconds: float = 2.0  # how often the supervisor looks for dead threads
-    _supervisor: Supervisor | None = None
     _ids: IdKey | None = None
+    # What runs once started, and supervises it (hub/runtime.py).
+    _runtime: Runtime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._runtime = Runtime(self.broker)
 
     def start(self) -> None:
         s = self.settings
@@ -198,9 +192,12 @@ class Hub:
         except TransientError as exc:
             log.error("broker_unreachable", reason=exc.message)  # e.g. a refused TLS handshake
             raise
-        self._topology_declared = True
-        self._database_watch = DatabaseWatch(self._ledger.ping)
-        self._database_watch.start()
+        runtime = self._runtime
+        runtime.topology_declared = True
+        runtime.ping = self._ledger.ping
+        # Consumers hold while the ledger's database is away (restart, failover to a standby).
+        runtime.database_watch = DatabaseWatch(self._ledger.ping)
+        runtime.database_watch.start()
         recipients = {name: ep.recipient for name, ep in s.endpoints.items()}
         renderers = {name: RENDERERS[ep.kind] for name, ep in s.endpoints.items()}
         followup_renderers = {name: FOLLOWUP_RENDERERS[ep.kind] for name, ep in s.endpoints.items()}
@@ -243,7 +240,7 @@ class Hub:
                 log.warning("endpoint_paused", endpoint=name)
                 continue
             # One gate per endpoint, shared by its consumers: the circuit breaker and the
-            # operators' pause switch (hub.endpoint_control).
+            # operators' pause switch (hub.stages.endpoint_gate).
             gate = self.gates[name] = gate_for(name, endpoint.circuit)
             tokens = token_source_for(endpoint)
             self._metrics.circuit_state(name, str(gate.circuit.state))
@@ -254,7 +251,8 @@ class Hub:
                 sender = sender_for(
                     endpoint, http=self.fhir_client, mllp=self.mllp_client, tokens=tokens
                 )
-                self._senders.append(sender)
+                if (close := getattr(sender, "close", None)) is not None:
+                    runtime.close_senders.append(close)
                 stage = DeliveryStage(
                     endpoint=name,
                     recipient=endpoint.recipient,
@@ -273,7 +271,7 @@ class Hub:
                     gate=gate.may_consume,
                 )
         # Overdue referrals are found in the ledger, so a restart (or another hub) carries on.
-        self._overdue_watch = OverdueWatch(
+        runtime.overdue_watch = OverdueWatch(
             ledger=self._ledger,
             publisher=self._publisher(),
             recipients=recipients,
@@ -282,12 +280,12 @@ class Hub:
             metrics=self.metrics,
             interval=self.overdue_check_seconds,
         )
-        self._overdue_watch.start()
+        runtime.overdue_watch.start()
         if self.watch_pauses and self.gates:
-            self._pause_watcher = PauseWatcher(
+            runtime.pause_watcher = PauseWatcher(
                 SqlEndpointSwitches(s.db_url), self.gates, interval=self.pause_poll_seconds
             )
-            self._pause_watcher.start()
+            runtime.pause_watcher.start()
         if self.park_dead_letters:
             # Each dead letter is committed to the failed-message store before it is acked
             # (`hub failed …`); no Dispatcher: storing it either happens or is retried.
@@ -300,7 +298,7 @@ class Hub:
                     endpoints=list(s.endpoints),
                     clock=self.clock,
                 )
-                self._start_consumer(
+                runtime.start_consumer(
                     f"dlq-{stage_name}",
                     partial(
                         QueueWorker,
@@ -308,7 +306,7 @@ class Hub:
                         dlq,
                         ingester,
                         prefetch=s.prefetch,
-                        gate=self._database_watch.may_consume,
+                        gate=runtime.database_watch.may_consume,
                         on_take=self._observed_ages.taken,
                     ),
                 )
@@ -330,15 +328,12 @@ class Hub:
             except (ConfigError, TransientError):
                 self.stop()  # the consumers already running
                 raise
-            self._api = api
-        for worker, _ in self._workers:
-            if not worker.ready.wait(timeout=15):
-                self.stop()
-                raise TransientError(f"consumer for {worker.queue} did not start within 15 s")
-        self._supervise()
+            runtime.api = api
+        runtime.wait_until_consuming(timeout=15)
+        runtime.supervise(metrics=self.metrics, interval=self.supervise_seconds)
         log.info(
             "hub_started",
-            consumers=len(self._workers),
+            consumers=len(runtime.workers),
             endpoints=len(s.endpoints),
             api_port=self.api_port,
         )
@@ -350,7 +345,20 @@ class Hub:
 
     @property
     def api_port(self) -> int | None:
-        return self._api.port if self._api else None
+        return self._runtime.api.port if self._runtime.api else None
+
+    # What tests and operators look at on a started hub: its runtime's parts.
+    @property
+    def _workers(self) -> list[tuple[QueueWorker, threading.Thread]]:
+        return self._runtime.workers
+
+    @property
+    def _supervisor(self) -> Supervisor | None:
+        return self._runtime.supervisor
+
+    @property
+    def _overdue_watch(self) -> Watcher | None:
+        return self._runtime.overdue_watch
 
     @property
     def broker(self) -> Broker:
@@ -408,7 +416,7 @@ class Hub:
     def _publisher(self) -> SealingPublisher:
         """Every publish the hub makes seals its `x-hub-*` headers (hub.security.provenance)."""
         publisher = KombuPublisher(self.broker)
-        self._publishers.append(publisher)
+        self._runtime.close_publishers.append(publisher.close)
         return SealingPublisher(publisher, self._provenance)
 
     def _spawn(
@@ -428,7 +436,7 @@ class Hub:
             clock=self.clock,
             metrics=self.metrics,
         )
-        self._start_consumer(
+        self._runtime.start_consumer(
             name,
             partial(
                 QueueWorker,
@@ -441,56 +449,16 @@ class Hub:
             ),
         )
 
-    def _start_consumer(self, name: str, make: Callable[[], QueueWorker]) -> None:
-        self._factories[name] = make
-        worker = make()
-        self._workers.append((worker, start_worker(worker, name)))
-
     def _with_database(
         self, gate: Callable[[object], bool] | None
     ) -> Callable[[object], bool] | None:
         """`gate`, and hold while the ledger's database is away."""
-        watch = self._database_watch
+        watch = self._runtime.database_watch
         if watch is None:
             return gate
         if gate is None:
             return watch.may_consume
         return lambda worker: watch.may_consume(worker) and gate(worker)
-
-    def _restart_consumer(self, name: str) -> None:
-        """A new worker (and connection) in place of the one whose thread died; closing the old
-        connection hands its unacked messages back to the broker."""
-        for index, (worker, thread) in enumerate(self._workers):
-            if thread.name == name:
-                worker.close()
-                fresh = self._factories[name]()
-                self._workers[index] = (fresh, start_worker(fresh, name))
-                return
-
-    def _supervise(self) -> None:
-        """Every consumer and background thread, watched by the supervisor."""
-        supervisor = Supervisor(metrics=self.metrics, interval=self.supervise_seconds)
-        for _, thread in self._workers:
-            name = thread.name
-            supervisor.watch(
-                name,
-                alive=partial(self._consumer_alive, name),
-                restart=partial(self._restart_consumer, name),
-            )
-        watchers: list[OverdueWatch | QueueWatch | PauseWatcher | DatabaseWatch | None] = [
-            self._overdue_watch,
-            self._queue_watch,
-            self._pause_watcher,
-            self._database_watch,
-        ]
-        for watcher in watchers:
-            if watcher is not None:
-                supervisor.watch(watcher.thread_name, alive=watcher.is_alive, restart=watcher.start)
-        supervisor.start()
-        self._supervisor = supervisor
-
-    def _consumer_alive(self, name: str) -> bool:
-        return any(t.is_alive() for _, t in self._workers if t.name == name)
 
     @property
     def _metrics(self) -> Metrics:
@@ -509,7 +477,7 @@ class Hub:
             else None
         )
         store = SqlFailedStore(s.db_url)
-        self._queue_watch = QueueWatch(
+        self._runtime.queue_watch = QueueWatch(
             metrics=self._metrics,
             queues=topology.all_queue_names(),
             depths=partial(queue_depths, self.broker),
@@ -519,7 +487,7 @@ class Hub:
             interval=self.queue_watch_seconds,
             wall_clock=time.time,
         )
-        self._queue_watch.start()
+        self._runtime.queue_watch.start()
 
     def _queue_ages(
         self,
@@ -551,60 +519,16 @@ class Hub:
         }
 
     def down(self) -> list[str]:
-        """Threads not doing their job right now, by name: consumers that died or are not
-        consuming (e.g. reconnecting), background watchers that died."""
-        consumers = [t.name for w, t in self._workers if not (w.ready.is_set() and t.is_alive())]
-        watchers = self._supervisor.down() if self._supervisor is not None else []
-        return list(dict.fromkeys([*consumers, *watchers]))
+        """Threads not doing their job right now, by name (hub/runtime.py)."""
+        return self._runtime.down()
 
     def readiness(self) -> dict[str, Any]:
-        """The checks /readyz reports (each true or false) and `down`, the threads by name."""
-        down = self.down()
-        consumer_names = {t.name for _, t in self._workers}
-        checks: dict[str, Any] = {"consumers": not any(n in consumer_names for n in down)}
-        checks["topology"] = self._topology_declared
-        try:
-            self._ledger.ping()
-            checks["database"] = True
-        except Exception:  # noqa: BLE001 - readiness reports, never raises
-            checks["database"] = False
-        try:
-            with connected(self.broker, max_retries=1):
-                checks["broker"] = True
-        except TransientError as exc:
-            log.warning("broker_not_ready", reason=exc.message)  # says why, e.g. TLS refused
-            checks["broker"] = False
-        except Exception:  # noqa: BLE001 - readiness reports, never raises
-            checks["broker"] = False
-        checks["down"] = down
-        return checks
+        """The checks /readyz reports and `down` (hub/runtime.py)."""
+        return self._runtime.readiness()
 
     def stop(self) -> None:
-        """Stop consuming; each worker finishes the message in hand, unacked prefetched
-        messages return to their queues when the connections close."""
-        if self._supervisor is not None:
-            self._supervisor.stop()  # first: nothing stopping below is restarted
-        if self._api:
-            self._api.stop()
-        if self._pause_watcher is not None:
-            self._pause_watcher.stop()
-        if self._overdue_watch is not None:
-            self._overdue_watch.stop()
-        if self._queue_watch is not None:
-            self._queue_watch.stop()
-        if self._database_watch is not None:
-            self._database_watch.stop()
-        for worker, _ in self._workers:
-            worker.stop()
-        for _, thread in self._workers:
-            thread.join(timeout=15)
-        for sender in self._senders:
-            close = getattr(sender, "close", None)
-            if close is not None:
-                close()
-        for publisher in self._publishers:
-            publisher.close()
-        log.info("hub_stopped")
+        """Stop everything started, in order (hub/runtime.py)."""
+        self._runtime.stop()
 
 
 def _age_observed(queue: str) -> bool:

@@ -277,7 +277,7 @@ class HubIdentity:
     ods_code: str
     name: str
     endpoint: str  # the hub's own $process-message base URL, for replies
-    # The key every id the hub sends out is made with (hub.ids): bootstrap adds it from
+    # The key every id the hub sends out is made with (hub.security.ids): bootstrap adds it from
     # HUB_ID_KEY. Not part of what the hub "is" for comparison, and never shown.
     ids: IdKey | None = field(default=None, compare=False, repr=False)
 

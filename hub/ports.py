@@ -34,8 +34,46 @@ from hub.records import (
 )
 
 
-class Ledger(Protocol):
-    """Durable record of each alert's journey; what makes duplicates harmless."""
+class FollowUpLedger(Protocol):
+    """What stages/follow_ups.py uses: a follow-up message recorded and applied to its alert."""
+
+    def record_change(self, facts: ChangeFacts) -> tuple[Seen, ChangeRecord]:
+        """Insert a follow-up message if new (KeyError if its alert is unknown). Returns how it
+        was seen and the stored record (for a duplicate or conflict, the one stored first)."""
+        ...
+
+    def apply_change(
+        self,
+        change_id: str,
+        *,
+        referrals: Sequence[ReferralRecord],
+        at: datetime,
+        consent: ConsentFacts | None = None,
+        cancelled: str | None = None,
+        urgency: str | None = None,
+        pathway: str | None = None,
+        applied: bool = True,
+    ) -> ConsentFacts | None:
+        """Atomically apply a follow-up to its alert and store its messages (ignoring ones
+        already stored): `consent` replaces the one in force as hub.transforms.consent_rules
+        decides, a cancellation is kept once, urgency and pathway follow an update. `applied` as in
+        mark_routed: False before the messages are published, True once all are confirmed.
+        Returns the consent in force afterwards when `consent` is given (what the services
+        must be told), else None."""
+        ...
+
+    def get_alert(self, alert_id: str) -> AlertRecord | None: ...
+
+    def referrals_for(self, alert_id: str) -> list[ReferralRecord]:
+        """The alert's referrals and follow-up messages, by endpoint then creation order."""
+        ...
+
+    def add_event(self, event: JourneyEvent) -> None: ...
+
+
+class IntakeLedger(FollowUpLedger, Protocol):
+    """What stages/intake.py uses: alerts recorded, rejected, routed or parked (and, through
+    FollowUpIntake, the follow-up part)."""
 
     def record_alert(self, facts: AlertFacts) -> tuple[Seen, AlertRecord]:
         """Insert the alert if new. Returns how it was seen and the stored record
@@ -77,47 +115,25 @@ class Ledger(Protocol):
         call moved it."""
         ...
 
+
+class OutcomeLedger(Protocol):
+    """What stages/outcomes.py and stages/inbound_outcomes.py use: outcomes sent to the justice
+    side, and an overdue referral marked answered."""
+
     def get_alert(self, alert_id: str) -> AlertRecord | None: ...
 
     def get_referral(self, bundle_id: str) -> ReferralRecord | None: ...
 
-    def referrals_for(self, alert_id: str) -> list[ReferralRecord]:
-        """The alert's referrals and follow-up messages, by endpoint then creation order."""
-        ...
-
-    def record_change(self, facts: ChangeFacts) -> tuple[Seen, ChangeRecord]:
-        """Insert a follow-up message if new (KeyError if its alert is unknown). Returns how it
-        was seen and the stored record (for a duplicate or conflict, the one stored first)."""
-        ...
-
-    def apply_change(
+    def record_outcome(
         self,
-        change_id: str,
         *,
-        referrals: Sequence[ReferralRecord],
+        outcome_id: str,
+        alert_id: str,
+        bundle_id: str | None,
+        status: str,
         at: datetime,
-        consent: ConsentFacts | None = None,
-        cancelled: str | None = None,
-        urgency: str | None = None,
-        pathway: str | None = None,
-        applied: bool = True,
-    ) -> ConsentFacts | None:
-        """Atomically apply a follow-up to its alert and store its messages (ignoring ones
-        already stored): `consent` replaces the one in force as hub.consent_rules decides, a
-        cancellation is kept once, urgency and pathway follow an update. `applied` as in
-        mark_routed: False before the messages are published, True once all are confirmed.
-        Returns the consent in force afterwards when `consent` is given (what the services
-        must be told), else None."""
-        ...
-
-    def overdue_due(self, now: datetime) -> list[ReferralRecord]:
-        """Referrals (kind new) past their due_at, not yet marked overdue, with no outcome from
-        their service (to the referral or any follow-up of it), not withheld, alert not
-        cancelled: the ones to report overdue now. Oldest due first."""
-        ...
-
-    def mark_overdue(self, bundle_id: str, *, at: datetime) -> bool:
-        """Set overdue_at once; True only for the call that set it (competing hubs agree)."""
+    ) -> bool:
+        """Record an outcome sent to the justice side; False if this outcome_id is known."""
         ...
 
     def resolve_overdue(
@@ -127,9 +143,14 @@ class Ledger(Protocol):
         referral for the call that set it, else None."""
         ...
 
-    def count_overdue(self) -> int:
-        """Referrals overdue and not yet resolved."""
-        ...
+    def add_event(self, event: JourneyEvent) -> None: ...
+
+
+class DeliveryLedger(OutcomeLedger, Protocol):
+    """What stages/delivery.py uses: each attempt to hand a referral to its service (and, for
+    the outcomes it returns through stages/outcomes.py, the outcome part)."""
+
+    def referrals_for(self, alert_id: str) -> list[ReferralRecord]: ...
 
     def record_attempt(
         self,
@@ -145,33 +166,39 @@ class Ledger(Protocol):
         permanent → FAILED, withheld → WITHHELD). Returns the updated referral."""
         ...
 
-    def record_outcome(
-        self,
-        *,
-        outcome_id: str,
-        alert_id: str,
-        bundle_id: str | None,
-        status: str,
-        at: datetime,
-    ) -> bool:
-        """Record an outcome sent to the justice side; False if this outcome_id is known."""
+
+class OverdueLedger(OutcomeLedger, Protocol):
+    """What stages/overdue.py uses: referrals past their due time (reported through
+    stages/outcomes.py, hence the outcome part)."""
+
+    def overdue_due(self, now: datetime) -> list[ReferralRecord]:
+        """Referrals (kind new) past their due_at, not yet marked overdue, with no outcome from
+        their service (to the referral or any follow-up of it), not withheld, alert not
+        cancelled: the ones to report overdue now. Oldest due first."""
         ...
 
-    def add_event(self, event: JourneyEvent) -> None: ...
+    def mark_overdue(self, bundle_id: str, *, at: datetime) -> bool:
+        """Set overdue_at once; True only for the call that set it (competing hubs agree)."""
+        ...
 
-    def journey(self, alert_id: str) -> list[JourneyEvent]:
-        """Every event of one alert in time order."""
+    def count_overdue(self) -> int:
+        """Referrals overdue and not yet resolved."""
+        ...
+
+
+class LedgerHealth(Protocol):
+    """What the runtime's readiness and queue-age checks use."""
+
+    def ping(self) -> None:
+        """Raise TransientError when the store cannot be reached (readiness checks)."""
         ...
 
     def oldest_undelivered(self) -> dict[str, datetime]:
         """Per endpoint, the arrival time of the alert behind its oldest queued referral."""
         ...
 
-    def ping(self) -> None:
-        """Raise TransientError when the store cannot be reached (readiness checks)."""
-        ...
 
-    def close(self) -> None: ...
+# LedgerReader (operators' read side) is declared with the operations ports below.
 
 
 class Publisher(Protocol):
@@ -288,12 +315,20 @@ class LedgerReader(Protocol):
     def outcomes_for(self, alert_id: str) -> list[OutcomeRecord]: ...
 
 
+class Ledger(IntakeLedger, DeliveryLedger, OverdueLedger, LedgerReader, LedgerHealth, Protocol):
+    """Durable record of each alert's journey; what makes duplicates harmless. The union of
+    the parts above: what an adapter (adapters/sql/ledger.py, adapters/memory/ledger.py)
+    implements; each stage names only the part it uses."""
+
+    def close(self) -> None: ...
+
+
 # --- metrics: what the hub counts and measures -------------------------------------------------
 
 
 class Metrics(Protocol):
     """Counters, latencies and gauges for operators (hub/adapters/metrics.py exports them to
-    Prometheus; hub/adapters/memory_metrics.py is the fake). Labels stay bounded: source kinds,
+    Prometheus; hub/adapters/memory/metrics.py is the fake). Labels stay bounded: source kinds,
     endpoint names, stage names and queue names, never ids or personal data."""
 
     def alert_received(self, source_kind: str) -> None: ...
@@ -339,7 +374,7 @@ class Metrics(Protocol):
 
 class LiveSessionStore(Protocol):
     """The ops console's server-side sessions: a signed cookie is honoured only while the
-    session id it names is live here (hub.console_guard.LiveSessions in memory,
+    session id it names is live here (hub.security.console_guard.LiveSessions in memory,
     hub.adapters.sql.console_sessions.SqlLiveSessions in the ledger's database)."""
 
     def start(self, operator: str, *, now: float) -> str:

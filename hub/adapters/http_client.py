@@ -3,7 +3,7 @@
 The only module that imports httpx. Connection errors and timeouts become TransientError
 here; every HTTP answer is returned as it came, for the delivery rule table to judge.
 Mutual TLS (client certificate, CA bundle) is an option of the client; OAuth2
-client-credentials tokens come from OAuth2TokenSource (hub.adapters.oauth2), over the same
+client-credentials tokens come from OAuth2TokenSource (hub.endpoints.oauth2), over the same
 client.
 """
 

@@ -1,7 +1,7 @@
 """`hub endpoint pause|resume|list`: operators stop and restart delivery to one endpoint on a
 running hub without losing anything.
 
-The switch is a row in the ledger's database (hub.adapters.endpoint_switches); every running
+The switch is a row in the ledger's database (hub.adapters.sql.switches); every running
 hub polls it (every 2 s) and cancels or resumes that endpoint's consumers, so its referrals wait
 in hub.deliver.<endpoint> on the broker. A pause outlives hub restarts until resumed. An endpoint
 paused in hub.yaml (`paused: true`) stays paused whatever the switch says.

@@ -2,7 +2,8 @@
 follow-up about an alert it already sent (`ld.alert-update/1`, `ld.alert-cancellation/1`,
 `ld.consent-update/1`). The body's `schema` says which; the routing key's last word must agree.
 
-Pure, like hub/contracts.py: time comes in as `now`, problems name fields and never quote values.
+Pure, like hub/contracts/alert.py: time comes in as `now`, problems name fields and never quote
+values.
 """
 
 from __future__ import annotations

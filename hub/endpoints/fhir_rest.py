@@ -63,7 +63,7 @@ class FhirTarget:
 
 
 class TokenSource(Protocol):
-    """Bearer tokens for one endpoint (hub.oauth2.OAuth2TokenSource)."""
+    """Bearer tokens for one endpoint (hub.endpoints.oauth2.OAuth2TokenSource)."""
 
     def token(self) -> str: ...
 

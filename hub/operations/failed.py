@@ -15,17 +15,9 @@ from typing import Any
 from hub.log import scrub_text
 from hub.ports import FailedStore, Publisher
 from hub.records import FailedMessage, FailedState
-from hub.security.masking import (
-    CODE,
-    CONTENT_TYPE,
-    HIDDEN,
-    HUB_NAME,
-    UUID,
-    Leaf,
-    mask_headers,
-    shown_or_hidden,
-    view_body,
-)
+from hub.security.allowlists import CODE, CONTENT_TYPE, HUB_NAME, UUID
+from hub.security.mask_spec import HIDDEN, Leaf
+from hub.security.masking import mask_headers, shown_or_hidden, view_body
 from hub.security.provenance import H_SEAL, is_hub_header
 from hub.stages.dead_letters import origin_queue_allowed
 from hub.wire import (
@@ -170,7 +162,8 @@ def _maybe(value: str | None, leaf: Leaf, reveal: bool) -> str | None:
 
 
 def _masked_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
-    """Headers by the allowlist (hub.masking.HEADERS); the hub's own failure text scrubbed."""
+    """Headers by the allowlist (hub.security.allowlists.HEADERS); the hub's own failure text
+    scrubbed."""
     masked = mask_headers(headers)
     for key in _HUB_TEXT_HEADERS:
         if isinstance(headers.get(key), str):

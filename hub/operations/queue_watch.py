@@ -4,7 +4,7 @@ never consumes or changes anything.
 
 Ages: a queue `ages` answers for (the ledger for delivery queues, the management API where the
 broker reports a head timestamp) gets that; a queue `observed` covers gets its bound
-(hub.queue_ages); any other queue none.
+(hub.operations.queue_ages); any other queue none.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ YAML), and `select_endpoints` only looks at the values it is given.
       emergency: 1h
 
 A referral with no outcome from its service once its service level has passed is overdue (see
-hub/overdue.py). An endpoint named by several matched rules gets the shortest of their levels.
+hub/stages/overdue.py). An endpoint named by several matched rules gets the shortest of their
+levels.
 
 First matching rule wins, unless it says `continue: true`. When no rule matches, the decision
 says so explicitly: `used_default=True`, `rules=('default',)`.

@@ -1,5 +1,5 @@
 """The ops console's session cookie: a small JSON payload (operator name, CSRF token, issue
-time and, once signed in, the session id hub.console_guard.LiveSessions must still hold)
+time and, once signed in, the session id hub.security.console_guard.LiveSessions must still hold)
 signed with HMAC-SHA256 under HUB_CONSOLE_SECRET. Pure: the time comes in as an argument;
 no I/O, nothing logged. A cookie that is tampered with, malformed or too old reads as none."""
 
@@ -20,7 +20,7 @@ class Session:
     csrf: str
     issued_at: int
     user: str | None = None  # None until a login succeeds
-    sid: str | None = None  # the live session's id (hub.console_guard), with `user`
+    sid: str | None = None  # the live session's id (hub.security.console_guard), with `user`
 
 
 def new_session(*, now: int, user: str | None = None, sid: str | None = None) -> Session:

@@ -4,7 +4,7 @@ hub-level `api.tls` block, and the pure decision naming the services a request a
 
 No I/O here: tokens arrive through settings' `from_env` and are kept only as SHA-256 digests;
 files are only checked for existence; the peer certificate's subject arrives as an RFC 4514
-string (the ASGI TLS extension's `client_cert_name`, filled by hub.adapters.api_tls).
+string (the ASGI TLS extension's `client_cert_name`, filled by hub.adapters.inbound.tls).
 """
 
 from __future__ import annotations

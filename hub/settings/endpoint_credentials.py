@@ -74,7 +74,7 @@ MESH_REQUIRED = [
 @dataclass(frozen=True, slots=True)
 class OAuth2ClientCredentials:
     """fhir-rest `auth: {type: oauth2-client-credentials, ...}`; the token is fetched, cached
-    and refreshed by hub.adapters.fhir_endpoint.OAuth2TokenSource."""
+    and refreshed by hub.endpoints.oauth2.OAuth2TokenSource."""
 
     token_url: str
     client_id: str

@@ -10,11 +10,13 @@ file and line, as one ConfigError. The only module that reads os.environ.
     amqp.quorum_initial_group_size         # members of each quorum queue it creates (3)
     amqp.management_url                    # optional RabbitMQ management API (queue ages)
     amqp.tls: {ca_file, cert_file, key_file, server_hostname}   # amqps:// only; HUB_AMQP_CA_FILE,
-                                           # HUB_AMQP_CERT_FILE, … override (hub.broker_tls)
+                                           # HUB_AMQP_CERT_FILE, … override
+                                           # (hub.settings.broker_tls)
     ledger: {url}                          # HUB_DB_URL overrides url
     api: {host, port, max_body_bytes}      # HUB_API_PORT overrides port
     api.tls: {cert_file, key_file, key_password_env?, client_ca_file?, require_client_cert?}
-                                           # HTTPS, and client certificates (hub.inbound_auth)
+                                           # HTTPS, and client certificates
+                                           # (hub.security.inbound_auth)
     logging: {level}                       # HUB_LOG_LEVEL overrides level
     sources: {<org code>: [<amqp user id>, ...]}   # who may publish for whom; may be empty
     operators: {<name>: {password_hash}}   # ops console logins (argon2 hashes only);

@@ -112,7 +112,7 @@ class Settings:
     routes: RouteTable
     # One URL, or several nodes' joined by ';' (kombu's failover form); may carry credentials.
     amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)
-    amqp_tls: AmqpTls | None = None  # amqps:// CA, client certificate (hub.broker_tls)
+    amqp_tls: AmqpTls | None = None  # amqps:// CA, client certificate (hub.settings.broker_tls)
     quorum_group_size: int = 3  # x-quorum-initial-group-size of the queues the hub creates
     db_url: str = field(default=DEFAULT_DB_URL, repr=False)
     api_host: str = "127.0.0.1"
@@ -126,8 +126,8 @@ class Settings:
     management_url: str | None = None  # RabbitMQ management API: oldest-message ages
     operators: dict[str, OperatorAccount] = field(default_factory=dict)  # the ops console's
     console_secret: str | None = field(default=None, repr=False)  # HUB_CONSOLE_SECRET
-    # HUB_ID_KEY: keys the ids that leave the hub and seals its own headers (hub.ids). Optional
-    # here so tools that only read the configuration work without it; `id_key()` insists.
+    # HUB_ID_KEY: keys the ids that leave the hub and seals its own headers (hub.security.ids).
+    # Optional here so tools that only read the configuration work without it; `id_key()` insists.
     id_key_text: str | None = field(default=None, repr=False)
 
     def id_key(self) -> IdKey:

@@ -35,7 +35,7 @@ from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.messages import Recipient
 from hub.pipeline import Clock
-from hub.ports import Ledger, Metrics, Publisher, Sender
+from hub.ports import DeliveryLedger, Metrics, Publisher, Sender
 from hub.records import (
     Delivered,
     DeliveryJob,
@@ -75,7 +75,7 @@ class DeliveryStage:
         endpoint: str,
         recipient: Recipient,
         sender: Sender,
-        ledger: Ledger,
+        ledger: DeliveryLedger,
         publisher: Publisher,
         clock: Clock,
         ids: IdKey,

@@ -24,7 +24,7 @@ from hub.messages import (
     Recipient,
 )
 from hub.pipeline import Clock
-from hub.ports import Ledger, Publisher, Render, RenderFollowUp
+from hub.ports import FollowUpLedger, Publisher, Render, RenderFollowUp
 from hub.records import (
     AlertRecord,
     ChangeFacts,
@@ -62,7 +62,7 @@ class FollowUpIntake:
     def __init__(
         self,
         *,
-        ledger: Ledger,
+        ledger: FollowUpLedger,
         publisher: Publisher,
         routes: RouteTable,
         recipients: Mapping[str, Recipient],

@@ -29,7 +29,7 @@ from hub.messages import (
     SourceKind,
 )
 from hub.pipeline import Clock
-from hub.ports import Ledger, Metrics, Publisher, Render, RenderFollowUp
+from hub.ports import IntakeLedger, Metrics, Publisher, Render, RenderFollowUp
 from hub.records import AlertState, Seen
 from hub.routes.rules import RouteTable
 from hub.security.ids import IdKey
@@ -72,7 +72,7 @@ class IntakeStage:
     def __init__(
         self,
         *,
-        ledger: Ledger,
+        ledger: IntakeLedger,
         publisher: Publisher,
         routes: RouteTable,
         recipients: Mapping[str, Recipient],

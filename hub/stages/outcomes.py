@@ -24,7 +24,7 @@ from hub.messages import (
     SourceKind,
 )
 from hub.pipeline import Clock
-from hub.ports import Ledger, Publisher
+from hub.ports import OutcomeLedger, Publisher
 from hub.records import AlertRecord, ReferralRecord
 from hub.security.ids import IdKey
 from hub.stages.journey import Journey
@@ -93,7 +93,7 @@ def build_outcome(
 
 def return_outcome(
     *,
-    ledger: Ledger,
+    ledger: OutcomeLedger,
     publisher: Publisher,
     referral: ReferralRecord,
     recipient: Recipient,
@@ -155,7 +155,7 @@ def resolves_overdue(status: str) -> bool:
 
 
 def resolve_overdue(
-    ledger: Ledger, referral: ReferralRecord, *, status: str, journey: Journey
+    ledger: OutcomeLedger, referral: ReferralRecord, *, status: str, journey: Journey
 ) -> None:
     """After a service's outcome: if its referral was reported overdue, record (once) that it
     is answered now, for operators."""
@@ -185,7 +185,7 @@ class OutcomeStage:
     def __init__(
         self,
         *,
-        ledger: Ledger,
+        ledger: OutcomeLedger,
         publisher: Publisher,
         recipients: Mapping[str, Recipient],
         clock: Clock,

@@ -17,7 +17,7 @@ from hub.errors import HubError
 from hub.log import get_logger
 from hub.messages import OutcomeStatus, Recipient
 from hub.pipeline import Clock
-from hub.ports import Ledger, Metrics, Publisher
+from hub.ports import Metrics, OverdueLedger, Publisher
 from hub.records import ReferralRecord
 from hub.security.ids import IdKey
 from hub.stages.journey import Journey
@@ -47,7 +47,7 @@ class OverdueWatch:
     def __init__(
         self,
         *,
-        ledger: Ledger,
+        ledger: OverdueLedger,
         publisher: Publisher,
         recipients: Mapping[str, Recipient],
         clock: Clock,

@@ -19,7 +19,7 @@ CONSOLE_AUDIT_ACTIONS = frozenset({"sign_in", "sign_out", "login_locked", "login
 CONSOLE_EVENTS = 0
 # Exact (unsuppressed) pathway reports, `hub report --exact` and the console's: failed_id 0.
 REPORT_AUDIT_ACTIONS = frozenset({"report_exact"})
-# The SQL store's column sizes (hub/adapters/failed_store.py), enforced by every store so the
+# The SQL store's column sizes (hub/adapters/sql/failed_store.py), enforced by every store so the
 # fake refuses what PostgreSQL would.
 COLUMN_LIMITS = {
     "stage": 64,

@@ -72,7 +72,7 @@ class FakeSender:
 
     `answers` are used one per call, in order; once they run out every call gets `then`.
     `content_type`: when given, a job rendered for another kind is refused with PermanentError,
-    as every real Sender refuses it (hub.senders), and is recorded with that answer."""
+    as every real Sender refuses it (hub.endpoints), and is recorded with that answer."""
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """Alert → FHIR R4 referral: one `ld.identification-alert/1` becomes one BaRS-shaped message Bundle.
 
-Pure: no clock, no uuid4, no environment, no I/O, no logging. Ids are keyed (hub.ids: HMAC-SHA256
+Pure: no clock, no uuid4, no environment, no I/O, no logging. Ids are keyed (hub.security.ids: HMAC-SHA256
 under the hub's id key, which comes in with `hub`) over the alert id and the endpoint, times come
 from the alert, so a redelivery is the same Bundle byte for byte, and a service that knows the
 alert id still cannot compute the ids another service was sent.
@@ -95,9 +95,7 @@ v3-ActCode IMPLIED as in the BaRS example; provision.type is what is in force no
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -112,69 +110,34 @@ from hub.messages import (
     VulnerabilityType,
 )
 from hub.security.ids import IdKey
-
-# uuid5(NAMESPACE_URL, "https://ld-hub.example.nhs.uk/fhir/resource-ids"): no longer for the ids
-# the hub sends (those are keyed, resource_id); only for the resource ids of the pretend service
-# responses (response_to_outcome.build_service_response), which never leave a test or the demo.
-ID_NAMESPACE = uuid.UUID("ebfd4fe3-e52d-51fa-8a77-730335f1f4da")
-
-SNOMED = "http://snomed.info/sct"
-HL7_V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
-DOS_SERVICE_SYSTEM = "https://fhir.nhs.uk/Id/dos-service-id"
-MESSAGE_EVENTS_SYSTEM = "https://fhir.nhs.uk/CodeSystem/message-events-bars"
-MESSAGE_REASON_SYSTEM = "https://fhir.nhs.uk/CodeSystem/message-reason-bars"
-SR_CATEGORY_SYSTEM = "https://fhir.nhs.uk/CodeSystem/message-category-servicerequest"
-REFERRAL_DEFINITION = (
-    "https://fhir.nhs.uk/MessageDefinition/bars-message-servicerequest-request-referral"
+from hub.transforms.fhir_vocabulary import (
+    ALERT_ID_SYSTEM,
+    BARS_BUNDLE_PROFILE,
+    BEST_INTERESTS_POLICY,
+    DOS_SERVICE_SYSTEM,
+    ENDPOINT_SYSTEM,
+    HL7_V3_ACT_CODE,
+    MESSAGE_EVENTS_SYSTEM,
+    MESSAGE_REASON_SYSTEM,
+    NHS_NUMBER_SYSTEM,
+    NHS_NUMBER_VERIFICATION_SYSTEM,
+    NHS_NUMBER_VERIFICATION_URL,
+    ODS_SYSTEM,
+    PATHWAY_SYSTEM,
+    PNC_ID_SYSTEM,
+    REFERRAL_CODE,
+    REFERRAL_DEFINITION,
+    SNOMED,
+    SOURCE_REFERENCE_SYSTEMS,
+    SR_CATEGORY_SYSTEM,
+    UKCORE_PROFILE,
+    VULNERABILITY_LABELS,
+    VULNERABILITY_SNOMED,
+    coding,
+    fhir_instant,
+    fhir_meta,
+    reference,
 )
-# The project's own systems: nothing national exists for these (reference notes §2).
-PROJECT_BASE = "https://ld-hub.example.nhs.uk"
-ALERT_ID_SYSTEM = f"{PROJECT_BASE}/Id/alert-id"
-PNC_ID_SYSTEM = f"{PROJECT_BASE}/Id/pnc-id"
-ENDPOINT_SYSTEM = f"{PROJECT_BASE}/Id/endpoint"
-PATHWAY_SYSTEM = f"{PROJECT_BASE}/CodeSystem/ld-pathway"
-SOURCE_REFERENCE_SYSTEMS = {
-    SourceKind.CUSTODY: f"{PROJECT_BASE}/Id/custody-record-number",
-    SourceKind.COURT: f"{PROJECT_BASE}/Id/court-case-number",
-}
-
-BARS_BUNDLE_PROFILE = "https://fhir.nhs.uk/StructureDefinition/BARSBundleMessage"
-UKCORE_PROFILE = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-"  # + resource type
-NHS_NUMBER_VERIFICATION_URL = (
-    "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus"
-)
-# The STU1 code system BaRS is built on (retired in UK Core STU2, reference notes §2); BaRS allows
-# only number-present-and-verified or number-present-but-not-traced, and the hub never traces.
-NHS_NUMBER_VERIFICATION_SYSTEM = (
-    "https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatus"
-)
-BEST_INTERESTS_POLICY = "https://www.legislation.gov.uk/ukpga/2005/9/section/4"
-
-REFERRAL_CODE = (SNOMED, "306206005", "Referral to service")
-
-VULNERABILITY_LABELS: dict[VulnerabilityType, str] = {
-    VulnerabilityType.MENTAL_HEALTH: "Mental health",
-    VulnerabilityType.LEARNING_DISABILITY: "Learning disability",
-    VulnerabilityType.AUTISM: "Autism",
-    VulnerabilityType.SUBSTANCE_MISUSE: "Substance misuse",
-    VulnerabilityType.ALCOHOL_MISUSE: "Alcohol misuse",
-    VulnerabilityType.PHYSICAL_HEALTH: "Physical health",
-    VulnerabilityType.UNSTABLE_ACCOMMODATION: "Unstable accommodation",
-    VulnerabilityType.SELF_HARM_SUICIDE_RISK: "Self-harm or suicide risk",
-    VulnerabilityType.DOMESTIC_ABUSE: "Domestic abuse",
-    VulnerabilityType.FINANCIAL_HARDSHIP: "Financial hardship",
-    VulnerabilityType.SPEECH_LANGUAGE_COMMUNICATION: "Speech, language or communication needs",
-}
-
-VULNERABILITY_SNOMED: dict[VulnerabilityType, tuple[str, str]] = {
-    VulnerabilityType.MENTAL_HEALTH: ("74732009", "Mental disorder"),
-    VulnerabilityType.LEARNING_DISABILITY: ("110359009", "Intellectual disability"),
-    VulnerabilityType.SUBSTANCE_MISUSE: ("66214007", "Substance abuse"),
-    VulnerabilityType.ALCOHOL_MISUSE: ("415685003", "Suspected alcohol abuse"),
-    VulnerabilityType.SELF_HARM_SUICIDE_RISK: ("401206008", "At risk for deliberate self harm"),
-}
 
 _PRIORITY = {Urgency.ROUTINE: "routine", Urgency.URGENT: "urgent", Urgency.EMERGENCY: "stat"}
 
@@ -240,28 +203,6 @@ def bundle_bytes(bundle: dict[str, Any]) -> bytes:
     return json.dumps(
         bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
-
-
-def fhir_instant(value: datetime) -> str:
-    """A FHIR instant in UTC ("Z"). A naive datetime is a programming error: never guess a zone."""
-    if value.utcoffset() is None:
-        raise ValueError("FHIR instants need a time zone; got a naive datetime")
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def coding(system: str, code: str, display: str | None = None) -> dict[str, str]:
-    coding = {"system": system, "code": code}
-    if display is not None:
-        coding["display"] = display
-    return coding
-
-
-def reference(resource_id: str) -> dict[str, str]:
-    return {"reference": f"urn:uuid:{resource_id}"}
-
-
-def fhir_meta(profile: str, last_updated: str) -> dict[str, Any]:
-    return {"profile": [profile], "lastUpdated": last_updated}
 
 
 def organization_resource(resource_id: str, ods_code: str, name: str, at: str) -> dict[str, Any]:

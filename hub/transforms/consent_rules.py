@@ -2,7 +2,7 @@
 memory) and to what the hub tells the services, so the hub and the NHS cannot disagree.
 
 Pure: no I/O, no clock. A consent's `recorded_at` is the sender's claim (its clock may run
-ahead, within hub.contracts.CLOCK_SKEW), so it never lets a grant outrank a later withdrawal.
+ahead, within hub.contracts.alert.CLOCK_SKEW), so it never lets a grant outrank a later withdrawal.
 
 How much a consent shares, lowest first:
 

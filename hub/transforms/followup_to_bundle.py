@@ -33,22 +33,24 @@ from hub.messages import (
     Recipient,
 )
 from hub.transforms.alert_to_referral import (
+    Role,
+    build_referral,
+    consent_resource,
+    followup_ids,
+    message_header,
+    organization_resource,
+    resource_id,
+)
+from hub.transforms.fhir_vocabulary import (
     ALERT_ID_SYSTEM,
     BARS_BUNDLE_PROFILE,
     REFERRAL_CODE,
     SR_CATEGORY_SYSTEM,
     UKCORE_PROFILE,
-    Role,
-    build_referral,
     coding,
-    consent_resource,
     fhir_instant,
     fhir_meta,
-    followup_ids,
-    message_header,
-    organization_resource,
     reference,
-    resource_id,
 )
 
 CANCELLATION_DEFINITION = (

@@ -78,7 +78,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.messages import Alert, ChangeKind, Consent, FollowUp, HubIdentity, Recipient, SourceRef
-from hub.transforms.alert_to_referral import VULNERABILITY_LABELS, followup_ids, referral_ids
+from hub.transforms.alert_to_referral import followup_ids, referral_ids
+from hub.transforms.fhir_vocabulary import VULNERABILITY_LABELS
 from hub.transforms.followup_terms import (
     cancellation_reason,
     new_consent,

@@ -71,7 +71,7 @@ from enum import StrEnum
 from typing import Any
 
 from hub.messages import OutcomeStatus, Problem
-from hub.transforms.alert_to_referral import PROJECT_BASE
+from hub.transforms.fhir_vocabulary import PROJECT_BASE
 from hub.transforms.onward_services import onward_service
 
 BUSINESS_STATUS_SYSTEM = f"{PROJECT_BASE}/CodeSystem/ld-referral-business-status"

@@ -46,7 +46,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from hub.errors import InvalidMessage
 from hub.messages import OutcomeStatus, Problem, ServiceResponse
-from hub.transforms.alert_to_referral import (
+from hub.transforms.fhir_vocabulary import (
     BARS_BUNDLE_PROFILE,
     ID_NAMESPACE,
     MESSAGE_EVENTS_SYSTEM,

@@ -19,7 +19,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from hub.adapters.inbound.console import ConsoleDeps, build_console
+from hub.adapters.inbound.console import build_console
+from hub.adapters.inbound.console_config import ConsoleDeps
 from hub.adapters.memory.failed_store import MemoryFailedStore
 from hub.adapters.memory.ledger import MemoryLedger
 from hub.errors import ConfigError

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from hub.adapters.memory.failed_store import MemoryFailedStore
 from hub.operations.failed import show
 from hub.records import HttpResult
-from hub.security.masking import BUNDLE, HEADERS, HIDDEN, JUSTICE, Obj, mask_document, mask_headers
+from hub.security.allowlists import BUNDLE, HEADERS, JUSTICE
+from hub.security.mask_spec import HIDDEN, Obj
+from hub.security.masking import mask_document, mask_headers
 from hub.transforms.http_answer import classify
 from tests.fixtures.alerts import custody_alert, to_body
 from tests.fixtures.dead_letters import T0, dead_letter, failure

@@ -346,7 +346,8 @@ def test_trace_shows_the_parked_failure_of_a_referral(store: MemoryFailedStore) 
 
 
 def test_masking_hides_free_text_anywhere_in_a_fhir_resource_but_keeps_initials() -> None:
-    from hub.security.masking import HIDDEN, mask_document
+    from hub.security.mask_spec import HIDDEN
+    from hub.security.masking import mask_document
 
     bundle = {
         "resourceType": "Bundle",

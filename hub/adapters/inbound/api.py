@@ -2,19 +2,18 @@
 
 `POST /fhir/$process-message` takes a service's BaRS servicerequest-response and answers 200
 only once it is durably queued on hub.outcomes.inbound. The caller must authenticate as the
-service the referral went to (hub.inbound_auth: bearer token and/or client certificate), before
-its body is read. Errors are FHIR OperationOutcomes. The only module that imports starlette and
-uvicorn (with hub.adapters.api_tls, its HTTPS helper).
+service the referral went to (hub/security/inbound_auth.py: bearer token and/or client
+certificate), before its body is read; what happens to the body is decided by
+hub/stages/inbound_outcomes.py, and answered here. Errors are FHIR OperationOutcomes. Only
+hub/adapters/inbound/ imports starlette and uvicorn (tls.py is the HTTPS helper).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import uvicorn
@@ -25,38 +24,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from hub.adapters.inbound.tls import uvicorn_tls_options
-from hub.errors import ConfigError, InvalidMessage, TransientError
-from hub.log import bind_correlation, get_logger
-from hub.messages import Problem, Recipient
-from hub.ports import Ledger, Publisher
+from hub.errors import ConfigError, TransientError
+from hub.log import get_logger
+from hub.messages import Recipient
+from hub.ports import OutcomeLedger, Publisher
 from hub.security.inbound_auth import ApiTls, Authentication, InboundCredentials, authenticate
-from hub.security.masking import KNOWN_FIELDS, json_depth
-from hub.transforms.response_to_outcome import parse_service_response
-from hub.wire import (
-    DLQ_EXCHANGE,
-    H_ALERT_ID,
-    H_ATTEMPTS,
-    H_ENDPOINT,
-    H_ERROR,
-    H_ERROR_CLASS,
-    H_FIRST_FAILURE,
-    H_HTTP_STATUS,
-    H_LAST_FAILURE,
-    H_ORIGINAL_EXCHANGE,
-    H_ORIGINAL_QUEUE,
-    H_ORIGINAL_ROUTING_KEY,
-    H_PROBLEMS,
-    H_STAGE,
-    OUTCOMES_INBOUND_QUEUE,
-    WORK_EXCHANGE,
-)
+from hub.stages.inbound_outcomes import FHIR_JSON, InboundOutcomes, InboundResult, Verdict
 
 log = get_logger("hub.api")
 
-FHIR_JSON = "application/fhir+json"
 ACCEPTED_MEDIA_TYPES = frozenset({FHIR_JSON, "application/json"})
 HUB_HEADER_PREFIX = "x-hub-"
-MAX_JSON_DEPTH = 32  # a BaRS response Bundle nests about 10 deep
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 ERROR_SYSTEM = "https://fhir.nhs.uk/Codesystem/http-error-codes"
 REALM = "ld-hub"
@@ -102,15 +80,23 @@ def not_found(echo: Mapping[str, str]) -> Response:
     )
 
 
-def path_for_log(path: str) -> str:
-    """A problem's path with every key that is not a known FHIR element replaced: pydantic's
-    paths hold the keys the service sent, and a key can quote a person as well as a value."""
-    parts = []
-    for part in path.split(".")[:20]:
-        name, _, index = part.partition("[")
-        known = name in KNOWN_FIELDS or name in ("Bundle", "$")
-        parts.append((name if known else "[key]") + (f"[{index}" if index else ""))
-    return ".".join(parts)[:200]
+# What each verdict of the use case is answered with: (status, code, issue code).
+_ANSWERS = {
+    Verdict.QUEUED: (200, "OK", "informational"),
+    Verdict.UNREADABLE: (400, "REC_BAD_REQUEST", "structure"),
+    Verdict.UNMAPPABLE: (422, "REC_UNPROCESSABLE_ENTITY", "invalid"),
+    Verdict.WRONG_SENDER: (403, "REC_FORBIDDEN", "forbidden"),
+    Verdict.NOT_QUEUED: (503, "REC_UNAVAILABLE", "transient"),
+}
+
+
+def http_answer(result: InboundResult, *, echo: Mapping[str, str]) -> Response:
+    """The HTTP answer for what stages/inbound_outcomes.py decided."""
+    if result.verdict is Verdict.NOT_FOUND:
+        return not_found(echo)
+    status, code, issue_code = _ANSWERS[result.verdict]
+    severity = "information" if result.verdict is Verdict.QUEUED else "error"
+    return operation_outcome(status, code, issue_code, result.text, echo=echo, severity=severity)
 
 
 def unauthorised(auth: Authentication, *, echo: Mapping[str, str]) -> Response:
@@ -128,7 +114,7 @@ def unauthorised(auth: Authentication, *, echo: Mapping[str, str]) -> Response:
 
 
 def client_cert_name(request: Request) -> str | None:
-    """The verified client certificate's subject (ASGI TLS extension; hub.adapters.api_tls)."""
+    """The verified client certificate's subject (ASGI TLS extension; see tls.py)."""
     tls = (request.scope.get("extensions") or {}).get("tls") or {}
     name = tls.get("client_cert_name")
     return name if isinstance(name, str) else None
@@ -136,15 +122,17 @@ def client_cert_name(request: Request) -> str | None:
 
 def build_app(
     *,
-    ledger: Ledger,
+    ledger: OutcomeLedger,
     publisher: Publisher,
     recipients: Mapping[str, Recipient],
     inbound: Mapping[str, InboundCredentials],  # endpoint -> what it must present; absent: refused
     max_body_bytes: int,
     readiness: Callable[[], Mapping[str, Any]] | None = None,  # checks, and a "down" list
     metrics: Callable[[], tuple[bytes, str]] | None = None,  # Prometheus text: (body, type)
-    console: Starlette | None = None,  # the ops console (hub.adapters.console), at /ops
+    console: Starlette | None = None,  # the ops console (hub/adapters/inbound/console.py), at /ops
 ) -> Starlette:
+    outcomes = InboundOutcomes(ledger=ledger, publisher=publisher, recipients=recipients)
+
     async def process_message(request: Request) -> Response:
         # Headers in the hub's own namespace are refused before anything reads them: only the
         # hub writes x-hub-* (DESIGN.md, "Trust boundary").
@@ -229,121 +217,8 @@ def build_app(
         # The confirmed publish blocks: run it in the thread pool, not on the event loop.
         return await run_in_threadpool(_accept, body, echo, auth.endpoints)
 
-    def _park(body: bytes, problems: Sequence[Problem], caller: frozenset[str]) -> None:
-        """An authenticated service's response the hub cannot read or map: refused to the
-        service (4xx) and parked on hub.dlq.outcome with every problem, so operators see it in
-        `hub failed` and may replay it (to hub.outcomes.inbound) once the cause is fixed."""
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        headers: dict[str, Any] = {
-            H_STAGE: "outcome",
-            H_ERROR_CLASS: "InvalidMessage",
-            H_ERROR: "the service's response could not be mapped: "
-            + "; ".join(p.path for p in problems)[:1500],
-            H_PROBLEMS: json.dumps([p.as_dict() for p in problems]),
-            H_ATTEMPTS: 1,
-            H_FIRST_FAILURE: now,
-            H_LAST_FAILURE: now,
-            H_ORIGINAL_EXCHANGE: WORK_EXCHANGE,
-            H_ORIGINAL_ROUTING_KEY: OUTCOMES_INBOUND_QUEUE,
-            H_ORIGINAL_QUEUE: OUTCOMES_INBOUND_QUEUE,
-            H_HTTP_STATUS: 422,
-        }
-        if len(caller) == 1:
-            headers[H_ENDPOINT] = next(iter(caller))
-        try:
-            publisher.publish(
-                exchange=DLQ_EXCHANGE,
-                routing_key="outcome",
-                body=body,
-                headers=headers,
-                content_type=FHIR_JSON,
-            )
-        except TransientError as exc:  # the service is told anyway; it may send it again
-            log.warning("service_response_not_parked", reason=exc.message)
-            return
-        log.warning(
-            "service_response_refused",
-            endpoint=headers.get(H_ENDPOINT),
-            problem_count=len(problems),
-            paths=[path_for_log(p.path) for p in problems[:20]],
-        )
-
     def _accept(body: bytes, echo: dict[str, str], caller: frozenset[str]) -> Response:
-        try:
-            bundle = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            problem = Problem("$", "body is not a JSON document")
-            _park(body, [problem], caller)
-            return operation_outcome(
-                400, "REC_BAD_REQUEST", "structure", problem.problem, echo=echo
-            )
-        except RecursionError:  # nested past Python's own limit
-            bundle = None
-        if bundle is None or json_depth(bundle, limit=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-            problem = Problem("$", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-            _park(body, [problem], caller)
-            return operation_outcome(
-                400, "REC_BAD_REQUEST", "structure", problem.problem, echo=echo
-            )
-        try:
-            response = parse_service_response(bundle)
-        except InvalidMessage as exc:
-            _park(body, exc.problems, caller)
-            text = "; ".join(f"{p.path}: {p.problem}" for p in exc.problems)
-            return operation_outcome(422, "REC_UNPROCESSABLE_ENTITY", "invalid", text, echo=echo)
-        referral = ledger.get_referral(response.response_to)
-        if referral is None:
-            return not_found(echo)
-        bind_correlation(referral.alert_id)
-        if referral.endpoint not in caller:
-            # The same answer as for a referral that does not exist: a 403 would tell one trust
-            # that an alert also went somewhere else (DESIGN.md, "Trust boundary").
-            log.warning(
-                "outcome_from_other_service",
-                alert_id=referral.alert_id,
-                endpoint=referral.endpoint,
-                authenticated_as=sorted(caller),
-            )
-            return not_found(echo)
-        recipient = recipients.get(referral.endpoint)
-        if recipient is None or recipient.ods_code != response.sender_ods:
-            log.warning(
-                "outcome_from_wrong_service", alert_id=referral.alert_id, endpoint=referral.endpoint
-            )
-            return operation_outcome(
-                403,
-                "REC_FORBIDDEN",
-                "forbidden",
-                "the sender did not receive this referral",
-                echo=echo,
-            )
-        try:
-            publisher.publish(
-                exchange=WORK_EXCHANGE,
-                routing_key=OUTCOMES_INBOUND_QUEUE,
-                body=body,
-                headers={
-                    H_ALERT_ID: referral.alert_id,
-                    "x-hub-received-request-id": echo["x-request-id"],
-                },
-                message_id=response.message_id,
-                correlation_id=referral.alert_id,
-                content_type=FHIR_JSON,
-            )
-        except TransientError:
-            log.error("outcome_not_queued", alert_id=referral.alert_id)
-            return operation_outcome(
-                503, "REC_UNAVAILABLE", "transient", "could not queue the message; retry", echo=echo
-            )
-        log.info(
-            "service_response_queued",
-            alert_id=referral.alert_id,
-            endpoint=referral.endpoint,
-            status=str(response.status),
-        )
-        return operation_outcome(
-            200, "OK", "informational", "queued", echo=echo, severity="information"
-        )
+        return http_answer(outcomes.receive(body, echo, caller), echo=echo)
 
     def healthz(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -374,7 +249,7 @@ def build_app(
 
 
 class ApiServer:
-    """uvicorn in a background thread, HTTPS when `tls` is given (hub.adapters.api_tls);
+    """uvicorn in a background thread, HTTPS when `tls` is given (hub/adapters/inbound/tls.py);
     `stop()` finishes in-flight requests first."""
 
     def __init__(self, app: Starlette, *, host: str, port: int, tls: ApiTls | None = None) -> None:

@@ -9,9 +9,8 @@ The only module that imports jinja2. Never shows unmasked personal data and has 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,75 +22,38 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from hub.adapters.inbound.console_config import (
+    _HEADERS,
+    ACTIONS,
+    COOKIE,
+    LOCKED_TEXT,
+    MAX_NAME_CHARS,
+    MAX_PASSWORD_CHARS,
+    NOTICES,
+    THROTTLED_TEXT,
+    UNAVAILABLE_TEXT,
+    UNKNOWN_NAME,
+    WRONG_TEXT,
+    ConsoleDeps,
+)
 from hub.errors import TransientError
 from hub.log import get_logger
 from hub.operations.failed import OperationRefused, discard, replay, select_ids, show, summary
 from hub.operations.reports.disclosure import publish
 from hub.operations.reports.html import report_body
-from hub.operations.reports.measures import GroupBy, Report
+from hub.operations.reports.measures import GroupBy
 from hub.operations.reports.period import month_period
 from hub.operations.trace import trace
-from hub.pipeline import Clock
-from hub.ports import FailedStore, LedgerReader, LiveSessionStore, Publisher
 from hub.security import console_session
-from hub.security.console_guard import LOCKOUT_SECONDS, Gate, LiveSessions, LoginThrottle
+from hub.security.console_guard import Gate, LiveSessions, LoginThrottle
 from hub.security.console_session import Session
 from hub.security.passwords import verify_password
 from hub.security.terminal import neutralise
-from hub.settings.types import EndpointConfig, OperatorAccount
 from hub.store_rules.failed import CONSOLE_EVENTS
 
 log = get_logger("hub.console")
 
-ConsoleApp = Starlette  # what hub.bootstrap hands to hub.adapters.api.build_app
-
-COOKIE = "hub_console"
-MAX_NAME_CHARS = 128
-MAX_PASSWORD_CHARS = 1024  # argon2 hashes any length; a megabyte "password" costs a core
-UNKNOWN_NAME = "(not an operator)"  # audited instead of a typed name that is no account
-WRONG_TEXT = "Wrong name or password."
-LOCKED_TEXT = (
-    f"Too many wrong passwords for this name: it is locked for {LOCKOUT_SECONDS // 60} minutes."
-)
-UNAVAILABLE_TEXT = "Signing in is unavailable (the database cannot be reached). Try again."
-THROTTLED_TEXT = "Too many sign-in attempts from here: wait a few minutes and try again."
-ACTIONS = ("replay", "discard")
-# Redirect notices are fixed codes, never text from the request, so nothing is reflected.
-NOTICES = {
-    "replay": "Replayed: republished to the queue it failed on.",
-    "discard": "Discarded.",
-    "nothing": "Nothing to do: no message in that group is still failed.",
-}
-_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",  # pages hold masked, but still sensitive, case details
-    "X-Content-Type-Options": "nosniff",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleDeps:
-    operators: Mapping[str, OperatorAccount]
-    secret: str
-    store: FailedStore
-    ledger: LedgerReader
-    publisher: Publisher
-    endpoints: Mapping[str, EndpointConfig]
-    clock: Clock
-    endpoint_depth: Callable[[str], int | None] | None = None  # messages waiting to go
-    circuit_state: Callable[[str], str | None] | None = None
-    paused_by_operator: Callable[[str], bool] | None = None  # `hub endpoint pause`
-    throttle: LoginThrottle | None = None  # a fresh one (hub.console_guard defaults) if None
-    sessions: LiveSessionStore | None = None  # in memory (this process only) if None
-    seconds: Callable[[], float] = time.time  # the throttle's and sessions' clock
-    # The Pathway page's read (hub.adapters.sql.reports, read-only); no page if None.
-    pathway: Callable[[datetime, datetime, GroupBy], Report] | None = None
-
+ConsoleApp = Starlette  # what hub.bootstrap hands to hub.adapters.inbound.api.build_app
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
 

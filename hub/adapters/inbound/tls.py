@@ -5,7 +5,8 @@ way to see which one was presented: the ASGI TLS extension (`scope["extensions"]
 not implemented yet (Kludex/uvicorn#745, #1119, #3043). So the API is served by uvicorn's own
 h11 protocol, subclassed only to fill that extension once per connection from the connection's
 `ssl_object`. When uvicorn fills the extension itself, this subclass can go and the app
-(hub.adapters.api, reading `client_cert_name`) stays as it is. Only hub.adapters.api uses this.
+(hub.adapters.inbound.api, reading `client_cert_name`) stays as it is. Only
+hub.adapters.inbound.api uses this.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class Broker:
     failover form: the nodes of one cluster, tried in turn on connect and on every reconnect),
     and, for amqps://, the TLS options (None: verify the broker against the system's CA store,
     present no client certificate). The broker's certificate is always verified
-    (hub.adapters.rabbitmq_tls), against the host name of the node actually connected to."""
+    (hub.adapters.rabbitmq.tls), against the host name of the node actually connected to."""
 
     url: str = field(repr=False)  # may carry credentials
     tls: AmqpTls | None = None

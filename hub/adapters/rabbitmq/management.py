@@ -4,8 +4,8 @@ AMQP cannot tell a queue's oldest message's age; the management plugin reports
 `head_message_timestamp`, copied from that message's AMQP `timestamp` property (the hub sets
 it on every publish; a message without one, or a broker that does not report it for a queue
 type, leaves the queue out: RabbitMQ reports it for classic queues only, none of the hub's own,
-which hub.queue_ages bounds instead). Plain urllib with an explicit timeout; errors become
-TransientError. An https:// management URL is verified against the system's CA store plus
+which hub.operations.queue_ages bounds instead). Plain urllib with an explicit timeout; errors
+become TransientError. An https:// management URL is verified against the system's CA store plus
 amqp.tls.ca_file, and is shown amqp.tls's client certificate when the listener asks for one.
 """
 

@@ -64,7 +64,7 @@ class KombuPublisher:
                         delivery_mode=2,
                         # Read back when the message is taken (QueueWorker.on_take), and as
                         # head_message_timestamp where the management API reports one: the
-                        # queue-age metric (hub.queue_ages).
+                        # queue-age metric (hub.operations.queue_ages).
                         timestamp=timestamp,
                         confirm_timeout=CONFIRM_TIMEOUT_SECONDS,
                     )

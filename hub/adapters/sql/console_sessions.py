@@ -1,6 +1,6 @@
 """The ops console's live sessions in the ledger's database (SQLAlchemy Core), so every hub
 serving /ops/ honours the same sessions and a sign-out on one ends the session on all; the same
-contract as hub.console_guard.LiveSessions (tests/integration/test_console_sessions.py).
+contract as hub.security.console_guard.LiveSessions (tests/integration/test_console_sessions.py).
 
 Only a SHA-256 digest of each session id is stored: reading the table does not let anyone
 sign in. Rows older than a session's lifetime are deleted as new sessions start. Connection

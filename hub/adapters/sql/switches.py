@@ -1,5 +1,5 @@
 """Operators' pause switches for endpoints, in the ledger's database (SQLAlchemy Core): written by
-`hub endpoint pause|resume`, polled by every running hub (hub.endpoint_control.PauseWatcher).
+`hub endpoint pause|resume`, polled by every running hub (hub.stages.endpoint_gate.PauseWatcher).
 
 A row per endpoint ever switched; a paused endpoint stays paused across hub restarts until an
 operator resumes it. Connection errors become TransientError here.
