@@ -175,7 +175,7 @@ class Dispatcher:
         except LedgerUnavailable as away:
             # Nothing of it was committed: back to its queue unacked (a retry queue would be
             # an ack while the ledger is away). The hub holds its consumers until the database
-            # answers again (hub.database_watch), so the requeue does not spin.
+            # answers again (hub.operations.database_watch), so the requeue does not spin.
             log.warning("ledger_unavailable", stage=self.stage.name, reason=away.message)
             return Disposition.REQUEUE
         except TransientError as transient:

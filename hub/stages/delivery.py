@@ -1,5 +1,5 @@
 """Delivery stage: one delivery job off hub.deliver.<endpoint> → its endpoint kind's Sender
-(hub/senders.py) → every attempt recorded in the ledger → `received` outcome to the justice side.
+(hub/endpoints/) → every attempt recorded in the ledger → `received` outcome to the justice side.
 Quick in-process retries for blips; anything longer is the Dispatcher's (broker TTL queues).
 
 The HTTP rule table (`classify`) is pure and is the single place an HTTP answer is judged, for

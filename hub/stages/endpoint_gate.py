@@ -1,5 +1,5 @@
 """Whether an endpoint's consumers may consume and its Sender may send: the circuit breaker
-(hub.circuit) and the operators' pause switch, joined in one EndpointGate per endpoint.
+(hub.stages.circuit) and the operators' pause switch, joined in one EndpointGate per endpoint.
 
 No broker or database code here: QueueWorker asks the gate between messages and cancels or
 resumes consumption; PauseWatcher reads the switches through a small port.

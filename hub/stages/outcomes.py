@@ -1,8 +1,8 @@
 """Outcome stage: a service's BaRS response (queued by the API) → justice status → consent
 filter → `ld.referral-outcome/1` on justice.outcomes. Also the shared outcome publisher.
 
-Outcome ids are keyed (hub.ids, HUB_ID_KEY) over what they answer, so a redelivered response
-yields the same outcome and the justice side can de-duplicate on `outcome_id`, yet the id says
+Outcome ids are keyed (hub.security.ids, HUB_ID_KEY) over what they answer, so a redelivered
+response yields the same outcome and the justice side can de-duplicate on `outcome_id`, yet the id says
 nothing about the referral (or the service) it came from.
 """
 

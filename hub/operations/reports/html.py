@@ -1,6 +1,6 @@
 """The published report as HTML: a body fragment (shared with the console's Pathway page) and
 a self-contained document (inline CSS and SVG; no script, no link, nothing fetched) that a
-service manager can email. Every text is neutralised (hub.terminal) and escaped here.
+service manager can email. Every text is neutralised (hub.security.terminal) and escaped here.
 """
 
 from __future__ import annotations
