@@ -7,7 +7,8 @@ logging and no sleeping (time comes from an injected clock; state changes go to 
     half-open ──(probe failed transiently)──▶ open (the cool-down starts again)
 
 While open, the endpoint's consumers cancel consumption
-(hub.adapters.rabbitmq.consumer.QueueWorker), so its referrals wait in hub.deliver.<endpoint> on the broker, never in a consumer.
+(hub.adapters.rabbitmq.consumer.QueueWorker), so its referrals wait in hub.deliver.<endpoint>
+on the broker, never in a consumer.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 filter → `ld.referral-outcome/1` on justice.outcomes. Also the shared outcome publisher.
 
 Outcome ids are keyed (hub.security.ids, HUB_ID_KEY) over what they answer, so a redelivered
-response yields the same outcome and the justice side can de-duplicate on `outcome_id`, yet the id says
-nothing about the referral (or the service) it came from.
+response yields the same outcome and the justice side can de-duplicate on `outcome_id`, yet the
+id says nothing about the referral (or the service) it came from.
 """
 
 from __future__ import annotations
