@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from hub.adapters.http_client import HttpxFhirClient
 from hub.adapters.inbound.api import ApiServer, build_app
@@ -166,6 +166,9 @@ class Hub:
     _ids: IdKey | None = None
     # What runs once started, and supervises it (hub/runtime.py).
     _runtime: Runtime = field(init=False)
+    # The database adapters the hub made itself (not a ledger it was given): their connection
+    # pools are disposed on stop, so a process that starts and stops hubs does not keep them.
+    _owned: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._runtime = Runtime(self.broker)
@@ -174,7 +177,7 @@ class Hub:
         s = self.settings
         self._ids = s.id_key()  # ConfigError before anything connects when HUB_ID_KEY is unset
         if self.ledger is None:
-            self.ledger = SqlLedger(s.db_url)
+            self.ledger = self._own(SqlLedger(s.db_url))
         if self.fhir_client is None:
             self.fhir_client = HttpxFhirClient()
         if self.mllp_client is None:
@@ -283,13 +286,15 @@ class Hub:
         runtime.overdue_watch.start()
         if self.watch_pauses and self.gates:
             runtime.pause_watcher = PauseWatcher(
-                SqlEndpointSwitches(s.db_url), self.gates, interval=self.pause_poll_seconds
+                self._own(SqlEndpointSwitches(s.db_url)),
+                self.gates,
+                interval=self.pause_poll_seconds,
             )
             runtime.pause_watcher.start()
         if self.park_dead_letters:
             # Each dead letter is committed to the failed-message store before it is acked
             # (`hub failed …`); no Dispatcher: storing it either happens or is retried.
-            failed_store = SqlFailedStore(s.db_url)
+            failed_store = self._own(SqlFailedStore(s.db_url))
             for stage_name, dlq in DLQ_QUEUES.items():
                 ingester = DeadLetterIngester(
                     failed_store,
@@ -387,8 +392,8 @@ class Hub:
             ConsoleDeps(
                 operators=s.operators,
                 secret=s.console_secret,
-                store=SqlFailedStore(s.db_url),
-                ledger=SqlLedger(s.db_url),  # the reader `trace` needs
+                store=self._own(SqlFailedStore(s.db_url)),
+                ledger=self._own(SqlLedger(s.db_url)),  # the reader `trace` needs
                 publisher=self._publisher(),
                 endpoints=s.endpoints,
                 clock=self.clock,
@@ -399,8 +404,10 @@ class Hub:
                 paused_by_operator=lambda name: name in self.gates and self.gates[name].paused,
                 # In the database: every hub honours the same sessions, and a sign-out on one
                 # ends the session on all.
-                sessions=SqlLiveSessions(s.db_url, max_age=console_session.MAX_AGE_SECONDS),
-                pathway=SqlReportReader(report_db_url() or s.db_url).report,
+                sessions=self._own(
+                    SqlLiveSessions(s.db_url, max_age=console_session.MAX_AGE_SECONDS)
+                ),
+                pathway=self._own(SqlReportReader(report_db_url() or s.db_url)).report,
             )
         )
 
@@ -476,7 +483,7 @@ class Hub:
             if management_url
             else None
         )
-        store = SqlFailedStore(s.db_url)
+        store = self._own(SqlFailedStore(s.db_url))
         self._runtime.queue_watch = QueueWatch(
             metrics=self._metrics,
             queues=topology.all_queue_names(),
@@ -527,8 +534,19 @@ class Hub:
         return self._runtime.readiness()
 
     def stop(self) -> None:
-        """Stop everything started, in order (hub/runtime.py)."""
+        """Stop everything started, in order (hub/runtime.py), then close the database
+        adapters the hub made."""
         self._runtime.stop()
+        while self._owned:
+            self._owned.pop().close()
+
+    def _own(self, adapter: _Closable) -> Any:
+        self._owned.append(adapter)
+        return adapter
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
 
 
 def _age_observed(queue: str) -> bool:
