@@ -5,12 +5,12 @@ to, the quorum group size, and a lost ledger connection requeued unacked while c
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from hub.adapters.memory.publisher import MemoryPublisher
 from hub.adapters.rabbitmq.connection import GROUP_SIZE_ARG, Broker
 from hub.adapters.rabbitmq.topology import Topology
 from hub.errors import ConfigError, HubError, InvalidMessage, LedgerUnavailable, TransientError
@@ -158,14 +158,6 @@ def test_queues_are_declared_with_the_initial_group_size() -> None:
 
 
 @dataclass
-class ListPublisher:
-    published: list[dict[str, Any]] = field(default_factory=list)
-
-    def publish(self, **kwargs: Any) -> None:
-        self.published.append(kwargs)
-
-
-@dataclass
 class FailingStage:
     error: Exception
     name: str = "intake"
@@ -193,7 +185,7 @@ ENVELOPE = Envelope(
 
 
 def test_a_message_the_ledger_could_not_take_goes_back_unacked() -> None:
-    publisher = ListPublisher()
+    publisher = MemoryPublisher()
     away = LedgerUnavailable("ledger unavailable (postgresql db:5432/hub) during record_alert")
     dispatcher = Dispatcher(
         FailingStage(away), publisher=publisher, retry=RetryPolicy(), provenance=PROVENANCE
@@ -204,7 +196,7 @@ def test_a_message_the_ledger_could_not_take_goes_back_unacked() -> None:
 
 
 def test_other_transient_failures_still_wait_in_a_retry_queue() -> None:
-    publisher = ListPublisher()
+    publisher = MemoryPublisher()
     dispatcher = Dispatcher(
         FailingStage(TransientError("endpoint 503")),
         publisher=publisher,
@@ -212,7 +204,7 @@ def test_other_transient_failures_still_wait_in_a_retry_queue() -> None:
         provenance=PROVENANCE,
     )
     assert dispatcher(ENVELOPE) is Disposition.ACK
-    assert [p["exchange"] for p in publisher.published] == ["hub.retry.10s"]
+    assert [p.exchange for p in publisher.published] == ["hub.retry.10s"]
 
 
 def test_consumers_hold_while_the_database_is_away_and_resume_when_it_answers() -> None:
