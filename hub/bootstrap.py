@@ -225,7 +225,14 @@ class Hub:
             # Competing consumers: intake waits on the ledger and on confirms, so more than one
             # per queue keeps the broker busy; the ledger makes their races harmless.
             for n in range(s.intake_consumers):
-                self._spawn(queue, intake(), name=f"intake-{kind}-{n}", prefetch=s.prefetch)
+                self._spawn(
+                    queue,
+                    intake(),
+                    name=f"intake-{kind}-{n}",
+                    # A batch can only be as large as what the broker lets it hold.
+                    prefetch=max(s.prefetch, s.batch_size),
+                    batch=(s.batch_size, s.batch_wait_ms / 1000),
+                )
         self._spawn(
             OUTCOMES_INBOUND_QUEUE,
             OutcomeStage(
@@ -434,6 +441,7 @@ class Hub:
         name: str,
         prefetch: int,
         gate: Callable[[object], bool] | None = None,
+        batch: tuple[int, float] | None = None,
     ) -> None:
         dispatcher = Dispatcher(
             stage,
@@ -453,6 +461,7 @@ class Hub:
                 prefetch=prefetch,
                 gate=self._with_database(gate),
                 on_take=self._observed_ages.taken,
+                batch=None if batch is None else (dispatcher.dispatch_batch, *batch),
             ),
         )
 

@@ -89,6 +89,10 @@ class Stage(Protocol):
         """Do the stage's work; return normally only when what it produced is durable."""
         ...
 
+    # A stage may also offer `process_batch(envelopes) -> Sequence[bool]`: the work of many
+    # messages done together, True for each whose work is done and durable, False for each it
+    # leaves to `process` (Dispatcher.dispatch_batch).
+
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         """The message is invalid: tell whoever must hear (e.g. a rejected outcome)."""
         ...
@@ -156,6 +160,37 @@ class Dispatcher:
             return self._dispose(envelope)
         except Exception as exc:  # noqa: BLE001 - the boundary is total: see _last_resort
             return self._last_resort(envelope, exc)
+
+    def dispatch_batch(self, envelopes: Sequence[Envelope]) -> list[Disposition]:
+        """A batch, one Disposition each, in order. A stage with `process_batch` does what it
+        can of the batch together (one transaction, confirms in flight together); each
+        message it leaves, and every message if the batch fails as a whole, then goes through
+        `__call__` alone, so one bad message is answered or parked alone and never holds up or
+        loses the others."""
+        process_batch = getattr(self.stage, "process_batch", None)
+        done = [False] * len(envelopes)
+        if process_batch is not None and len(envelopes) > 1:
+            try:
+                done = list(process_batch([self._admit(e) for e in envelopes]))
+            except LedgerUnavailable as away:
+                # As for one message: back to the queue, all of it (the database watch holds
+                # the consumers until it answers); one by one would wait on it once each.
+                log.warning("ledger_unavailable", stage=self.stage.name, reason=away.message)
+                return [Disposition.REQUEUE] * len(envelopes)
+            except Exception as exc:  # noqa: BLE001 - the batch is a fast path: singles follow
+                # Whatever it wrote is idempotent on a second pass (the ledger de-duplicates,
+                # receivers de-duplicate by message id): each message now goes alone.
+                log.warning(
+                    "batch_processed_singly",
+                    stage=self.stage.name,
+                    size=len(envelopes),
+                    error_class=type(exc).__name__,
+                )
+                done = [False] * len(envelopes)
+        return [
+            Disposition.ACK if ok else self(envelope)
+            for ok, envelope in zip(done, envelopes, strict=True)
+        ]
 
     def _admit(self, envelope: Envelope) -> Envelope:
         """The envelope with only the hub's own sealed headers (hub.security.provenance). A

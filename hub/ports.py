@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -32,9 +33,20 @@ from hub.records import (
     ReferralRecord,
     Seen,
 )
+from hub.wire import Outgoing
 
 
-class FollowUpLedger(Protocol):
+class UnitOfWork(Protocol):
+    """Many ledger calls made as one transaction: what a batch of messages writes is committed
+    together, once, before any of them is acked."""
+
+    def unit_of_work(self) -> AbstractContextManager[None]:
+        """A block whose ledger calls (on this thread) commit together when it ends, or not at
+        all if it raises; nested blocks join the outer one."""
+        ...
+
+
+class FollowUpLedger(UnitOfWork, Protocol):
     """What stages/follow_ups.py uses: a follow-up message recorded and applied to its alert."""
 
     def record_change(self, facts: ChangeFacts) -> tuple[Seen, ChangeRecord]:
@@ -116,7 +128,7 @@ class IntakeLedger(FollowUpLedger, Protocol):
         ...
 
 
-class OutcomeLedger(Protocol):
+class OutcomeLedger(UnitOfWork, Protocol):
     """What stages/outcomes.py and stages/inbound_outcomes.py use: outcomes sent to the justice
     side, and an overdue referral marked answered."""
 
@@ -216,6 +228,12 @@ class Publisher(Protocol):
         correlation_id: str | None = None,
         content_type: str = "application/json",
     ) -> None: ...
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        """Publish them all with many confirms in flight, returning once every one is confirmed
+        (TransientError otherwise: then any of them may or may not have been taken, and the
+        caller publishes them all again; receivers de-duplicate by message id)."""
+        ...
 
 
 class FhirClient(Protocol):

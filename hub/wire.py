@@ -4,7 +4,7 @@ the Disposition of a handled message and the Envelope it arrives in. No I/O."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +22,19 @@ class Envelope:
     user_id: str | None
     content_type: str | None
     redelivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish, broker-neutral: what `Publisher.publish_many` takes."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    message_id: str | None = None
+    correlation_id: str | None = None
+    content_type: str = "application/json"
 
 
 # Exchange and queue names are part of the contract with the justice side and operators.

@@ -15,12 +15,12 @@ import dataclasses
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from hub.ports import Publisher
-from hub.wire import ALERTS_EXCHANGE, Envelope
+from hub.wire import ALERTS_EXCHANGE, Envelope, Outgoing
 
 HUB_PREFIX = "x-hub-"
 H_SEAL = "x-hub-seal"
@@ -128,6 +128,17 @@ class SealingPublisher:
             message_id=message_id,
             correlation_id=correlation_id,
             content_type=content_type,
+        )
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        self.inner.publish_many(
+            [
+                dataclasses.replace(
+                    m,
+                    headers=self.provenance.seal(m.headers, body=m.body, message_id=m.message_id),
+                )
+                for m in messages
+            ]
         )
 
     def close(self) -> None:

@@ -119,7 +119,11 @@ class Settings:
     api_port: int = 8080
     api_tls: ApiTls | None = None  # HTTPS for the API, client certificates (api.tls)
     prefetch: int = 10
-    intake_consumers: int = 1  # competing consumers per alert queue; >1 gives no gain today
+    intake_consumers: int = 1  # competing consumers per alert queue
+    # Intake takes alerts in batches: up to batch_size, waiting batch_wait_ms for more after
+    # the first (one transaction and one round of confirms per batch); 1 = one at a time.
+    batch_size: int = 50
+    batch_wait_ms: int = 5
     max_body_bytes: int = 65536
     source_orgs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     log_level: str = LogLevel.INFO.value

@@ -127,7 +127,22 @@ class DeliveryStage:
             retry=retry_if_exception(worth_a_quick_retry),
             reraise=True,
         )
-        updated, delivered = quick(self._send_once, job)
+        delivered = quick(self._send_once, job)
+        self.journey.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
+        with self.ledger.unit_of_work():  # the attempt and its event: one commit
+            updated = self._attempt(
+                referral.bundle_id,
+                str(Verdict.DELIVERED),
+                delivered.status,
+                delivered.answer,
+                delivered.elapsed_ms,
+            )
+            self._delivered(referral, updated, delivered)
+        self._tell_justice_received(updated)
+
+    def _delivered(
+        self, referral: ReferralRecord, updated: ReferralRecord, delivered: Delivered
+    ) -> None:
         log.info(
             "referral_delivered",
             alert_id=referral.alert_id,
@@ -151,7 +166,6 @@ class DeliveryStage:
                 "attempts": updated.attempts,
             },
         )
-        self._tell_justice_received(updated)
 
     def _withhold_reason(self, referral: ReferralRecord) -> str | None:
         """Why this message must not be sent (a code), None to send it now; TransientError to
@@ -209,9 +223,10 @@ class DeliveryStage:
             detail={"bundle_id": referral.bundle_id, "kind": referral.kind, "reason": reason},
         )
 
-    def _send_once(self, job: DeliveryJob) -> tuple[ReferralRecord, Delivered]:
-        """One attempt through the endpoint's Sender, recorded in the ledger whatever happens;
-        re-raises the Sender's verdict with this delivery's context."""
+    def _send_once(self, job: DeliveryJob) -> Delivered:
+        """One attempt through the endpoint's Sender; a failed one is recorded in the ledger
+        here (a delivered one by the caller, with its event); re-raises the Sender's verdict
+        with this delivery's context."""
         referral = job.referral
         started = self.clock()
         try:
@@ -224,15 +239,7 @@ class DeliveryStage:
             self._attempt(referral.bundle_id, result, exc.status, exc.message, elapsed)
             exc.alert_id, exc.stage, exc.endpoint = referral.alert_id, self.name, self.endpoint
             raise
-        self.journey.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
-        updated = self._attempt(
-            referral.bundle_id,
-            str(Verdict.DELIVERED),
-            delivered.status,
-            delivered.answer,
-            delivered.elapsed_ms,
-        )
-        return updated, delivered
+        return delivered
 
     def _attempt(
         self, bundle_id: str, result: str, status: int | None, detail: str, duration_ms: float

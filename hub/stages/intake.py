@@ -10,7 +10,9 @@ routing key. Logs ids and counts only.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from hub.contracts.follow_ups import MESSAGE_TYPES, message_id_field, parse_justice_message
 from hub.contracts.peek import peek_identity, peek_message_id, peek_schema
@@ -37,6 +39,7 @@ from hub.stages.follow_ups import FollowUpIntake
 from hub.stages.intake_plan import (
     ORG_CODE,
     IntakeAction,
+    RoutePlan,
     alert_facts,
     envelope_problems,
     message_type_from_routing_key,
@@ -60,10 +63,21 @@ from hub.wire import (
     OUTCOMES_EXCHANGE,
     WORK_EXCHANGE,
     Envelope,
+    Outgoing,
     delivery_queue,
 )
 
 log = get_logger("hub.intake")
+
+
+@dataclass(frozen=True, slots=True)
+class _Routing:
+    """An alert recorded as queued, with the delivery jobs still to be published."""
+
+    alert: Alert
+    plan: RoutePlan
+    at: datetime
+    jobs: list[Outgoing]
 
 
 class IntakeStage:
@@ -113,7 +127,71 @@ class IntakeStage:
         )
 
     def process(self, envelope: Envelope) -> None:
-        now = self.clock()
+        kind, org = self._source(envelope)
+        if H_ATTEMPTS not in envelope.headers:
+            # First attempts only: a retried or replayed alert was counted when it arrived.
+            self.journey.alert_received(kind)
+        message = self._checked(envelope, kind, org)
+        if isinstance(message, FollowUp):
+            self.follow_ups.process(envelope, message)
+            return
+        alert = message
+        with self.ledger.unit_of_work():  # one commit: the alert, its referrals, their events
+            routing = self._record(alert, envelope, now=self.clock())
+        if routing is None:
+            return
+        self.publisher.publish_many(routing.jobs)
+        with self.ledger.unit_of_work():
+            self._routed(routing)
+
+    def process_batch(self, envelopes: Sequence[Envelope]) -> list[bool]:
+        """Many alerts at once: one commit for every alert and referral of the batch, their
+        delivery jobs published with their confirms in flight together, one commit marking them
+        routed. True for each message whose work is done and durable; the rest (follow-ups,
+        invalid or conflicting messages, an alert twice in the batch) are left for `process`,
+        which answers them one by one as always."""
+        done = [False] * len(envelopes)
+        candidates: list[tuple[int, Envelope, Alert, str]] = []
+        seen_ids: set[str] = set()
+        for i, envelope in enumerate(envelopes):
+            try:
+                kind, org = self._source(envelope)
+                message = self._checked(envelope, kind, org)
+            except HubError:
+                continue  # `process` raises it again, and the Dispatcher answers it
+            if isinstance(message, FollowUp) or message.alert_id in seen_ids:
+                continue
+            seen_ids.add(message.alert_id)
+            candidates.append((i, envelope, message, kind))
+        if not candidates:
+            return done
+        routings: list[_Routing] = []
+        finished: list[tuple[int, Envelope, str]] = []
+        with self.ledger.unit_of_work():
+            now = self.clock()
+            for i, envelope, alert, kind in candidates:
+                bind_correlation(alert.alert_id)
+                try:
+                    routing = self._record(alert, envelope, now=now)
+                except AlertConflict:
+                    continue  # nothing of it was written: `process` rejects it
+                if routing is not None:
+                    routings.append(routing)
+                finished.append((i, envelope, kind))
+        self.publisher.publish_many([job for routing in routings for job in routing.jobs])
+        with self.ledger.unit_of_work():
+            for routing in routings:
+                bind_correlation(routing.alert.alert_id)
+                self._routed(routing)
+        for i, envelope, kind in finished:
+            if H_ATTEMPTS not in envelope.headers:
+                self.journey.alert_received(kind)
+            done[i] = True
+        return done
+
+    def _source(self, envelope: Envelope) -> tuple[str, str | None]:
+        """The source kind and organisation the broker says it came from; PermanentError when
+        nobody can say."""
         if publisher_routing_key(envelope) is None:
             # On an alert queue without having come through justice.alerts, and without the
             # hub's own record of where it did: no one can say who sent it. Parked, unanswered.
@@ -122,14 +200,15 @@ class IntakeStage:
                 "no routing key the hub recorded: its sender is unknown",
                 stage=self.name,
             )
-        kind, org = source_from_routing_key(envelope)
-        if H_ATTEMPTS not in envelope.headers:
-            # First attempts only: a retried or replayed alert was counted when it arrived.
-            self.journey.alert_received(kind)
+        return source_from_routing_key(envelope)
+
+    def _checked(self, envelope: Envelope, kind: str, org: str | None) -> Alert | FollowUp:
+        """The message, parsed and checked against where the broker says it came from;
+        raises for anything the hub must refuse."""
         message = parse_justice_message(
             envelope.body,
             content_type=envelope.content_type,
-            now=now,
+            now=self.clock(),
             max_bytes=self.max_body_bytes,
             expected_kind=kind,
             message_type=message_type_from_routing_key(envelope),
@@ -138,12 +217,15 @@ class IntakeStage:
         if isinstance(message, FollowUp):
             organisation = message.source.organisation.code
             self._check_envelope(envelope, message.alert_id, message.change_id, organisation, org)
-            self.follow_ups.process(envelope, message)
-            return
-        alert = message
-        self._check_envelope(
-            envelope, alert.alert_id, alert.alert_id, alert.source.organisation.code, org
-        )
+        else:
+            self._check_envelope(
+                envelope, message.alert_id, message.alert_id, message.source.organisation.code, org
+            )
+        return message
+
+    def _record(self, alert: Alert, envelope: Envelope, *, now: datetime) -> _Routing | None:
+        """The alert and its referrals written to the ledger as queued (in the caller's unit of
+        work); the delivery jobs to publish, or None for a duplicate already routed."""
         seen, record = self.ledger.record_alert(alert_facts(alert, envelope.body, now))
         action = plan_intake(seen, record.state)
         if action is IntakeAction.CONFLICT:
@@ -161,14 +243,17 @@ class IntakeStage:
         if action is IntakeAction.DUPLICATE:
             log.info("alert_duplicate_ignored", alert_id=alert.alert_id)
             self.journey.record("alert_duplicate_ignored", alert_id=alert.alert_id)
-            return
+            return None
         if seen is Seen.NEW:
             self.journey.record(
                 "alert_validated",
                 alert_id=alert.alert_id,
-                detail={"kind": str(alert.source.kind), "organisation": org or ""},
+                detail={
+                    "kind": str(alert.source.kind),
+                    "organisation": source_from_routing_key(envelope)[1] or "",
+                },
             )
-        self._route(alert)
+        return self._queue(alert)
 
     def _check_envelope(
         self,
@@ -188,12 +273,12 @@ class IntakeStage:
         if problems:
             raise InvalidMessage(problems, alert_id=alert_id, stage=self.name)
 
-    def _route(self, alert: Alert) -> None:
+    def _queue(self, alert: Alert) -> _Routing:
         now = self.clock()
         plan = plan_referrals(
             alert, route_decision(self.routes, alert), id_key=self.hub.id_key(), now=now
         )
-        referrals, rule, decision = list(plan.referrals), plan.rule, plan.decision
+        referrals = list(plan.referrals)
         # Rendered before anything is stored: a render that fails leaves no referral in the
         # ledger saying it is queued (the alert is parked instead: on_dead_letter).
         payloads = {
@@ -203,26 +288,34 @@ class IntakeStage:
             for referral in referrals
         }
         self.ledger.mark_routed(
-            alert.alert_id, rule=rule, referrals=referrals, at=now, routed=False
+            alert.alert_id, rule=plan.rule, referrals=referrals, at=now, routed=False
         )
-        for referral in referrals:
-            endpoint = referral.endpoint
-            payload = payloads[endpoint]
-            self.publisher.publish(
+        jobs = [
+            Outgoing(
                 exchange=WORK_EXCHANGE,
-                routing_key=delivery_queue(endpoint),
-                body=payload.body,
+                routing_key=delivery_queue(referral.endpoint),
+                body=payloads[referral.endpoint].body,
                 headers={
                     H_ALERT_ID: alert.alert_id,
-                    H_ENDPOINT: endpoint,
+                    H_ENDPOINT: referral.endpoint,
                     H_BUNDLE_ID: referral.bundle_id,
                     H_REQUEST_ID: referral.request_id,
                 },
                 message_id=referral.bundle_id,
                 correlation_id=alert.alert_id,
-                content_type=payload.content_type,
+                content_type=payloads[referral.endpoint].content_type,
             )
-        self.ledger.mark_routed(alert.alert_id, rule=rule, referrals=referrals, at=now)
+            for referral in referrals
+        ]
+        return _Routing(alert=alert, plan=plan, at=now, jobs=jobs)
+
+    def _routed(self, routing: _Routing) -> None:
+        """Once every delivery job is confirmed: the alert marked routed (a redelivered alert
+        not yet routed has its jobs published again; receivers de-duplicate)."""
+        alert, plan, decision = routing.alert, routing.plan, routing.plan.decision
+        self.ledger.mark_routed(
+            alert.alert_id, rule=plan.rule, referrals=list(plan.referrals), at=routing.at
+        )
         self.journey.record(
             "referral_routed",
             alert_id=alert.alert_id,

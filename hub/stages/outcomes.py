@@ -128,6 +128,14 @@ def return_outcome(
         note=note,
     )
     publish_outcome(publisher, outcome)
+    with ledger.unit_of_work():  # the outcome and its event: one commit
+        _record_returned(ledger, referral, outcome, journey)
+    return outcome
+
+
+def _record_returned(
+    ledger: OutcomeLedger, referral: ReferralRecord, outcome: ReferralOutcome, journey: Journey
+) -> None:
     if ledger.record_outcome(
         outcome_id=outcome.outcome_id,
         alert_id=referral.alert_id,
@@ -145,7 +153,6 @@ def return_outcome(
                 "detail_shared": bool(outcome.detail),
             },
         )
-    return outcome
 
 
 def resolves_overdue(status: str) -> bool:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from hub.errors import TransientError
+from hub.wire import Outgoing
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,20 @@ class MemoryPublisher:
                     f"publish to {where} not confirmed: exchange {exchange!r} does not exist"
                 )
             self._published.append(record)
+
+    def publish_many(self, messages: Sequence[Outgoing]) -> None:
+        """Each in turn, as `publish`: a failure stops there (the ones before it are kept, as
+        the broker may have taken them), which is what the real one's caller must expect."""
+        for m in messages:
+            self.publish(
+                exchange=m.exchange,
+                routing_key=m.routing_key,
+                body=m.body,
+                headers=m.headers,
+                message_id=m.message_id,
+                correlation_id=m.correlation_id,
+                content_type=m.content_type,
+            )
 
     # -- failure injection -------------------------------------------------------------------
 

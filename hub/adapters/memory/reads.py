@@ -5,6 +5,8 @@ answers as hub/adapters/sql/reads.py, from dicts behind one lock.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -51,6 +53,13 @@ class _Outcome:
 
 class MemoryLedgerReads:
     """What the in-memory ledger answers without changing anything."""
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """Each call is applied at once, under the lock: the block groups nothing here, and
+        a block that raises keeps what it did (the stages are idempotent on redelivery, which
+        is what a rolled-back batch relies on anyway)."""
+        yield
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

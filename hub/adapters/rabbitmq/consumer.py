@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ log = get_logger("hub.rabbitmq")
 
 
 Handler = Callable[[Envelope], Disposition]
+BatchHandler = Callable[[Sequence[Envelope]], Sequence[Disposition]]
 
 
 class QueueWorker(ConsumerMixin):
@@ -38,6 +39,11 @@ class QueueWorker(ConsumerMixin):
 
     `on_take(queue, enqueued_at)`, when given, hears of each message as it is taken, before the
     handler runs: `enqueued_at` is `enqueued_no_earlier_than` (the queue-age metric).
+
+    `batch=(handler, size, wait)`: messages are taken in batches, of what is there up to
+    `size`, waiting at most `wait` seconds for more after the first, and the batch handler gets
+    them together (one disposition each, in order). A batch is never held past its handler:
+    each message is acked or requeued as soon as the handler returns, before the next batch.
     """
 
     def __init__(
@@ -49,8 +55,11 @@ class QueueWorker(ConsumerMixin):
         prefetch: int,
         gate: Callable[[object], bool] | None = None,
         on_take: Callable[[str, float | None], None] | None = None,
+        batch: tuple[BatchHandler, int, float] | None = None,
     ) -> None:
         tolerate_unreadable_properties()
+        self.batch = batch if batch is not None and batch[1] > 1 else None
+        self._pending: list[Any] = []
         self.broker = Broker.of(broker)
         self.connection = connect(self.broker)
         self.queue = queue
@@ -78,6 +87,9 @@ class QueueWorker(ConsumerMixin):
         ]
 
     def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kw: Any) -> None:
+        # Messages taken on a connection that is gone come back from the broker: never settle
+        # them on the new one.
+        self._pending = []
         self._consumers, self._consuming = list(consumers), True
         self.ready.set()
         log.info("consumer_started", queue=self.queue, prefetch=self.prefetch)
@@ -137,7 +149,74 @@ class QueueWorker(ConsumerMixin):
                         reason=self.broker.explain_lost(exc),
                     )
 
+    def consume(
+        self,
+        limit: int | None = None,
+        timeout: float | None = None,
+        safety_interval: float = 1,
+        **kwargs: Any,
+    ) -> Iterator[None]:
+        """kombu's loop, one message at a time; in batch mode, each wait that brings a message
+        is followed by a short gathering of what else is there, then the batch is handled."""
+        if self.batch is None:
+            yield from super().consume(limit, timeout, safety_interval, **kwargs)
+            return
+        _, size, wait = self.batch
+        with self.consumer_context(**kwargs) as (conn, _channel, _consumers):
+            while not self.should_stop:
+                self.on_iteration()
+                try:
+                    conn.drain_events(timeout=safety_interval)
+                except TimeoutError:
+                    conn.heartbeat_check()
+                    continue
+                except OSError:
+                    if not self.should_stop:
+                        raise
+                    break
+                deadline = time.monotonic() + wait
+                while len(self._pending) < size and (left := deadline - time.monotonic()) > 0:
+                    try:
+                        conn.drain_events(timeout=left)
+                    except TimeoutError:
+                        break
+                self._flush()
+                yield
+
+    def _flush(self) -> None:
+        assert self.batch is not None
+        messages, self._pending = self._pending, []
+        if not messages:
+            return
+        envelopes: list[Envelope] = []
+        taken: list[Any] = []
+        for message in messages:
+            try:
+                envelopes.append(self._envelope(message))
+                taken.append(message)
+            except Exception as exc:  # noqa: BLE001 - the consumer's last-resort boundary
+                # As for one message at a time: it goes back (x-delivery-limit bounds it);
+                # the rest of the batch goes on.
+                log.error(
+                    "message_handler_crashed", queue=self.queue, error_class=type(exc).__name__
+                )
+                self._settle(message, Disposition.REQUEUE)
+        messages = taken
+        if not messages:
+            return
+        try:
+            dispositions = list(self.batch[0](envelopes))
+        except self._broker_errors():
+            raise  # the connection went: kombu reconnects, the messages come back
+        except Exception as exc:  # noqa: BLE001 - the consumer's last-resort boundary
+            log.error("batch_handler_crashed", queue=self.queue, error_class=type(exc).__name__)
+            dispositions = [Disposition.REQUEUE] * len(messages)
+        self._settle_all(list(zip(messages, dispositions, strict=True)))
+
     def _on_message(self, message: Any) -> None:
+        if self.batch is not None:
+            self._pending.append(message)
+            return
         try:
             disposition = self._handle(message)
         except self._broker_errors():
@@ -147,21 +226,34 @@ class QueueWorker(ConsumerMixin):
             # the thread lives on and the message goes back (x-delivery-limit bounds it).
             log.error("message_handler_crashed", queue=self.queue, error_class=type(exc).__name__)
             disposition = Disposition.REQUEUE
-        if disposition is Disposition.ACK:
-            message.ack()
+        self._settle(message, disposition)
+
+    def _settle(self, message: Any, disposition: Disposition) -> None:
+        self._settle_all([(message, disposition)])
+
+    def _settle_all(self, settled: Sequence[tuple[Any, Disposition]]) -> None:
+        back = [message for message, disposition in settled if disposition is not Disposition.ACK]
+        for message, disposition in settled:
+            if disposition is Disposition.ACK:
+                message.ack()
+        if not back:
             self._requeue_pause = 0.0
-        else:
-            # Nothing durable happened (broker or database away): back off a little so a
-            # requeue does not spin, then hand the message back.
-            self._requeue_pause = min(max(self._requeue_pause * 2, 0.5), 10.0)
-            time.sleep(self._requeue_pause)
+            return
+        # Nothing durable happened (broker or database away): back off a little (once for a
+        # batch) so a requeue does not spin, then hand the messages back.
+        self._requeue_pause = min(max(self._requeue_pause * 2, 0.5), 10.0)
+        time.sleep(self._requeue_pause)
+        for message in back:
             message.requeue()
 
     def _handle(self, message: Any) -> Disposition:
+        return self.handler(self._envelope(message))
+
+    def _envelope(self, message: Any) -> Envelope:
         props = message.properties
         if self.on_take is not None:
             self.on_take(self.queue, enqueued_no_earlier_than(props, message.headers or {}))
-        envelope = Envelope(
+        return Envelope(
             body=_raw_body(message),
             queue=self.queue,
             exchange=message.delivery_info.get("exchange", ""),
@@ -172,7 +264,6 @@ class QueueWorker(ConsumerMixin):
             content_type=props.get("content_type") or message.content_type,
             redelivered=bool(message.delivery_info.get("redelivered")),
         )
-        return self.handler(envelope)
 
     def _broker_errors(self) -> tuple[type[BaseException], ...]:
         return (

@@ -111,7 +111,7 @@ class SqlLedger(SqlLedgerReads):
             try:
                 # Insert first and let the primary key decide: competing consumers that race
                 # on one alert_id get exactly one winner, whatever the backend.
-                with self._engine.begin() as conn:
+                with self._writing(savepoint=True) as conn:
                     conn.execute(alerts_table.insert().values(**row))
                     if facts.vulnerability_types:
                         conn.execute(
@@ -157,7 +157,7 @@ class SqlLedger(SqlLedgerReads):
             "problem_paths": [p.path for p in problems],
             "at": as_utc(at),
         }
-        with self._translated("record_rejection", alert_id=alert_id), self._engine.begin() as conn:
+        with self._translated("record_rejection", alert_id=alert_id), self._writing() as conn:
             conn.execute(rejections_table.insert().values(**row))
 
     def mark_routed(
@@ -173,7 +173,7 @@ class SqlLedger(SqlLedgerReads):
             if referral.alert_id != alert_id:
                 raise ValueError(f"referral {referral.bundle_id} belongs to another alert")
         at = as_utc(at)
-        with self._translated("mark_routed", alert_id=alert_id), self._engine.begin() as conn:
+        with self._translated("mark_routed", alert_id=alert_id), self._writing() as conn:
             # The UPDATE comes first so it takes the alert's row lock (PostgreSQL) or the write
             # lock (SQLite): two workers routing one alert then run one after the other.
             changed = conn.execute(
@@ -191,7 +191,7 @@ class SqlLedger(SqlLedgerReads):
 
     def mark_parked(self, alert_id: str, *, at: datetime) -> bool:
         at = as_utc(at)
-        with self._translated("mark_parked", alert_id=alert_id), self._engine.begin() as conn:
+        with self._translated("mark_parked", alert_id=alert_id), self._writing() as conn:
             changed = conn.execute(
                 alerts_table.update()
                 .where(
@@ -209,10 +209,10 @@ class SqlLedger(SqlLedgerReads):
             if self.get_alert(facts.alert_id) is None:
                 raise KeyError(facts.alert_id)
             try:
-                with self._engine.begin() as conn:
+                with self._writing(savepoint=True) as conn:
                     conn.execute(changes_table.insert().values(**row))
             except sa_exc.IntegrityError as exc:
-                with self._engine.connect() as conn:
+                with self._reading() as conn:
                     stored = _get_change(conn, facts.change_id)
                 if stored is None:
                     raise TransientError(
@@ -240,7 +240,7 @@ class SqlLedger(SqlLedgerReads):
     ) -> ConsentFacts | None:
         at = as_utc(at)
         alerts = alerts_table.c
-        with self._translated("apply_change"), self._engine.begin() as conn:
+        with self._translated("apply_change"), self._writing() as conn:
             change = _get_change(conn, change_id)
             if change is None:
                 raise KeyError(change_id)
@@ -293,7 +293,7 @@ class SqlLedger(SqlLedgerReads):
 
     def mark_overdue(self, bundle_id: str, *, at: datetime) -> bool:
         col = referrals_table.c
-        with self._translated("mark_overdue"), self._engine.begin() as conn:
+        with self._translated("mark_overdue"), self._writing() as conn:
             changed = conn.execute(
                 referrals_table.update()
                 .where(col.bundle_id == bundle_id, col.overdue_at.is_(None))
@@ -312,7 +312,7 @@ class SqlLedger(SqlLedgerReads):
             col.overdue_at.is_not(None),
             col.overdue_resolved_at.is_(None),
         )
-        with self._translated("resolve_overdue", alert_id=alert_id), self._engine.begin() as conn:
+        with self._translated("resolve_overdue", alert_id=alert_id), self._writing() as conn:
             row = conn.execute(sa.select(col.bundle_id).where(*where)).first()
             if row is None:
                 return None
@@ -352,7 +352,7 @@ class SqlLedger(SqlLedgerReads):
                 (col.state == ReferralState.DELIVERED.value, col.state),
                 else_=final.value,
             )
-        with self._translated("record_attempt"), self._engine.begin() as conn:
+        with self._translated("record_attempt"), self._writing() as conn:
             changed = conn.execute(
                 referrals_table.update().where(col.bundle_id == bundle_id).values(**changes)
             ).rowcount
@@ -390,7 +390,7 @@ class SqlLedger(SqlLedgerReads):
         }
         with self._translated("record_outcome", alert_id=alert_id):
             try:
-                with self._engine.begin() as conn:
+                with self._writing(savepoint=True) as conn:
                     conn.execute(outcomes_table.insert().values(**row))
             except sa_exc.IntegrityError:
                 return False
@@ -406,5 +406,5 @@ class SqlLedger(SqlLedgerReads):
             # A round trip through JSON: what cannot be stored fails here with TypeError.
             "detail": json.loads(json.dumps(dict(event.detail))),
         }
-        with self._translated("add_event", alert_id=event.alert_id), self._engine.begin() as conn:
+        with self._translated("add_event", alert_id=event.alert_id), self._writing() as conn:
             conn.execute(events_table.insert().values(**row))

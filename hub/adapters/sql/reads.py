@@ -6,6 +6,7 @@ make and `LedgerHealth`); `hub.adapters.sql.ledger.SqlLedger` adds the writes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -52,11 +53,77 @@ class SqlLedgerReads:
         self._url = _normalise_url(url)
         self._where = _describe(self._url)
         self._engine = _build_engine(self._url, timeout=timeout, pre_ping=pre_ping)
+        # Units of work are per thread: each consumer thread has its own (unit_of_work).
+        self._local = threading.local()
         with self._translated("create tables"):
             _create_tables(self._engine)
 
+    # -- one connection and one transaction for many calls -----------------------------------
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """Every ledger call this thread makes inside the block shares one connection and one
+        transaction, committed when the block ends and rolled back if it raises: one commit for
+        a whole batch of messages instead of one per call. A block inside a block joins the
+        outer one. A call that expects to collide with a competing worker (a duplicate alert,
+        change or outcome) runs in a SAVEPOINT, so the collision does not undo the rest.
+
+        On SQLite the block is a no-op and each call commits on its own, as outside a block:
+        Python's sqlite3 module starts transactions lazily and would turn a first SAVEPOINT
+        into a transaction of its own, so nesting there is not reliable."""
+        if self._local.__dict__.get("conn") is not None or self._url.get_backend_name() == (
+            "sqlite"
+        ):
+            yield
+            return
+        with self._translated("begin"):
+            conn = self._engine.connect()
+            transaction = conn.begin()
+        self._local.conn = conn
+        try:
+            yield
+        except BaseException:
+            self._local.conn = None
+            with self._translated("rollback"):
+                try:
+                    transaction.rollback()
+                finally:
+                    conn.close()
+            raise
+        self._local.conn = None
+        with self._translated("commit"):
+            try:
+                transaction.commit()
+            finally:
+                conn.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        """The thread's unit-of-work connection (so a read sees what the unit wrote), else a
+        pooled one."""
+        conn = self._local.__dict__.get("conn")
+        if conn is not None:
+            yield conn
+            return
+        with self._engine.connect() as fresh:
+            yield fresh
+
+    @contextmanager
+    def _writing(self, *, savepoint: bool = False) -> Iterator[sa.Connection]:
+        """Inside a unit of work: its connection (in a SAVEPOINT when asked). Outside: a
+        transaction of its own, committed when the block ends."""
+        conn = self._local.__dict__.get("conn")
+        if conn is None:
+            with self._engine.begin() as fresh:
+                yield fresh
+        elif savepoint:
+            with conn.begin_nested():
+                yield conn
+        else:
+            yield conn
+
     def get_alert(self, alert_id: str) -> AlertRecord | None:
-        with self._translated("get_alert", alert_id=alert_id), self._engine.connect() as conn:
+        with self._translated("get_alert", alert_id=alert_id), self._reading() as conn:
             row = conn.execute(
                 sa.select(alerts_table).where(alerts_table.c.alert_id == alert_id)
             ).first()
@@ -69,7 +136,7 @@ class SqlLedgerReads:
         return _alert_record({**row._mapping, "vulnerability_types": tuple(types)})
 
     def get_referral(self, bundle_id: str) -> ReferralRecord | None:
-        with self._translated("get_referral"), self._engine.connect() as conn:
+        with self._translated("get_referral"), self._reading() as conn:
             return _get_referral(conn, bundle_id)
 
     def referrals_for(self, alert_id: str) -> list[ReferralRecord]:
@@ -82,7 +149,7 @@ class SqlLedgerReads:
                 referrals_table.c.bundle_id,
             )
         )
-        with self._translated("referrals_for", alert_id=alert_id), self._engine.connect() as conn:
+        with self._translated("referrals_for", alert_id=alert_id), self._reading() as conn:
             return [_referral_record(row._mapping) for row in conn.execute(query)]
 
     def oldest_undelivered(self) -> dict[str, datetime]:
@@ -95,7 +162,7 @@ class SqlLedgerReads:
             .where(referrals_table.c.state == ReferralState.QUEUED.value)
             .group_by(referrals_table.c.endpoint)
         )
-        with self._translated("oldest_undelivered"), self._engine.connect() as conn:
+        with self._translated("oldest_undelivered"), self._reading() as conn:
             return {row[0]: as_utc(row[1]) for row in conn.execute(query) if row[1] is not None}
 
     def overdue_due(self, now: datetime) -> list[ReferralRecord]:
@@ -125,7 +192,7 @@ class SqlLedgerReads:
             )
             .order_by(ref.due_at, ref.bundle_id)
         )
-        with self._translated("overdue_due"), self._engine.connect() as conn:
+        with self._translated("overdue_due"), self._reading() as conn:
             return [_referral_record(row._mapping) for row in conn.execute(query)]
 
     def count_overdue(self) -> int:
@@ -133,7 +200,7 @@ class SqlLedgerReads:
         query = sa.select(sa.func.count()).where(
             col.overdue_at.is_not(None), col.overdue_resolved_at.is_(None)
         )
-        with self._translated("count_overdue"), self._engine.connect() as conn:
+        with self._translated("count_overdue"), self._reading() as conn:
             return int(conn.execute(query).scalar_one())
 
     def journey(self, alert_id: str) -> list[JourneyEvent]:
@@ -142,7 +209,7 @@ class SqlLedgerReads:
             .where(events_table.c.alert_id == alert_id)
             .order_by(events_table.c.at, events_table.c.id)
         )
-        with self._translated("journey", alert_id=alert_id), self._engine.connect() as conn:
+        with self._translated("journey", alert_id=alert_id), self._reading() as conn:
             rows = conn.execute(query).all()
         return [
             JourneyEvent(
@@ -161,7 +228,7 @@ class SqlLedgerReads:
 
     def ping(self) -> None:
         """Readiness: return if the database answers, else raise `TransientError`."""
-        with self._translated("ping"), self._engine.connect() as conn:
+        with self._translated("ping"), self._reading() as conn:
             conn.execute(sa.text("SELECT 1"))
 
     def find_alert_ids(self, any_id: str) -> list[str]:
@@ -175,7 +242,7 @@ class SqlLedgerReads:
             sa.select(o.alert_id).where(sa.or_(o.outcome_id == any_id, o.bundle_id == any_id)),
         ]
         found: dict[str, None] = {}
-        with self._translated("find_alert_ids"), self._engine.connect() as conn:
+        with self._translated("find_alert_ids"), self._reading() as conn:
             for query in queries:
                 found.update(dict.fromkeys(conn.scalars(query)))
         return list(found)
@@ -184,7 +251,7 @@ class SqlLedgerReads:
         """Every delivery attempt of one referral, oldest first."""
         c = attempts_table.c
         query = sa.select(attempts_table).where(c.bundle_id == bundle_id).order_by(c.at, c.id)
-        with self._translated("attempts_for"), self._engine.connect() as conn:
+        with self._translated("attempts_for"), self._reading() as conn:
             rows = conn.execute(query).all()
         return [
             AttemptRecord(
@@ -202,7 +269,7 @@ class SqlLedgerReads:
         """Every outcome sent to the justice side for one alert, oldest first."""
         c = outcomes_table.c
         query = sa.select(outcomes_table).where(c.alert_id == alert_id).order_by(c.at)
-        with self._translated("outcomes_for", alert_id=alert_id), self._engine.connect() as conn:
+        with self._translated("outcomes_for", alert_id=alert_id), self._reading() as conn:
             rows = conn.execute(query).all()
         return [
             OutcomeRecord(
