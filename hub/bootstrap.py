@@ -177,7 +177,10 @@ class Hub:
         s = self.settings
         self._ids = s.id_key()  # ConfigError before anything connects when HUB_ID_KEY is unset
         if self.ledger is None:
-            self.ledger = self._own(SqlLedger(s.db_url))
+            # No pre-ping: a round trip per checkout, and not needed: a connection a restart
+            # ended fails its first call (LedgerUnavailable, requeued) and the pool is renewed
+            # (hub.adapters.sql.engine).
+            self.ledger = self._own(SqlLedger(s.db_url, pre_ping=False))
         if self.fhir_client is None:
             self.fhir_client = HttpxFhirClient()
         if self.mllp_client is None:
