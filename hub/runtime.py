@@ -1,4 +1,4 @@
-"""Runs and supervises what hub/bootstrap.py built (`Runtime`), and keeps its threads alive
+"""Runs and supervises what hub/bootstrap/ built (`Runtime`), and keeps its threads alive
 (`Supervisor`): every `interval` seconds each consumer and watcher it was
 told about is checked, and one found dead is restarted, logged as `thread_restarted` and counted
 (`hub_thread_restarts_total{thread}`). Readiness asks it which are down.
@@ -103,7 +103,7 @@ class Watcher(Protocol):
 
 @dataclass
 class Runtime:
-    """What a started hub runs, as hub/bootstrap.py built it: consumer threads, watcher threads
+    """What a started hub runs, as hub/bootstrap/ built it: consumer threads, watcher threads
     and the HTTP API. Starts them, supervises them (a dead thread is restarted), says which
     are down and whether the hub is ready, and stops them in order."""
 

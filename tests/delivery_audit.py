@@ -14,7 +14,7 @@ from typing import Any
 
 from hub.security.ids import IdKey
 from hub.testing.fake_trust import FakeTrust
-from hub.transforms.alert_to_referral import referral_ids
+from hub.transforms.referral_ids import referral_ids
 from tests.conftest import ID_KEY
 from tests.fixtures.alerts import custody_alert
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from hub.contracts.alert import _get
+from hub.contracts.body import _get
 from hub.contracts.identifiers import (
     _SAFE_ALERT_ID,
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hub.messages import Alert, FollowUp, HubIdentity, Recipient
 from hub.records import Payload
 from hub.security.ids import IdKey
-from hub.transforms.alert_to_referral import referral_ids
 from hub.transforms.followup_to_hl7v2 import followup_control_id, render_followup
+from hub.transforms.referral_ids import referral_ids
 from hub.transforms.referral_to_ref_i12 import control_id_for, render_ref_i12
 
 # The HL7-registered media type for ER7-encoded v2 messages; MSH-18 says UTF-8 as well.

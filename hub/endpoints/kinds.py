@@ -1,5 +1,5 @@
 """The endpoint kinds: for each, its renderers. A new kind is one module in hub/endpoints/
-plus its transform, a row here, and its sender's transport in bootstrap.sender_for."""
+plus its transform, a row here, and its sender's transport in bootstrap.senders.sender_for."""
 
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ from hub.messages import ChangeKind, FollowUp
 from hub.records import AlertState, ChangeState, ConsentFacts, ReferralRecord, Seen
 from hub.routes.rules import RouteDecision
 from hub.security.ids import IdKey
-from hub.transforms.alert_to_referral import followup_ids, referral_ids
 from hub.transforms.consent_rules import consent_facts, consent_to_tell
 from hub.transforms.followup_to_bundle import CANCELLED_STATUS
+from hub.transforms.referral_ids import followup_ids, referral_ids
 
 EVENTS = {
     ChangeKind.UPDATE: "alert_updated",

@@ -18,7 +18,7 @@ from hub.messages import Alert, Problem
 from hub.records import AlertFacts, AlertState, ReferralRecord, Seen
 from hub.routes.rules import RouteDecision, RouteTable, select_endpoints
 from hub.security.ids import IdKey
-from hub.transforms.alert_to_referral import referral_ids
+from hub.transforms.referral_ids import referral_ids
 from hub.wire import (
     ALERTS_EXCHANGE,
     H_ORIGINAL_ROUTING_KEY,

@@ -1,9 +1,10 @@
 """Alert → FHIR R4 referral: one `ld.identification-alert/1` becomes one BaRS-shaped message Bundle.
 
-Pure: no clock, no uuid4, no environment, no I/O, no logging. Ids are keyed (hub.security.ids: HMAC-SHA256
-under the hub's id key, which comes in with `hub`) over the alert id and the endpoint, times come
-from the alert, so a redelivery is the same Bundle byte for byte, and a service that knows the
-alert id still cannot compute the ids another service was sent.
+Pure: no clock, no uuid4, no environment, no I/O, no logging. Ids are keyed
+(hub.transforms.referral_ids: HMAC-SHA256 under the hub's id key, which comes in with `hub`) over
+the alert id and the endpoint, times come from the alert, so a redelivery is the same Bundle byte
+for byte, and a service that knows the alert id still cannot compute the ids another service was
+sent.
 
 BaRS has no Liaison and Diversion use case (its use-case categories cover UEC/111/999/CAS/pharmacy/
 ambulance/GP/e-RS only), so this Bundle is BaRS-*shaped*, not BaRS-*conformant*: it follows the
@@ -95,8 +96,6 @@ v3-ActCode IMPLIED as in the BaRS example; provision.type is what is in force no
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from hub.messages import (
@@ -109,7 +108,6 @@ from hub.messages import (
     Urgency,
     VulnerabilityType,
 )
-from hub.security.ids import IdKey
 from hub.transforms.fhir_vocabulary import (
     ALERT_ID_SYSTEM,
     BARS_BUNDLE_PROFILE,
@@ -138,6 +136,7 @@ from hub.transforms.fhir_vocabulary import (
     fhir_meta,
     reference,
 )
+from hub.transforms.referral_ids import Role, resource_id
 
 _PRIORITY = {Urgency.ROUTINE: "routine", Urgency.URGENT: "urgent", Urgency.EMERGENCY: "stat"}
 
@@ -149,53 +148,6 @@ _CONSENT = {  # consent.status → (Consent.status, provision.type)
     ConsentStatus.NOT_ASKED: ("proposed", "deny"),
     ConsentStatus.LACKS_CAPACITY: ("active", "permit"),
 }
-
-
-class Role(StrEnum):
-    """What an id names; part of the keyed id's input, so never rename a member's value."""
-
-    BUNDLE = "bundle"
-    MESSAGE_HEADER = "message-header"
-    SERVICE_REQUEST = "service-request"
-    PATIENT = "patient"
-    CONSENT = "consent"
-    ENCOUNTER = "encounter"
-    SOURCE_ORG = "organization-source"
-    RECEIVER_ORG = "organization-receiver"
-    HUB_ORG = "organization-hub"
-    REQUEST = "x-request-id"
-
-
-@dataclass(frozen=True, slots=True)
-class ReferralIds:
-    """The ids the delivery stage needs: stable for one alert and endpoint."""
-
-    bundle_id: str
-    service_request_id: str
-    request_id: str  # X-Request-Id of the first delivery; retries reuse it (BaRS)
-
-
-def resource_id(key: IdKey, alert_id: str, endpoint: str, role: str) -> str:
-    return key.keyed_uuid("referral", alert_id, endpoint, role)
-
-
-def referral_ids(key: IdKey, alert_id: str, endpoint: str) -> ReferralIds:
-    return ReferralIds(
-        bundle_id=resource_id(key, alert_id, endpoint, Role.BUNDLE),
-        service_request_id=resource_id(key, alert_id, endpoint, Role.SERVICE_REQUEST),
-        request_id=resource_id(key, alert_id, endpoint, Role.REQUEST),
-    )
-
-
-def followup_ids(key: IdKey, alert_id: str, endpoint: str, change_id: str) -> ReferralIds:
-    """Ids of a follow-up message (update, cancellation, consent update) to one endpoint: its own
-    Bundle id and a new X-Request-Id (BaRS: a subsequent message has a new X-Request-Id and the
-    same X-Correlation-Id), and the ServiceRequest id of the referral it is about."""
-    return ReferralIds(
-        bundle_id=resource_id(key, alert_id, endpoint, f"{change_id}|{Role.BUNDLE}"),
-        service_request_id=resource_id(key, alert_id, endpoint, Role.SERVICE_REQUEST),
-        request_id=resource_id(key, alert_id, endpoint, f"{change_id}|{Role.REQUEST}"),
-    )
 
 
 def bundle_bytes(bundle: dict[str, Any]) -> bytes:

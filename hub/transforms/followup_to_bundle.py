@@ -33,13 +33,10 @@ from hub.messages import (
     Recipient,
 )
 from hub.transforms.alert_to_referral import (
-    Role,
     build_referral,
     consent_resource,
-    followup_ids,
     message_header,
     organization_resource,
-    resource_id,
 )
 from hub.transforms.fhir_vocabulary import (
     ALERT_ID_SYSTEM,
@@ -52,6 +49,7 @@ from hub.transforms.fhir_vocabulary import (
     fhir_meta,
     reference,
 )
+from hub.transforms.referral_ids import Role, followup_ids, resource_id
 
 CANCELLATION_DEFINITION = (
     "https://fhir.nhs.uk/MessageDefinition/bars-message-servicerequest-request-cancelled"

@@ -62,7 +62,6 @@ from hl7apy.core import Message
 
 from hub.messages import ChangeKind, Consent, FollowUp, HubIdentity, Recipient
 from hub.security.ids import IdKey
-from hub.transforms.alert_to_referral import Role, followup_ids, resource_id
 from hub.transforms.followup_terms import (
     CANCELLATION_LABELS,
     CONSENT_LABELS,
@@ -72,6 +71,7 @@ from hub.transforms.followup_terms import (
     updated_alert,
 )
 from hub.transforms.followup_to_bundle import CANCELLED_STATUS
+from hub.transforms.referral_ids import Role, followup_ids, resource_id
 from hub.transforms.referral_to_ref_i12 import (
     add_note,
     add_providers,

@@ -75,8 +75,8 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message, Segment
 
 from hub.messages import Alert, HubIdentity, Organisation, Recipient, Urgency, Vulnerability
-from hub.transforms.alert_to_referral import ReferralIds, referral_ids
 from hub.transforms.fhir_vocabulary import PNC_ID_SYSTEM, VULNERABILITY_LABELS, VULNERABILITY_SNOMED
+from hub.transforms.referral_ids import ReferralIds, referral_ids
 
 HL7_VERSION = "2.5"
 MESSAGE_TYPE = "REF^I12^REF_I12"

@@ -78,7 +78,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.messages import Alert, ChangeKind, Consent, FollowUp, HubIdentity, Recipient, SourceRef
-from hub.transforms.alert_to_referral import followup_ids, referral_ids
 from hub.transforms.fhir_vocabulary import VULNERABILITY_LABELS
 from hub.transforms.followup_terms import (
     cancellation_reason,
@@ -86,6 +85,7 @@ from hub.transforms.followup_terms import (
     updated_alert,
 )
 from hub.transforms.followup_to_bundle import CANCELLED_STATUS
+from hub.transforms.referral_ids import followup_ids, referral_ids
 
 SCHEMA = "ld.webhook-referral/1"
 EVENT_SCHEMA = "ld.webhook-event/1"

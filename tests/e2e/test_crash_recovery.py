@@ -22,7 +22,7 @@ import pytest
 
 from hub.security.ids import IdKey
 from hub.testing.fake_trust import FakeTrust
-from hub.transforms.alert_to_referral import referral_ids
+from hub.transforms.referral_ids import referral_ids
 from tests.conftest import ID_KEY, SERVICES, Justice, free_port, wait_until, write_config
 from tests.fixtures.alerts import custody_alert
 

@@ -20,7 +20,7 @@ from hub.adapters.mllp import MllpClient, deliver_ref_i12
 from hub.contracts.alert import parse_alert
 from hub.errors import PermanentError, TransientError
 from hub.messages import HubIdentity, Recipient
-from hub.transforms.alert_to_referral import referral_ids
+from hub.transforms.referral_ids import referral_ids
 from hub.transforms.referral_to_ref_i12 import AckStatus, control_id_for, render_ref_i12
 from tests.fixtures.alerts import DEFAULT_SENT_AT, REMOVE, court_alert, custody_alert, to_body
 from tests.fixtures.ids import ID_KEY

@@ -33,8 +33,9 @@ from hub.messages import (
     Vulnerability,
     VulnerabilityType,
 )
-from hub.transforms.alert_to_referral import build_referral, bundle_bytes, referral_ids
+from hub.transforms.alert_to_referral import build_referral, bundle_bytes
 from hub.transforms.fhir_vocabulary import ALERT_ID_SYSTEM, NHS_NUMBER_SYSTEM
+from hub.transforms.referral_ids import referral_ids
 from tests.fixtures.ids import ID_KEY
 
 pytestmark = pytest.mark.unit

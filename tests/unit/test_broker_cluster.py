@@ -5,7 +5,6 @@ to, the quorum group size, and a lost ledger connection requeued unacked while c
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,14 @@ import pytest
 from hub.adapters.memory.publisher import MemoryPublisher
 from hub.adapters.rabbitmq.connection import GROUP_SIZE_ARG, Broker
 from hub.adapters.rabbitmq.topology import Topology
-from hub.errors import ConfigError, HubError, InvalidMessage, LedgerUnavailable, TransientError
+from hub.errors import ConfigError, LedgerUnavailable, TransientError
 from hub.operations.database_watch import DatabaseWatch
 from hub.pipeline import Dispatcher, RetryPolicy
 from hub.settings.broker_tls import AmqpTls
 from hub.settings.load import load_settings
-from hub.wire import Disposition, Envelope
+from hub.wire import Disposition
 from tests.fixtures.dead_letters import PROVENANCE
+from tests.fixtures.stages import ALERT_ENVELOPE, FailingStage
 
 pytestmark = pytest.mark.unit
 
@@ -157,33 +157,6 @@ def test_queues_are_declared_with_the_initial_group_size() -> None:
 # --- the ledger away -------------------------------------------------------------------------
 
 
-@dataclass
-class FailingStage:
-    error: Exception
-    name: str = "intake"
-
-    def process(self, envelope: Envelope) -> None:
-        raise self.error
-
-    def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
-        pass
-
-    def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
-        pass
-
-
-ENVELOPE = Envelope(
-    body=b"{}",
-    queue="hub.alerts.custody",
-    exchange="justice.alerts",
-    routing_key="custody.WYP01.identification",
-    headers={},
-    message_id="a1",
-    user_id=None,
-    content_type="application/json",
-)
-
-
 def test_a_message_the_ledger_could_not_take_goes_back_unacked() -> None:
     publisher = MemoryPublisher()
     away = LedgerUnavailable("ledger unavailable (postgresql db:5432/hub) during record_alert")
@@ -191,7 +164,7 @@ def test_a_message_the_ledger_could_not_take_goes_back_unacked() -> None:
         FailingStage(away), publisher=publisher, retry=RetryPolicy(), provenance=PROVENANCE
     )
 
-    assert dispatcher(ENVELOPE) is Disposition.REQUEUE
+    assert dispatcher(ALERT_ENVELOPE) is Disposition.REQUEUE
     assert publisher.published == []  # no retry queue: that would be an ack
 
 
@@ -203,7 +176,7 @@ def test_other_transient_failures_still_wait_in_a_retry_queue() -> None:
         retry=RetryPolicy(),
         provenance=PROVENANCE,
     )
-    assert dispatcher(ENVELOPE) is Disposition.ACK
+    assert dispatcher(ALERT_ENVELOPE) is Disposition.ACK
     assert [p.exchange for p in publisher.published] == ["hub.retry.10s"]
 
 

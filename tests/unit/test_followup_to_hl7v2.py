@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from hub.endpoints.hl7v2_mllp import HL7V2_CONTENT_TYPE, hl7v2_control_id, render_hl7v2_followup
 from hub.messages import CancellationReason, ConsentStatus, FollowUp, HubIdentity, Recipient
-from hub.transforms.alert_to_referral import build_referral, followup_ids, referral_ids
+from hub.transforms.alert_to_referral import build_referral
 from hub.transforms.followup_to_hl7v2 import followup_control_id, patient_id, render_followup
+from hub.transforms.referral_ids import followup_ids, referral_ids
 from hub.transforms.referral_to_ref_i12 import control_id_from_request_id, render_ref_i12
 from tests.fixtures.alerts import custody_alert
 from tests.fixtures.followup_messages import (

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from hub.endpoints.webhook import render_webhook_followup
 from hub.messages import CancellationReason, ConsentStatus, FollowUp, HubIdentity, Recipient
-from hub.transforms.alert_to_referral import followup_ids
+from hub.transforms.referral_ids import followup_ids
 from hub.transforms.referral_to_webhook import (
     EVENT_SCHEMA,
     build_webhook_followup,

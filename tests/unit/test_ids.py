@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from hub.messages import HubIdentity
 from hub.security.ids import IdKey
-from hub.transforms.alert_to_referral import referral_ids
 from hub.transforms.fhir_vocabulary import ID_NAMESPACE
+from hub.transforms.referral_ids import referral_ids
 
 pytestmark = pytest.mark.unit
 

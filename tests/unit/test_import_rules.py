@@ -1,6 +1,6 @@
 """The layout's import rules (issue 10), checked over hub/ by reading every module's imports.
 
-- Only hub/adapters/, hub/bootstrap.py, hub/runtime.py and hub/cli/ import hub.adapters.
+- Only hub/adapters/, hub/bootstrap/, hub/runtime.py and hub/cli/ import hub.adapters.
 - Each I/O library is imported only inside its one adapter package.
 - hub/transforms/ and hub/routes/ import nothing with I/O and read no clock.
 """
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 HUB = Path(__file__).resolve().parents[2] / "hub"
 
-MAY_IMPORT_ADAPTERS = ("adapters/", "bootstrap.py", "runtime.py", "cli/")
+MAY_IMPORT_ADAPTERS = ("adapters/", "bootstrap/", "runtime.py", "cli/")
 
 # library -> the one place (a path prefix under hub/) that may import it
 LIBRARY_HOMES = {

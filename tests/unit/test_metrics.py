@@ -4,7 +4,6 @@ and the Dispatcher's retry/dead-letter counts, without services."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub.adapters.memory.metrics import MemoryMetrics
 from hub.adapters.memory.publisher import MemoryPublisher
 from hub.adapters.metrics import EXPORTED, PrometheusMetrics
-from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
+from hub.errors import InvalidMessage, PermanentError, TransientError
 from hub.messages import Problem
 from hub.operations.queue_watch import QueueWatch
 from hub.pipeline import Dispatcher, RetryPolicy
 from hub.ports import Metrics
 from hub.security.provenance import Provenance
-from hub.wire import Envelope
+from tests.fixtures.stages import DELIVERY_ENVELOPE, FailingStage
 
 pytestmark = pytest.mark.unit
 
@@ -183,33 +182,6 @@ def test_queue_watch_keeps_sampling_the_rest_when_the_broker_is_away() -> None:
 # --- the Dispatcher counts retries and dead letters --------------------------------------------
 
 
-@dataclass
-class FailingStage:
-    error: Exception
-    name: str = "deliver"
-
-    def process(self, envelope: Envelope) -> None:
-        raise self.error
-
-    def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
-        pass
-
-    def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
-        pass
-
-
-ENVELOPE = Envelope(
-    body=b"{}",
-    queue="hub.deliver.wy-ld",
-    exchange="hub.work",
-    routing_key="hub.deliver.wy-ld",
-    headers={},
-    message_id="m-1",
-    user_id=None,
-    content_type="application/json",
-)
-
-
 @pytest.mark.parametrize(
     ("error", "key"),
     [
@@ -223,14 +195,14 @@ def test_the_dispatcher_counts_each_retry_and_dead_letter(
 ) -> None:
     metrics: Metrics = MemoryMetrics()
     dispatcher = Dispatcher(
-        FailingStage(error),
+        FailingStage(error, name="deliver"),
         publisher=MemoryPublisher(),
         retry=RetryPolicy(),
         provenance=Provenance(b"k" * 32),
         metrics=metrics,
     )
 
-    dispatcher(ENVELOPE)
+    dispatcher(DELIVERY_ENVELOPE)
 
     assert isinstance(metrics, MemoryMetrics)
     assert dict(metrics.counts) == {key: 1}

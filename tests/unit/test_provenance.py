@@ -13,13 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.errors import HubError, InvalidMessage, TransientError
+from hub.errors import InvalidMessage, TransientError
 from hub.messages import Problem
 from hub.pipeline import Dispatcher, RetryPolicy
 from hub.security.ids import IdKey
 from hub.security.provenance import H_SEAL, Provenance, SealingPublisher
 from hub.stages.intake import publisher_routing_key, publisher_user_id, source_from_routing_key
 from hub.wire import Envelope
+from tests.fixtures.stages import FailingStage
 
 pytestmark = pytest.mark.unit
 
@@ -134,23 +135,6 @@ class ListPublisher:
 
     def publish(self, **message: Any) -> None:
         self.published.append(message)
-
-
-@dataclass
-class FailingStage:
-    error: Exception
-    name: str = "intake"
-    seen: list[Envelope] = field(default_factory=list)
-
-    def process(self, envelope: Envelope) -> None:
-        self.seen.append(envelope)
-        raise self.error
-
-    def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
-        self.seen.append(envelope)
-
-    def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
-        pass
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from hl7apy.parser import parse_message
 
 from hub.contracts.alert import parse_alert
 from hub.messages import Alert, HubIdentity, Recipient
-from hub.transforms.alert_to_referral import referral_ids
+from hub.transforms.referral_ids import referral_ids
 from hub.transforms.referral_to_ref_i12 import (
     AckStatus,
     UnreadableAck,

@@ -13,7 +13,7 @@ import pytest
 from hub.contracts.alert import parse_alert
 from hub.endpoints.webhook import render_webhook_json
 from hub.messages import Alert, HubIdentity, Recipient
-from hub.transforms.alert_to_referral import referral_ids
+from hub.transforms.referral_ids import referral_ids
 from hub.transforms.referral_to_webhook import (
     SCHEMA,
     build_webhook_referral,

@@ -1,7 +1,8 @@
 """The ops console: server-rendered pages under /ops/ for failed-message groups, a group's
 messages and one message (masked, with its trace), replay and discard with a reason, and
 endpoint status. Login against `operators` in hub.yaml; a signed session cookie; a CSRF token
-on every form. Every action goes through hub.operations (audited there, as the operator).
+on every form (console_signin.py: the session, signing in and out). Every action goes through
+hub.operations (audited there, as the operator).
 
 The only module that imports jinja2. Never shows unmasked personal data and has no reveal.
 """
@@ -9,9 +10,7 @@ The only module that imports jinja2. Never shows unmasked personal data and has 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -19,23 +18,15 @@ from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from hub.adapters.inbound.console_config import (
-    _HEADERS,
     ACTIONS,
-    COOKIE,
-    LOCKED_TEXT,
-    MAX_NAME_CHARS,
-    MAX_PASSWORD_CHARS,
     NOTICES,
-    THROTTLED_TEXT,
-    UNAVAILABLE_TEXT,
-    UNKNOWN_NAME,
-    WRONG_TEXT,
     ConsoleDeps,
 )
+from hub.adapters.inbound.console_signin import SignedIn
 from hub.errors import TransientError
 from hub.log import get_logger
 from hub.operations.failed import OperationRefused, discard, replay, select_ids, show, summary
@@ -44,18 +35,12 @@ from hub.operations.reports.html import report_body
 from hub.operations.reports.measures import GroupBy
 from hub.operations.reports.period import month_period
 from hub.operations.trace import trace
-from hub.security import console_session
-from hub.security.console_guard import Gate, LiveSessions, LoginThrottle
 from hub.security.console_session import Session
-from hub.security.passwords import verify_password
 from hub.security.terminal import neutralise
-from hub.store_rules.failed import CONSOLE_EVENTS
 
 log = get_logger("hub.console")
 
 ConsoleApp = Starlette  # what hub.bootstrap hands to hub.adapters.inbound.api.build_app
-
-Handler = Callable[[Request, Session], Awaitable[Response]]
 
 
 def _neutralised(value: Any) -> Any:
@@ -76,153 +61,8 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
         finalize=_neutralised,  # every {{ value }} on every page: no bidi or control tricks
     )
 
-    throttle = deps.throttle or LoginThrottle()
-    live = deps.sessions or LiveSessions(max_age=console_session.MAX_AGE_SECONDS)
-    # An unknown name is checked against a real account's hash: the same argon2 parameters,
-    # so it costs exactly what a known name costs (no telling names apart by timing).
-    decoy_hash = next(iter(deps.operators.values())).password_hash if deps.operators else None
-
-    def now_s() -> int:
-        return int(deps.seconds())
-
-    async def session_of(request: Request) -> Session | None:
-        """The cookie's session; a signed-in one only while its id is live on the server
-        (signed out, expired or from before a restart: read as signed out)."""
-        session = console_session.decode(
-            request.cookies.get(COOKIE), secret=deps.secret, now=now_s()
-        )
-        if session is None or session.user is None:
-            return session
-        try:
-            now = deps.seconds()
-            if await run_in_threadpool(live.is_live, session.sid, session.user, now=now):
-                return session
-        except TransientError as exc:  # cannot tell it is live: signed out, fail closed
-            log.error("console_sessions_unavailable", reason=exc.message)
-        return replace(session, user=None, sid=None)
-
-    def over_tls(request: Request) -> bool:
-        """Served over HTTPS (api.tls): the cookie is then Secure, never sent in clear."""
-        return request.url.scheme == "https"
-
-    def audit(action: str, *, by: str, reason: str) -> None:
-        try:
-            deps.store.audit(action, [CONSOLE_EVENTS], by=by, reason=reason, at=deps.clock())
-        except TransientError as exc:  # the database is down: say so in the log, carry on
-            log.error("console_audit_failed", action=action, reason=exc.message)
-
-    def page(
-        request: Request, name: str, session: Session, *, status: int = 200, **context: Any
-    ) -> HTMLResponse:
-        html = env.get_template(name).render(
-            base=base, user=session.user, csrf=session.csrf, **context
-        )
-        response = HTMLResponse(html, status_code=status, headers=_HEADERS)
-        set_cookie(response, session, secure=over_tls(request))
-        return response
-
-    def set_cookie(response: Response, session: Session, *, secure: bool) -> None:
-        response.set_cookie(
-            COOKIE,
-            console_session.encode(session, secret=deps.secret),
-            max_age=console_session.MAX_AGE_SECONDS,
-            path=base,
-            httponly=True,
-            samesite="strict",
-            secure=secure,
-        )
-
-    def redirect(request: Request, path: str, session: Session | None = None) -> Response:
-        response = RedirectResponse(f"{base}{path}", status_code=303, headers=_HEADERS)
-        if session is not None:
-            set_cookie(response, session, secure=over_tls(request))
-        return response
-
-    def login_required(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def guarded(request: Request) -> Response:
-            session = await session_of(request)
-            if request.method == "POST":
-                form = await request.form()
-                if not console_session.csrf_ok(session, form.get("csrf")):
-                    log.warning("console_csrf_refused", path=request.url.path)
-                    return HTMLResponse("CSRF token missing or wrong", 403, headers=_HEADERS)
-            if session is None or session.user not in deps.operators:
-                return redirect(request, "/login")
-            return await handler(request, session)
-
-        return guarded
-
-    async def login_form(request: Request) -> Response:
-        session = await session_of(request) or console_session.new_session(now=now_s())
-        if session.user in deps.operators:
-            return redirect(request, "/groups")
-        return page(request, "login.html", session)
-
-    async def login(request: Request) -> Response:
-        session = await session_of(request)
-        form = await request.form()
-        if not console_session.csrf_ok(session, form.get("csrf")):
-            return HTMLResponse("CSRF token missing or wrong", 403, headers=_HEADERS)
-        assert session is not None
-        name = str(form.get("username", ""))[:MAX_NAME_CHARS]
-        password = str(form.get("password", ""))[:MAX_PASSWORD_CHARS]
-        client = request.client.host if request.client else "unknown"
-        account = deps.operators.get(name)
-        # Audited under the name only when it is an operator's: a typed name may be anything.
-        who = name if account is not None else UNKNOWN_NAME
-        gate, first = throttle.admit(account=name, client=client, now=deps.seconds())
-        if gate is Gate.THROTTLED:
-            log.warning("console_login_throttled", client=client)
-            if first:
-                reason = (
-                    f"client {client}: over {throttle.client_attempts} sign-in attempts "
-                    f"in {throttle.client_window:g} s"
-                )
-                await run_in_threadpool(audit, "login_throttled", by=who, reason=reason)
-            return page(request, "login.html", session, status=429, error=THROTTLED_TEXT)
-        checked = account.password_hash if account is not None else decoy_hash
-        # Always one argon2 verification, whatever the name, password or lock state.
-        ok = await run_in_threadpool(verify_password, checked or "", password or "\x00")
-        ok = ok and account is not None and bool(password)
-        if gate is Gate.LOCKED:
-            log.warning("console_login_locked_out", client=client)
-            return page(request, "login.html", session, status=401, error=LOCKED_TEXT)
-        if not ok:
-            failure = throttle.failed(account=name, now=deps.seconds())
-            log.warning("console_login_refused", client=client, failures=failure.failures)
-            if failure.locked_until is not None:
-                until = datetime.fromtimestamp(failure.locked_until, UTC).isoformat()
-                reason = (
-                    f"{failure.failures} wrong passwords in a row, the last from {client}; "
-                    f"locked until {until}"
-                )
-                log.warning("console_account_locked", client=client)
-                await run_in_threadpool(audit, "login_locked", by=who, reason=reason)
-                return page(request, "login.html", session, status=401, error=LOCKED_TEXT)
-            return page(request, "login.html", session, status=401, error=WRONG_TEXT)
-        throttle.succeeded(account=name)
-        try:
-            sid = await run_in_threadpool(live.start, name, now=deps.seconds())
-        except TransientError as exc:
-            log.error("console_sessions_unavailable", reason=exc.message)
-            return page(request, "login.html", session, status=503, error=UNAVAILABLE_TEXT)
-        log.info("console_login", operator=name)
-        await run_in_threadpool(audit, "sign_in", by=name, reason=f"from {client}")
-        return redirect(
-            request, "/groups", console_session.new_session(now=now_s(), user=name, sid=sid)
-        )
-
-    async def logout(request: Request, session: Session) -> Response:
-        try:
-            await run_in_threadpool(live.end, session.sid)  # the cookie is worthless from now on
-        except TransientError as exc:
-            log.error("console_sessions_unavailable", reason=exc.message)
-            error = "Could not sign you out: the database is unavailable. Try again."
-            return page(request, "error.html", session, status=503, error=error)
-        log.info("console_logout", operator=session.user)
-        await run_in_threadpool(audit, "sign_out", by=session.user or "", reason="signed out")
-        response = redirect(request, "/login", console_session.new_session(now=now_s()))
-        return response
+    web = SignedIn(deps, base, lambda name, **context: env.get_template(name).render(**context))
+    page, redirect, login_required = web.page, web.redirect, web.login_required
 
     async def home(request: Request, session: Session) -> Response:
         return redirect(request, "/groups")
@@ -389,9 +229,9 @@ def build_console(deps: ConsoleDeps, *, base: str = "/ops") -> ConsoleApp:
 
     return Starlette(
         routes=[
-            Route("/login", login_form, methods=["GET"]),
-            Route("/login", login, methods=["POST"]),
-            Route("/logout", login_required(logout), methods=["POST"]),
+            Route("/login", web.login_form, methods=["GET"]),
+            Route("/login", web.login, methods=["POST"]),
+            Route("/logout", login_required(web.logout), methods=["POST"]),
             Route("/", login_required(home), methods=["GET"]),
             Route("/groups", login_required(groups), methods=["GET"]),
             Route("/groups/{key}", login_required(group), methods=["GET"]),

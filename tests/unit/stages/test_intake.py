@@ -9,7 +9,7 @@ import pytest
 from hub.contracts.alert import parse_alert
 from hub.records import AlertState, Seen
 from hub.stages.intake_plan import IntakeAction, plan_intake, plan_referrals, route_decision
-from hub.transforms.alert_to_referral import referral_ids
+from hub.transforms.referral_ids import referral_ids
 from hub.wire import Disposition
 from tests.fixtures.alerts import custody_alert, to_body
 from tests.unit.stages.harness import HUB, ID_KEY, NOW, ROUTES, MemoryHub

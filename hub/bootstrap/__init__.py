@@ -1,63 +1,51 @@
 """The composition root: builds the real adapters and wires them to stages (the running and
-supervising of what it builds is hub/runtime.py).
+supervising of what it builds is hub/runtime.py). The only core package, with runtime and cli,
+that names adapters.
 
 `Hub(settings).start()` declares the topology, starts one consumer thread per queue (and
-`max_in_flight` per endpoint), and serves the HTTP API; `stop()` drains cleanly.
+`max_in_flight` per endpoint), and serves the HTTP API; `stop()` drains cleanly. Its parts:
+senders.py (each endpoint kind's transport), queue_watch.py (where queue depths and ages come
+from), inbound.py (outcome credentials, the ops console), operations.py (the adapters the
+operator commands use without a hub). `Hub` stays here, so `hub.bootstrap.Dispatcher` is the
+name its consumers are built with.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
 from hub.adapters.http_client import HttpxFhirClient
 from hub.adapters.inbound.api import ApiServer, build_app
-from hub.adapters.inbound.console import ConsoleApp, build_console
-from hub.adapters.inbound.console_config import ConsoleDeps
-from hub.adapters.mesh import MeshSender
+from hub.adapters.inbound.console import ConsoleApp
 from hub.adapters.metrics import PrometheusMetrics
-from hub.adapters.mllp import Hl7v2MllpSender, MllpClient, MllpSender
-from hub.adapters.rabbitmq.connection import Broker, connected, queue_depth, queue_depths
+from hub.adapters.mllp import MllpClient, MllpSender
+from hub.adapters.rabbitmq.connection import Broker, connected
 from hub.adapters.rabbitmq.consumer import QueueWorker
-from hub.adapters.rabbitmq.management import head_message_ages
 from hub.adapters.rabbitmq.publisher import KombuPublisher
 from hub.adapters.rabbitmq.topology import Topology
-from hub.adapters.sql.console_sessions import SqlLiveSessions
 from hub.adapters.sql.failed_store import SqlFailedStore
 from hub.adapters.sql.ledger import SqlLedger
-from hub.adapters.sql.reports import SqlReportReader
 from hub.adapters.sql.switches import SqlEndpointSwitches
-from hub.endpoints.fhir_rest import (
-    FhirRestSender,
-    FhirTarget,
-)
+from hub.bootstrap.inbound import build_console_app, inbound_credentials
+from hub.bootstrap.operations import operations_adapters
+from hub.bootstrap.queue_watch import age_observed, build_queue_watch
+from hub.bootstrap.senders import sender_for, token_source_for
 from hub.endpoints.kinds import FOLLOWUP_RENDERERS, RENDERERS
-from hub.endpoints.mesh import MeshReferralSender
-from hub.endpoints.oauth2 import OAuth2TokenSource
-from hub.endpoints.webhook import (
-    WebhookSender,
-    WebhookTarget,
-)
 from hub.errors import ConfigError, TransientError
 from hub.log import get_logger
 from hub.operations.database_watch import DatabaseWatch
 from hub.operations.queue_ages import ObservedAges
-from hub.operations.queue_watch import QueueWatch
 from hub.pipeline import Clock, Dispatcher, RetryPolicy, Stage, utc_now
-from hub.ports import FhirClient, Ledger, Metrics, Sender
-from hub.records import FailedState
+from hub.ports import FhirClient, Ledger, Metrics
 from hub.runtime import Runtime, Supervisor, Watcher
-from hub.security import console_session
 from hub.security.ids import IdKey
-from hub.security.inbound_auth import InboundCredentials
 from hub.security.provenance import Provenance, SealingPublisher
-from hub.settings.load import report_db_url
-from hub.settings.types import EndpointConfig, EndpointKind, Settings
+from hub.settings.types import Settings
 from hub.stages.dead_letters import DLQ_QUEUES, DeadLetterIngester
 from hub.stages.delivery import DeliveryStage
 from hub.stages.endpoint_gate import CircuitSender, EndpointGate, PauseWatcher, gate_for
@@ -66,79 +54,9 @@ from hub.stages.outcomes import OutcomeStage
 from hub.stages.overdue import OverdueWatch
 from hub.wire import ALERT_QUEUES, OUTCOMES_INBOUND_QUEUE, delivery_queue
 
+__all__ = ["Dispatcher", "Hub", "operations_adapters", "sender_for", "token_source_for"]
+
 log = get_logger("hub.bootstrap")
-
-
-def sender_for(
-    endpoint: EndpointConfig,
-    *,
-    http: FhirClient,
-    mllp: MllpSender,
-    tokens: OAuth2TokenSource | None = None,
-) -> Sender:
-    """The Sender for one configured endpoint (settings guarantee its kind's fields are set).
-    `tokens`: the endpoint's shared OAuth2 token cache (`token_source_for`)."""
-    match endpoint.kind:
-        case EndpointKind.FHIR_REST:
-            assert endpoint.url is not None
-            auth = f"Bearer {endpoint.auth.token}" if endpoint.auth else None
-            target = FhirTarget(
-                service_id=endpoint.service_id,
-                url=endpoint.url,
-                timeout_seconds=endpoint.timeout_seconds,
-                authorization=auth,
-            )
-            if endpoint.tls is not None:
-                # Mutual TLS and/or its own CA bundle: a client of the endpoint's own.
-                http = HttpxFhirClient(
-                    verify=endpoint.tls.ca or True, cert=endpoint.tls.client_cert
-                )
-            return FhirRestSender(target=target, client=http, tokens=tokens)
-        case EndpointKind.MESH:
-            assert endpoint.mesh is not None
-            box, tls = endpoint.mesh, endpoint.tls
-            outbox = MeshSender(
-                box.url,
-                box.mailbox,
-                box.password,
-                box.shared_key,
-                recipient_mailbox=box.recipient_mailbox,
-                workflow_id=box.workflow_id,
-                cert=tls.client_cert if tls else None,
-                verify=tls.ca if tls and tls.ca else None,
-                timeout=endpoint.timeout_seconds,
-                endpoint=endpoint.name,
-            )
-            return MeshReferralSender(outbox=outbox)
-        case EndpointKind.HL7V2_MLLP:
-            assert endpoint.host is not None and endpoint.port is not None
-            return Hl7v2MllpSender(
-                host=endpoint.host,
-                port=endpoint.port,
-                timeout_seconds=endpoint.timeout_seconds,
-                client=mllp,
-            )
-        case EndpointKind.WEBHOOK:
-            assert endpoint.url is not None and endpoint.signing is not None
-            webhook = WebhookTarget(
-                url=endpoint.url,
-                timeout_seconds=endpoint.timeout_seconds,
-                key=endpoint.signing.key,
-            )
-            return WebhookSender(target=webhook, client=http)
-
-
-def token_source_for(endpoint: EndpointConfig) -> OAuth2TokenSource | None:
-    """One OAuth2 token cache per endpoint, shared by its consumers; None without OAuth2."""
-    if endpoint.oauth2 is None:
-        return None
-    tls = endpoint.tls
-    client = HttpxFhirClient(
-        verify=tls.ca if tls and tls.ca else True, cert=tls.client_cert if tls else None
-    )
-    return OAuth2TokenSource(
-        endpoint.oauth2, client, timeout=endpoint.timeout_seconds, endpoint=endpoint.name
-    )
 
 
 @dataclass
@@ -161,7 +79,7 @@ class Hub:
     overdue_check_seconds: float = 30.0  # how often the ledger is asked for overdue referrals
     # Told of every message a consumer takes: the queue-age bound for queues the ledger
     # cannot age (hub.operations.queue_ages).
-    _observed_ages: ObservedAges = field(default_factory=lambda: ObservedAges(_age_observed))
+    _observed_ages: ObservedAges = field(default_factory=lambda: ObservedAges(age_observed))
     supervise_seconds: float = 2.0  # how often the supervisor looks for dead threads
     _ids: IdKey | None = None
     # What runs once started, and supervises it (hub/runtime.py).
@@ -325,13 +243,23 @@ class Hub:
                         on_take=self._observed_ages.taken,
                     ),
                 )
-        self._watch_queues(topology)
+        runtime.queue_watch = build_queue_watch(
+            s,
+            broker=self.broker,
+            ledger=self._ledger,
+            metrics=self._metrics,
+            queues=topology.all_queue_names(),
+            observed=self._observed_ages,
+            failed_store=self._own(SqlFailedStore(s.db_url)),
+            interval=self.queue_watch_seconds,
+        )
+        runtime.queue_watch.start()
         if self.serve_api:
             app = build_app(
                 ledger=self._ledger,
                 publisher=self._publisher(),
                 recipients=recipients,
-                inbound=self._inbound_credentials(),
+                inbound=inbound_credentials(s),
                 max_body_bytes=s.max_body_bytes,
                 readiness=self.readiness,
                 metrics=self._metrics.exposition,
@@ -380,45 +308,14 @@ class Hub:
         """RabbitMQ's URL and TLS options, for every connection the hub makes."""
         return Broker(self.settings.amqp_url, self.settings.amqp_tls)
 
-    def _inbound_credentials(self) -> dict[str, InboundCredentials]:
-        """Who may POST outcomes. Fail closed: an endpoint without `inbound` credentials cannot,
-        and start-up says so, as it does when tokens would cross the network in clear text."""
-        s = self.settings
-        inbound = {name: ep.inbound for name, ep in s.endpoints.items() if ep.inbound}
-        if closed := sorted(set(s.endpoints) - set(inbound)):
-            log.warning("outcomes_refused_from_endpoints", endpoints=closed, reason="no inbound")
-        loopback = s.api_host in ("127.0.0.1", "::1", "localhost")
-        if s.api_tls is None and not loopback and any(c.token_sha256 for c in inbound.values()):
-            log.warning("api_tokens_without_tls", host=s.api_host)  # fine behind a TLS proxy
-        return inbound
-
     def _console(self) -> ConsoleApp:
-        """The ops console at /ops/ (only when operators are configured)."""
-        s = self.settings
-        if not s.console_secret:
-            raise ConfigError(["operators are configured: set HUB_CONSOLE_SECRET"])
-        broker = self.broker
-        return build_console(
-            ConsoleDeps(
-                operators=s.operators,
-                secret=s.console_secret,
-                store=self._own(SqlFailedStore(s.db_url)),
-                ledger=self._own(SqlLedger(s.db_url)),  # the reader `trace` needs
-                publisher=self._publisher(),
-                endpoints=s.endpoints,
-                clock=self.clock,
-                endpoint_depth=lambda name: queue_depth(broker, delivery_queue(name)),
-                circuit_state=lambda name: (
-                    str(self.gates[name].circuit.state) if name in self.gates else None
-                ),
-                paused_by_operator=lambda name: name in self.gates and self.gates[name].paused,
-                # In the database: every hub honours the same sessions, and a sign-out on one
-                # ends the session on all.
-                sessions=self._own(
-                    SqlLiveSessions(s.db_url, max_age=console_session.MAX_AGE_SECONDS)
-                ),
-                pathway=self._own(SqlReportReader(report_db_url() or s.db_url)).report,
-            )
+        return build_console_app(
+            self.settings,
+            broker=self.broker,
+            gates=self.gates,
+            clock=self.clock,
+            publisher=self._publisher,
+            own=self._own,
         )
 
     @property
@@ -484,59 +381,6 @@ class Hub:
         assert self.metrics is not None
         return self.metrics
 
-    def _watch_queues(self, topology: Topology) -> None:
-        """Sample queue depths (passive declares), oldest-message ages (docs/operations.md,
-        "Queue depth and age") and the failed-message store's size."""
-        s = self.settings
-        management_url = s.management_url
-        ages = (
-            # Vhost and credentials: the same on every node, so the first URL's.
-            partial(head_message_ages, management_url, self.broker.urls[0], tls=s.amqp_tls)
-            if management_url
-            else None
-        )
-        store = self._own(SqlFailedStore(s.db_url))
-        self._runtime.queue_watch = QueueWatch(
-            metrics=self._metrics,
-            queues=topology.all_queue_names(),
-            depths=partial(queue_depths, self.broker),
-            ages=partial(self._queue_ages, ages),
-            observed=self._observed_ages,
-            failed_count=partial(store.count, FailedState.FAILED),
-            interval=self.queue_watch_seconds,
-            wall_clock=time.time,
-        )
-        self._runtime.queue_watch.start()
-
-    def _queue_ages(
-        self,
-        management: Callable[..., Mapping[str, float]] | None,
-        queues: Sequence[str],
-        now: float,
-    ) -> dict[str, float]:
-        """Delivery queues from the ledger; others from the management API where the broker
-        reports a head-message timestamp (RabbitMQ reports none for quorum queues, so for
-        none of the hub's own today); the rest are left to the observed bound."""
-        ages = self._ledger_ages(queues, now)
-        if management is not None:
-            try:
-                for queue, age in management(queues, now=now).items():
-                    ages.setdefault(queue, age)
-            except TransientError as exc:
-                log.warning("management_api_unavailable", reason=exc.message)
-        return ages
-
-    def _ledger_ages(self, queues: Sequence[str], now: float) -> dict[str, float]:
-        """Each delivery queue's age is that of its endpoint's oldest referral the ledger still
-        has as queued, since its alert reached the hub (retry waits included); 0 when there is
-        none."""
-        oldest = self._ledger.oldest_undelivered()
-        return {
-            queue: max(0.0, now - oldest[endpoint].timestamp()) if endpoint in oldest else 0.0
-            for endpoint in self.settings.endpoints
-            if (queue := delivery_queue(endpoint)) in queues
-        }
-
     def down(self) -> list[str]:
         """Threads not doing their job right now, by name (hub/runtime.py)."""
         return self._runtime.down()
@@ -561,25 +405,5 @@ class _Closable(Protocol):
     def close(self) -> None: ...
 
 
-def _age_observed(queue: str) -> bool:
-    """Queues whose age is bounded from what the consumers take: not the delivery queues (the
-    ledger ages their referrals) nor the retry queues (waiting is what they are for)."""
-    return not queue.startswith((delivery_queue(""), "hub.retry."))
-
-
 def _report_circuit(metrics: Metrics, endpoint: str, old: object, new: object) -> None:
     metrics.circuit_state(endpoint, str(new))
-
-
-def operations_adapters(
-    settings: Settings,
-) -> tuple[SqlLedger, SqlFailedStore, SealingPublisher]:
-    """What `hub failed …` and `hub trace` work with; the caller closes them. The publisher
-    connects only when a replay first publishes, and seals what it replays (so HUB_ID_KEY is
-    needed: a ConfigError without it)."""
-    provenance = Provenance(settings.id_key().seal_key)
-    return (
-        SqlLedger(settings.db_url),
-        SqlFailedStore(settings.db_url),
-        SealingPublisher(KombuPublisher(Broker(settings.amqp_url, settings.amqp_tls)), provenance),
-    )
