@@ -1,0 +1,260 @@
+"""The ledger's unit of work (hub.ports.UnitOfWork): many calls made as one transaction. Run on
+the ledger contract's backends (MemoryLedger, SqlLedger on SQLite and on the real PostgreSQL):
+what a unit writes is all there once it ends, and an expected collision inside it (a duplicate
+alert or outcome) undoes nothing else. On PostgreSQL the unit is one transaction: a unit that
+raises leaves nothing, another connection sees nothing of it until it ends, and a unit inside
+a unit joins the outer one. (On SQLite and in memory each call commits on its own.)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+
+from hub.adapters.sql.ledger import SqlLedger
+from hub.messages import Problem
+from hub.records import AlertState, JourneyEvent, ReferralState, Seen
+from tests.integration.test_ledger_contract import (  # noqa: F401 - fixtures among them
+    T0,
+    CheckedLedger,
+    backend,
+    facts,
+    new_id,
+    new_pg_schema,
+    pg_schema_url,
+    referral,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class Boom(Exception):
+    """What a stage's code raises in the middle of a unit of work."""
+
+
+@pytest.fixture
+def pg_ledgers(pg_schema_url: str) -> Iterator[Callable[[], SqlLedger]]:  # noqa: F811
+    """Opens SqlLedgers on the contract's PostgreSQL schema, each with its own connections (as
+    two workers of the hub would); all closed after the test."""
+    opened: list[SqlLedger] = []
+
+    def open_ledger() -> SqlLedger:
+        opened.append(SqlLedger(pg_schema_url))
+        return opened[-1]
+
+    yield open_ledger
+    for one in opened:
+        one.close()
+
+
+def write_a_routed_alert(ledger: CheckedLedger) -> str:
+    """Everything intake and delivery write for one alert: the alert, two referrals, a delivery
+    attempt, an outcome sent to the justice side and a journey event. Returns the alert id."""
+    alert = facts()
+    assert ledger.record_alert(alert)[0] is Seen.NEW
+    first, second = referral(alert.alert_id, "leeds-ld"), referral(alert.alert_id, "wy-ld")
+    ledger.mark_routed(alert.alert_id, rule="adult", referrals=[first, second], at=T0)
+    ledger.record_attempt(
+        first.bundle_id,
+        at=T0 + timedelta(seconds=1),
+        result="delivered",
+        http_status=200,
+        detail="http_delivered",
+        duration_ms=3.0,
+    )
+    assert ledger.record_outcome(
+        outcome_id=new_id("outcome"),
+        alert_id=alert.alert_id,
+        bundle_id=first.bundle_id,
+        status="received",
+        at=T0 + timedelta(seconds=2),
+    )
+    ledger.add_event(JourneyEvent(alert.alert_id, T0, "intake", "alert_received"))
+    return alert.alert_id
+
+
+def assert_fully_stored(ledger: CheckedLedger, alert_id: str) -> None:
+    stored = ledger.get_alert(alert_id)
+    assert stored is not None and stored.state is AlertState.ROUTED
+    referrals = {r.endpoint: r for r in ledger.referrals_for(alert_id)}
+    assert set(referrals) == {"leeds-ld", "wy-ld"}
+    assert referrals["leeds-ld"].state is ReferralState.DELIVERED
+    assert referrals["wy-ld"].state is ReferralState.QUEUED
+    assert [a.result for a in ledger.attempts_for(referrals["leeds-ld"].bundle_id)] == ["delivered"]
+    assert [o.status for o in ledger.outcomes_for(alert_id)] == ["received"]
+    assert [e.event for e in ledger.journey(alert_id)] == ["alert_received"]
+
+
+def assert_nothing_stored(ledger: CheckedLedger, alert_id: str) -> None:
+    assert ledger.get_alert(alert_id) is None
+    assert ledger.referrals_for(alert_id) == []
+    assert ledger.outcomes_for(alert_id) == []
+    assert ledger.journey(alert_id) == []
+
+
+# -- every backend ------------------------------------------------------------------------------
+
+
+def test_writes_made_inside_a_unit_of_work_are_all_stored_after_it_ends(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger, other = backend(), backend()  # `other`: another worker's ledger, its own connection
+
+    with ledger.unit_of_work():
+        alert_ids = [write_a_routed_alert(ledger) for _ in range(3)]
+        rejected = new_id("alert")
+        ledger.record_rejection(
+            alert_id=rejected,
+            source_kind="custody",
+            organisation_code="RYJ",
+            reference=None,
+            problems=[Problem("person.date_of_birth", "required")],
+            at=T0,
+        )
+        # Inside the unit, its own reads see what it wrote.
+        assert_fully_stored(ledger, alert_ids[0])
+
+    for alert_id in alert_ids:
+        assert_fully_stored(other, alert_id)
+        assert_fully_stored(ledger, alert_id)
+    # A rejection leaves no alert, but is found by its id.
+    assert other.find_alert_ids(rejected) == [rejected]
+
+
+def test_a_duplicate_alert_inside_a_unit_of_work_is_a_duplicate_and_undoes_none_of_its_other_writes(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger, competitor = backend(), backend()
+    known = facts()
+    known_outcome = new_id("outcome")
+    competitor.record_alert(known)  # a competing worker took the same alert first
+    competitor.record_outcome(
+        outcome_id=known_outcome, alert_id=known.alert_id, bundle_id=None, status="received", at=T0
+    )
+
+    with ledger.unit_of_work():
+        before = write_a_routed_alert(ledger)
+        seen, record = ledger.record_alert(known)
+        clash, _ = ledger.record_alert(facts(known.alert_id, body_sha256="b" * 64))
+        outcome_again = ledger.record_outcome(
+            outcome_id=known_outcome,
+            alert_id=known.alert_id,
+            bundle_id=None,
+            status="received",
+            at=T0,
+        )
+        after = write_a_routed_alert(ledger)
+
+    assert (seen, clash, outcome_again) == (Seen.DUPLICATE, Seen.CONFLICT, False)
+    assert record.facts.alert_id == known.alert_id
+    assert_fully_stored(competitor, before)
+    assert_fully_stored(competitor, after)
+    stored = competitor.get_alert(known.alert_id)
+    assert stored is not None and stored.facts.body_sha256 == known.body_sha256
+
+
+def test_a_unit_of_work_inside_another_is_stored_with_the_outer_one(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger, other = backend(), backend()
+
+    with ledger.unit_of_work():
+        outer = write_a_routed_alert(ledger)
+        with ledger.unit_of_work():
+            inner = write_a_routed_alert(ledger)
+        assert_fully_stored(ledger, inner)  # the inner block's end left the unit usable
+        last = write_a_routed_alert(ledger)
+
+    for alert_id in (outer, inner, last):
+        assert_fully_stored(other, alert_id)
+
+
+# -- PostgreSQL: one transaction --------------------------------------------------------------
+
+
+def test_on_postgresql_a_unit_of_work_that_raises_leaves_none_of_its_writes(
+    pg_ledgers: Callable[[], SqlLedger],
+) -> None:
+    ledger, other = pg_ledgers(), pg_ledgers()
+    alert_ids: list[str] = []
+
+    with pytest.raises(Boom), ledger.unit_of_work():
+        alert_ids += [write_a_routed_alert(ledger) for _ in range(2)]
+        assert_fully_stored(ledger, alert_ids[0])  # the writes were made, inside the unit
+        raise Boom
+
+    for alert_id in alert_ids:
+        assert_nothing_stored(other, alert_id)
+        assert_nothing_stored(ledger, alert_id)
+    # The ledger is usable afterwards: a unit that commits stores what it writes.
+    with ledger.unit_of_work():
+        again = write_a_routed_alert(ledger)
+    assert_fully_stored(other, again)
+
+
+def test_on_postgresql_another_ledger_sees_nothing_of_an_open_unit_of_work_until_it_ends(
+    pg_ledgers: Callable[[], SqlLedger],
+) -> None:
+    ledger, other = pg_ledgers(), pg_ledgers()
+
+    with ledger.unit_of_work():
+        alert_id = write_a_routed_alert(ledger)
+        assert_fully_stored(ledger, alert_id)
+        assert_nothing_stored(other, alert_id)
+        assert other.find_alert_ids(alert_id) == []
+
+    assert_fully_stored(other, alert_id)
+
+
+def test_on_postgresql_a_nested_unit_of_work_is_invisible_to_others_until_the_outer_one_ends(
+    pg_ledgers: Callable[[], SqlLedger],
+) -> None:
+    ledger, other = pg_ledgers(), pg_ledgers()
+
+    with ledger.unit_of_work():
+        with ledger.unit_of_work():
+            inner = write_a_routed_alert(ledger)
+        assert_fully_stored(ledger, inner)
+        assert_nothing_stored(other, inner)  # the inner block's end committed nothing
+
+    assert_fully_stored(other, inner)
+
+
+def test_on_postgresql_an_outer_unit_of_work_that_raises_undoes_a_nested_one_that_ended(
+    pg_ledgers: Callable[[], SqlLedger],
+) -> None:
+    ledger, other = pg_ledgers(), pg_ledgers()
+    inner: list[str] = []
+
+    with pytest.raises(Boom), ledger.unit_of_work():
+        with ledger.unit_of_work():
+            inner.append(write_a_routed_alert(ledger))
+        assert_fully_stored(ledger, inner[0])
+        raise Boom
+
+    assert_nothing_stored(other, inner[0])
+    assert_nothing_stored(ledger, inner[0])
+
+
+def test_on_postgresql_a_unit_of_work_holds_only_the_calls_of_the_thread_that_opened_it(
+    pg_ledgers: Callable[[], SqlLedger],
+) -> None:
+    ledger, other = pg_ledgers(), pg_ledgers()
+    from_another_thread: list[str] = []
+
+    with ledger.unit_of_work():
+        mine = write_a_routed_alert(ledger)
+        # The same ledger object, used by another consumer thread meanwhile: its own commit.
+        worker = threading.Thread(
+            target=lambda: from_another_thread.append(write_a_routed_alert(ledger))
+        )
+        worker.start()
+        worker.join(timeout=30)
+        assert from_another_thread, "the other thread's writes did not finish"
+        assert_fully_stored(other, from_another_thread[0])
+        assert_nothing_stored(other, mine)
+
+    assert_fully_stored(other, mine)
