@@ -25,6 +25,7 @@ from hub.adapters.memory.publisher import MemoryPublisher, Published
 from hub.adapters.rabbitmq.publisher import KombuPublisher
 from hub.errors import TransientError
 from hub.ports import Publisher
+from hub.wire import Outgoing
 
 pytestmark = pytest.mark.integration
 
@@ -268,6 +269,63 @@ class PublisherContract:
         )
         rb.marker()  # nothing more than the 40 arrived before the marker
 
+    # -- publish_many: many confirms in flight ------------------------------------------------
+
+    def test_publish_many_delivers_200_messages_complete_in_order_with_their_properties(
+        self, rb: Readback
+    ) -> None:
+        batch = [
+            Outgoing(
+                exchange=rb.exchange,
+                routing_key=f"hub.deliver.{n % 3}",
+                body=HOSTILE_BODIES[n % len(HOSTILE_BODIES)] + b"%d" % n,
+                headers={"x-hub-n": n, "x-hub-alert-id": f"a-{n}", "x-hub-list": ["x", n]},
+                message_id=f"m-{n}-{uuid.uuid4()}",
+                correlation_id=f"c-{n}" if n % 2 else None,
+                content_type="application/fhir+json" if n % 2 else "application/json",
+            )
+            for n in range(200)
+        ]
+        before = int(time.time())
+
+        rb.publisher.publish_many(batch)
+
+        after = time.time()
+        got = rb.read(200, timeout=15)
+        assert [untimed(g) for g in got] == [
+            published(
+                m.exchange,
+                m.routing_key,
+                m.body,
+                headers=m.headers,
+                message_id=m.message_id,
+                correlation_id=m.correlation_id,
+                content_type=m.content_type,
+            )
+            for m in batch
+        ]
+        assert all(g.persistent for g in got)
+        assert all(before <= g.timestamp <= after for g in got)
+        rb.marker()  # each arrived once: nothing more before the marker
+
+    def test_publish_many_of_nothing_publishes_nothing(self, rb: Readback) -> None:
+        rb.publisher.publish_many([])
+
+        assert rb.marker().routing_key == "marker"  # the first thing to arrive
+
+    def test_publish_many_and_publish_interleave_in_the_order_they_were_made(
+        self, rb: Readback
+    ) -> None:
+        def one(n: int) -> Outgoing:
+            return Outgoing(exchange=rb.exchange, routing_key="k", body=b"%d" % n)
+
+        rb.publisher.publish_many([one(0), one(1)])
+        rb.publisher.publish(exchange=rb.exchange, routing_key="k", body=b"2")
+        rb.publisher.publish_many([one(3)])
+
+        assert [g.body for g in rb.read(4)] == [b"0", b"1", b"2", b"3"]
+        rb.marker()
+
 
 class RefusesUnknownExchanges:
     """RabbitMQ never confirms a publish to an exchange that does not exist: the Publisher says
@@ -282,6 +340,46 @@ class RefusesUnknownExchanges:
 
         # The publisher still works afterwards, and the marker is the first thing to arrive.
         assert rb.marker().body == b"{}"
+
+    def test_a_publish_many_to_an_exchange_that_does_not_exist_raises_transient_and_arrives_nowhere(
+        self, rb: Readback
+    ) -> None:
+        lost = [
+            Outgoing(exchange="no.such.exchange", routing_key="k", body=b"lost %d" % n)
+            for n in range(5)
+        ]
+
+        with pytest.raises(TransientError, match="not confirmed"):
+            rb.publisher.publish_many(lost)
+
+        assert rb.marker().body == b"{}"
+
+    def test_a_publish_many_with_one_message_to_a_missing_exchange_raises_transient(
+        self, rb: Readback
+    ) -> None:
+        # Then any of the batch may or may not have been taken (the caller sends it all again,
+        # receivers de-duplicate by message id); the one to the missing exchange arrives nowhere.
+        good = [
+            Outgoing(exchange=rb.exchange, routing_key="k", body=b"{}", message_id=f"good-{n}")
+            for n in range(3)
+        ]
+        batch = [
+            good[0],
+            Outgoing(exchange="no.such.exchange", routing_key="k", body=b"x"),
+            *good[1:],
+        ]
+
+        with pytest.raises(TransientError, match="not confirmed"):
+            rb.publisher.publish_many(batch)
+
+        marker_id = f"marker-{uuid.uuid4()}"
+        rb.publisher.publish(
+            exchange=rb.exchange, routing_key="marker", body=b"{}", message_id=marker_id
+        )
+        arrived: list[str | None] = []
+        while not arrived or arrived[-1] != marker_id:
+            arrived += [g.message_id for g in rb.read(1)]
+        assert set(arrived[:-1]) <= {m.message_id for m in good}
 
 
 # -- backends -----------------------------------------------------------------------------------
