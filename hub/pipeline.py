@@ -44,6 +44,7 @@ from hub.wire import (
     H_STAGE,
     Disposition,
     Envelope,
+    Outgoing,
     retry_exchange,
 )
 
@@ -89,9 +90,9 @@ class Stage(Protocol):
         """Do the stage's work; return normally only when what it produced is durable."""
         ...
 
-    # A stage may also offer `process_batch(envelopes) -> Sequence[bool]`: the work of many
-    # messages done together, True for each whose work is done and durable, False for each it
-    # leaves to `process` (Dispatcher.dispatch_batch).
+    # A stage may also offer `process_batch(envelopes) -> Sequence[bool | Exception]`: the
+    # work of many messages done together; for each, True (done and durable), the error
+    # `process` would have raised, or False (left to `process`) (Dispatcher.dispatch_batch).
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         """The message is invalid: tell whoever must hear (e.g. a rejected outcome)."""
@@ -100,6 +101,21 @@ class Stage(Protocol):
     def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
         """The message is going to the dead-letter queue: record it (e.g. ledger state)."""
         ...
+
+
+def publish_each(publisher: Publisher, messages: Sequence[Outgoing]) -> None:
+    """One confirmed publish after another: what a single message's work does (a batch's uses
+    `publish_many`, with the confirms in flight together)."""
+    for m in messages:
+        publisher.publish(
+            exchange=m.exchange,
+            routing_key=m.routing_key,
+            body=m.body,
+            headers=m.headers,
+            message_id=m.message_id,
+            correlation_id=m.correlation_id,
+            content_type=m.content_type,
+        )
 
 
 def _iso(dt: datetime) -> str:
@@ -163,34 +179,49 @@ class Dispatcher:
 
     def dispatch_batch(self, envelopes: Sequence[Envelope]) -> list[Disposition]:
         """A batch, one Disposition each, in order. A stage with `process_batch` does what it
-        can of the batch together (one transaction, confirms in flight together); each
-        message it leaves, and every message if the batch fails as a whole, then goes through
-        `__call__` alone, so one bad message is answered or parked alone and never holds up or
-        loses the others."""
+        can of the batch together (one transaction, confirms in flight together) and says, for
+        each message, True (done and durable: acked), an error (what `process` would have
+        raised: disposed of as such), or False (left to `process`). Each message it leaves, and
+        every message if the batch fails as a whole, then goes through `__call__` alone, so one
+        bad message is answered or parked alone and never holds up or loses the others."""
         process_batch = getattr(self.stage, "process_batch", None)
-        done = [False] * len(envelopes)
-        if process_batch is not None and len(envelopes) > 1:
-            try:
-                done = list(process_batch([self._admit(e) for e in envelopes]))
-            except LedgerUnavailable as away:
-                # As for one message: back to the queue, all of it (the database watch holds
-                # the consumers until it answers); one by one would wait on it once each.
-                log.warning("ledger_unavailable", stage=self.stage.name, reason=away.message)
-                return [Disposition.REQUEUE] * len(envelopes)
-            except Exception as exc:  # noqa: BLE001 - the batch is a fast path: singles follow
-                # Whatever it wrote is idempotent on a second pass (the ledger de-duplicates,
-                # receivers de-duplicate by message id): each message now goes alone.
-                log.warning(
-                    "batch_processed_singly",
-                    stage=self.stage.name,
-                    size=len(envelopes),
-                    error_class=type(exc).__name__,
-                )
-                done = [False] * len(envelopes)
+        if process_batch is None or len(envelopes) < 2:
+            return [self(envelope) for envelope in envelopes]
+        admitted = [self._admit(e) for e in envelopes]
+        try:
+            results: list[bool | Exception] = list(process_batch(admitted))
+        except LedgerUnavailable as away:
+            # As for one message: back to the queue, all of it (the database watch holds
+            # the consumers until it answers); one by one would wait on it once each.
+            log.warning("ledger_unavailable", stage=self.stage.name, reason=away.message)
+            return [Disposition.REQUEUE] * len(envelopes)
+        except Exception as exc:  # noqa: BLE001 - the batch is a fast path: singles follow
+            # Whatever it wrote is idempotent on a second pass (the ledger de-duplicates,
+            # receivers de-duplicate by message id): each message now goes alone.
+            log.warning(
+                "batch_processed_singly",
+                stage=self.stage.name,
+                size=len(envelopes),
+                error_class=type(exc).__name__,
+            )
+            results = [False] * len(envelopes)
         return [
-            Disposition.ACK if ok else self(envelope)
-            for ok, envelope in zip(done, envelopes, strict=True)
+            self._settle(original, envelope, result)
+            for original, envelope, result in zip(envelopes, admitted, results, strict=True)
         ]
+
+    def _settle(
+        self, original: Envelope, envelope: Envelope, result: bool | Exception
+    ) -> Disposition:
+        if result is True:
+            return Disposition.ACK
+        if result is False:
+            return self(original)
+        bind_correlation(_correlation(envelope))
+        try:
+            return self._after_failure(envelope, result)
+        except Exception as exc:  # noqa: BLE001 - the boundary is total: see _last_resort
+            return self._last_resort(envelope, exc)
 
     def _admit(self, envelope: Envelope) -> Envelope:
         """The envelope with only the hub's own sealed headers (hub.security.provenance). A
@@ -205,34 +236,36 @@ class Dispatcher:
         try:
             self.stage.process(envelope)
             return Disposition.ACK
-        except InvalidMessage as invalid:
-            return self._guard(partial(self._reject, envelope, invalid))
-        except LedgerUnavailable as away:
+        except Exception as exc:  # noqa: BLE001 - the pipeline's single outer boundary
+            return self._after_failure(envelope, exc)
+
+    def _after_failure(self, envelope: Envelope, exc: Exception) -> Disposition:
+        """What the stage's error means for its message, by the branch of the error tree."""
+        if isinstance(exc, InvalidMessage):
+            return self._guard(partial(self._reject, envelope, exc))
+        if isinstance(exc, LedgerUnavailable):
             # Nothing of it was committed: back to its queue unacked (a retry queue would be
             # an ack while the ledger is away). The hub holds its consumers until the database
             # answers again (hub.operations.database_watch), so the requeue does not spin.
-            log.warning("ledger_unavailable", stage=self.stage.name, reason=away.message)
+            log.warning("ledger_unavailable", stage=self.stage.name, reason=exc.message)
             return Disposition.REQUEUE
-        except TransientError as transient:
-            return self._guard(partial(self._retry_or_dead_letter, envelope, transient))
-        except PermanentError as permanent:
-            return self._guard(partial(self._dead_letter, envelope, permanent))
-        except Exception as exc:  # noqa: BLE001 - the pipeline's single outer boundary
-            crash = PermanentError(
-                f"unexpected {type(exc).__name__} in stage {self.stage.name}: "
-                + "".join(traceback.format_exception_only(exc)).strip()[:500],
-                stage=self.stage.name,
-            )
-            crash.__cause__ = exc  # on_dead_letter may name its class (never its values)
-            log.error(
-                "stage_crashed",
-                stage=self.stage.name,
-                error_class=type(exc).__name__,
-                where=_where(exc),
-            )
-            return self._guard(
-                partial(self._dead_letter, envelope, crash, error_class="Unexpected")
-            )
+        if isinstance(exc, TransientError):
+            return self._guard(partial(self._retry_or_dead_letter, envelope, exc))
+        if isinstance(exc, PermanentError):
+            return self._guard(partial(self._dead_letter, envelope, exc))
+        crash = PermanentError(
+            f"unexpected {type(exc).__name__} in stage {self.stage.name}: "
+            + "".join(traceback.format_exception_only(exc)).strip()[:500],
+            stage=self.stage.name,
+        )
+        crash.__cause__ = exc  # on_dead_letter may name its class (never its values)
+        log.error(
+            "stage_crashed",
+            stage=self.stage.name,
+            error_class=type(exc).__name__,
+            where=_where(exc),
+        )
+        return self._guard(partial(self._dead_letter, envelope, crash, error_class="Unexpected"))
 
     def _guard(self, action: Callable[[], None]) -> Disposition:
         """Dead-lettering or scheduling a retry publishes; if that cannot be done durably,

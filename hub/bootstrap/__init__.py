@@ -177,8 +177,10 @@ class Hub:
             self._metrics.circuit_state(name, str(gate.circuit.state))
             gate.circuit.subscribe(partial(_report_circuit, self._metrics, name))
             for n in range(endpoint.max_in_flight):
-                # One consumer per in-flight slot, prefetch 1 each: an endpoint never has more
-                # than max_in_flight referrals outstanding, and a slow one blocks only itself.
+                # One consumer per in-flight slot, each sending one request at a time: an
+                # endpoint never has more than max_in_flight requests outstanding, and a slow
+                # one blocks only itself. Each takes its jobs in batches of delivery_batch_size
+                # (1: one at a time, prefetch 1), so the ledger commits once per batch.
                 sender = sender_for(
                     endpoint, http=self.fhir_client, mllp=self.mllp_client, tokens=tokens
                 )
@@ -198,8 +200,9 @@ class Hub:
                     delivery_queue(name),
                     stage,
                     name=f"deliver-{name}-{n}",
-                    prefetch=1,
+                    prefetch=s.delivery_batch_size,
                     gate=gate.may_consume,
+                    batch=(s.delivery_batch_size, s.batch_wait_ms / 1000),
                 )
         # Overdue referrals are found in the ledger, so a restart (or another hub) carries on.
         runtime.overdue_watch = OverdueWatch(

@@ -63,6 +63,7 @@ _HUB_SCHEMA: dict[str, Any] = _section(
                 "intake_consumers": {"type": "integer", "minimum": 1, "maximum": 32},
                 "batch_size": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "batch_wait_ms": {"type": "integer", "minimum": 0, "maximum": 1000},
+                "delivery_batch_size": {"type": "integer", "minimum": 1, "maximum": 1000},
                 # Credentials and vhost come from the AMQP URL; a password here is an error.
                 "management_url": _HTTP_URL,
                 "tls": broker_tls.TLS_SCHEMA,

@@ -124,6 +124,9 @@ class Settings:
     # the first (one transaction and one round of confirms per batch); 1 = one at a time.
     batch_size: int = 50
     batch_wait_ms: int = 5
+    # Each delivery consumer takes up to this many jobs together (its prefetch); it still sends
+    # one request at a time, so max_in_flight bounds the requests an endpoint has outstanding.
+    delivery_batch_size: int = 10
     max_body_bytes: int = 65536
     source_orgs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     log_level: str = LogLevel.INFO.value

@@ -23,6 +23,8 @@ X-Request-Id and the payload bytes stay identical on every retry (BaRS idempoten
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -33,7 +35,7 @@ from tenacity import (
 
 from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
-from hub.messages import Recipient
+from hub.messages import Recipient, ReferralOutcome
 from hub.pipeline import Clock
 from hub.ports import DeliveryLedger, Metrics, Publisher, Sender
 from hub.records import (
@@ -54,7 +56,7 @@ from hub.stages.delivery_plan import (
     worth_a_quick_retry,
 )
 from hub.stages.journey import Journey
-from hub.stages.outcomes import return_outcome
+from hub.stages.outcomes import outcome_message, prepare_outcome, record_returned, return_outcome
 from hub.transforms.http_answer import Verdict
 from hub.wire import H_ALERT_ID, H_ATTEMPTS, H_BUNDLE_ID, Envelope, header_str
 
@@ -119,26 +121,22 @@ class DeliveryStage:
             self._withhold(referral, withhold)
             return
         job = DeliveryJob(referral=referral, body=envelope.body, content_type=envelope.content_type)
-        # A few quick in-process retries, bounded in time and jittered, for blips; anything
-        # longer goes back to the broker's delayed retry queues (the Dispatcher decides).
-        quick = Retrying(
-            stop=stop_after_attempt(self.quick_attempts) | stop_after_delay(self.quick_seconds),
-            wait=wait_random_exponential(multiplier=0.2, max=2),
-            retry=retry_if_exception(worth_a_quick_retry),
-            reraise=True,
-        )
-        delivered = quick(self._send_once, job)
-        self.journey.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
+        delivered = self._quick()(self._send_once, job)
         with self.ledger.unit_of_work():  # the attempt and its event: one commit
-            updated = self._attempt(
-                referral.bundle_id,
-                str(Verdict.DELIVERED),
-                delivered.status,
-                delivered.answer,
-                delivered.elapsed_ms,
-            )
-            self._delivered(referral, updated, delivered)
+            updated = self._record_delivered(referral, delivered)
         self._tell_justice_received(updated)
+
+    def _record_delivered(self, referral: ReferralRecord, delivered: Delivered) -> ReferralRecord:
+        self.journey.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
+        updated = self._attempt(
+            referral.bundle_id,
+            str(Verdict.DELIVERED),
+            delivered.status,
+            delivered.answer,
+            delivered.elapsed_ms,
+        )
+        self._delivered(referral, updated, delivered)
+        return updated
 
     def _delivered(
         self, referral: ReferralRecord, updated: ReferralRecord, delivered: Delivered
@@ -165,6 +163,72 @@ class DeliveryStage:
                 "answer": delivered.answer,
                 "attempts": updated.attempts,
             },
+        )
+
+    def process_batch(self, envelopes: Sequence[Envelope]) -> list[bool | HubError]:
+        """Many first attempts at once: their referrals read in one transaction, each sent in
+        turn (quick retries as alone), what was delivered recorded in one commit, the
+        `received` outcomes published with their confirms in flight together and recorded in
+        one commit. For each message: True when done, the error its send ended in (disposed of
+        by the Dispatcher as if `process` had raised it: its attempt is recorded), or False for
+        anything that is not a plain first attempt (retries, replays, follow-ups, jobs the
+        ledger does not know), left to `process`."""
+        results: list[bool | HubError] = [False] * len(envelopes)
+        firsts: list[tuple[int, Envelope, ReferralRecord]] = []
+        with self.ledger.unit_of_work():
+            for i, envelope in enumerate(envelopes):
+                bundle_id = header_str(envelope.headers, H_BUNDLE_ID)
+                referral = self.ledger.get_referral(bundle_id) if bundle_id else None
+                if referral is None or header_str(envelope.headers, H_ALERT_ID) != (
+                    referral.alert_id
+                ):
+                    continue
+                if plan_start(referral, retried=H_ATTEMPTS in envelope.headers) is Start.SEND:
+                    firsts.append((i, envelope, referral))
+        sent: list[tuple[int, ReferralRecord, Delivered]] = []
+        for i, envelope, referral in firsts:
+            bind_correlation(referral.alert_id)
+            job = DeliveryJob(
+                referral=referral, body=envelope.body, content_type=envelope.content_type
+            )
+            try:
+                sent.append((i, referral, self._quick()(self._send_once, job)))
+            except HubError as failed:  # recorded by _send_once; the Dispatcher decides
+                results[i] = failed
+        outcomes: list[tuple[ReferralRecord, ReferralOutcome]] = []
+        with self.ledger.unit_of_work():
+            for _, referral, delivered in sent:
+                bind_correlation(referral.alert_id)
+                updated = self._record_delivered(referral, delivered)
+                status = outcome_after_delivery(updated)
+                if status is not None:
+                    outcome = prepare_outcome(
+                        ledger=self.ledger,
+                        referral=updated,
+                        recipient=self.recipient,
+                        journey=self.journey,
+                        status=status,
+                        at=updated.delivered_at or self.clock(),
+                        answers="received",
+                        ids=self.ids,
+                    )
+                    outcomes.append((updated, outcome))
+        self.publisher.publish_many([outcome_message(outcome) for _, outcome in outcomes])
+        with self.ledger.unit_of_work():
+            for referral, outcome in outcomes:
+                record_returned(self.ledger, referral, outcome, self.journey)
+        for i, _, _ in sent:
+            results[i] = True
+        return results
+
+    def _quick(self) -> Retrying:
+        # A few quick in-process retries, bounded in time and jittered, for blips; anything
+        # longer goes back to the broker's delayed retry queues (the Dispatcher decides).
+        return Retrying(
+            stop=stop_after_attempt(self.quick_attempts) | stop_after_delay(self.quick_seconds),
+            wait=wait_random_exponential(multiplier=0.2, max=2),
+            retry=retry_if_exception(worth_a_quick_retry),
+            reraise=True,
         )
 
     def _withhold_reason(self, referral: ReferralRecord) -> str | None:

@@ -30,7 +30,7 @@ from hub.messages import (
     ReferralOutcome,
     SourceKind,
 )
-from hub.pipeline import Clock
+from hub.pipeline import Clock, publish_each
 from hub.ports import IntakeLedger, Metrics, Publisher, Render, RenderFollowUp
 from hub.records import AlertState, Seen
 from hub.routes.rules import RouteTable
@@ -140,7 +140,7 @@ class IntakeStage:
             routing = self._record(alert, envelope, now=self.clock())
         if routing is None:
             return
-        self.publisher.publish_many(routing.jobs)
+        publish_each(self.publisher, routing.jobs)
         with self.ledger.unit_of_work():
             self._routed(routing)
 

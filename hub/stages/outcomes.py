@@ -23,7 +23,7 @@ from hub.messages import (
     ServiceRef,
     SourceKind,
 )
-from hub.pipeline import Clock
+from hub.pipeline import Clock, publish_each
 from hub.ports import OutcomeLedger, Publisher
 from hub.records import AlertRecord, ReferralRecord
 from hub.security.ids import IdKey
@@ -31,12 +31,17 @@ from hub.stages.journey import Journey
 from hub.store_rules.attempts import NOT_FROM_THE_SERVICE
 from hub.transforms.consent_filter import justice_view
 from hub.transforms.response_to_outcome import parse_service_response
-from hub.wire import OUTCOMES_EXCHANGE, Envelope
+from hub.wire import OUTCOMES_EXCHANGE, Envelope, Outgoing
 
 log = get_logger("hub.outcomes")
 
 
 def publish_outcome(publisher: Publisher, outcome: ReferralOutcome) -> None:
+    publish_each(publisher, [outcome_message(outcome)])
+
+
+def outcome_message(outcome: ReferralOutcome) -> Outgoing:
+    """The outcome as it goes to justice.outcomes; PermanentError if it breaks its contract."""
     body = outcome.to_json_dict()
     problems = validate_outcome(body)
     if problems:  # a bug on our side: never send the justice side something off-contract
@@ -44,7 +49,7 @@ def publish_outcome(publisher: Publisher, outcome: ReferralOutcome) -> None:
             "outgoing outcome breaks its own schema: "
             + "; ".join(f"{p.path}: {p.problem}" for p in problems)
         )
-    publisher.publish(
+    return Outgoing(
         exchange=OUTCOMES_EXCHANGE,
         routing_key=outcome.routing_key,
         body=json.dumps(body, separators=(",", ":"), sort_keys=True).encode(),
@@ -108,6 +113,41 @@ def return_outcome(
 ) -> ReferralOutcome:
     """Build one outcome through the consent filter, publish it (confirmed), and record it in
     the ledger with its journey event the first time it is sent."""
+    outcome = prepare_outcome(
+        ledger=ledger,
+        referral=referral,
+        recipient=recipient,
+        journey=journey,
+        status=status,
+        at=at,
+        answers=answers,
+        ids=ids,
+        recommendation=recommendation,
+        referred_to=referred_to,
+        note=note,
+    )
+    publish_outcome(publisher, outcome)
+    with ledger.unit_of_work():  # the outcome and its event: one commit
+        record_returned(ledger, referral, outcome, journey)
+    return outcome
+
+
+def prepare_outcome(
+    *,
+    ledger: OutcomeLedger,
+    referral: ReferralRecord,
+    recipient: Recipient,
+    journey: Journey,
+    status: OutcomeStatus,
+    at: datetime,
+    answers: str,
+    ids: IdKey,
+    recommendation: str | None = None,
+    referred_to: str | None = None,
+    note: str | None = None,
+) -> ReferralOutcome:
+    """One outcome for a referral, through the consent filter (its alert read from the
+    ledger); PermanentError if the alert is not there."""
     alert = ledger.get_alert(referral.alert_id)
     if alert is None:
         raise PermanentError(
@@ -115,7 +155,7 @@ def return_outcome(
             alert_id=referral.alert_id,
             stage=journey.stage,
         )
-    outcome = build_outcome(
+    return build_outcome(
         alert=alert,
         referral=referral,
         recipient=recipient,
@@ -127,13 +167,9 @@ def return_outcome(
         referred_to=referred_to,
         note=note,
     )
-    publish_outcome(publisher, outcome)
-    with ledger.unit_of_work():  # the outcome and its event: one commit
-        _record_returned(ledger, referral, outcome, journey)
-    return outcome
 
 
-def _record_returned(
+def record_returned(
     ledger: OutcomeLedger, referral: ReferralRecord, outcome: ReferralOutcome, journey: Journey
 ) -> None:
     if ledger.record_outcome(
