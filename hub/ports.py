@@ -106,6 +106,11 @@ class IntakeLedger(FollowUpLedger, Protocol):
         a rejected alert_id that is later sent valid is a new alert)."""
         ...
 
+    def mark_all_routed(self, alert_ids: Sequence[str], *, at: datetime) -> None:
+        """Alerts whose referrals mark_routed(routed=False) stored, and whose delivery jobs
+        are all confirmed, marked routed together (a batch's last step)."""
+        ...
+
     def mark_routed(
         self,
         alert_id: str,

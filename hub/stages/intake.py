@@ -180,9 +180,10 @@ class IntakeStage:
                 finished.append((i, envelope, kind))
         self.publisher.publish_many([job for routing in routings for job in routing.jobs])
         with self.ledger.unit_of_work():
+            self.ledger.mark_all_routed([r.alert.alert_id for r in routings], at=self.clock())
             for routing in routings:
                 bind_correlation(routing.alert.alert_id)
-                self._routed(routing)
+                self._routed(routing, marked=True)
         for i, envelope, kind in finished:
             if H_ATTEMPTS not in envelope.headers:
                 self.journey.alert_received(kind)
@@ -309,13 +310,15 @@ class IntakeStage:
         ]
         return _Routing(alert=alert, plan=plan, at=now, jobs=jobs)
 
-    def _routed(self, routing: _Routing) -> None:
+    def _routed(self, routing: _Routing, *, marked: bool = False) -> None:
         """Once every delivery job is confirmed: the alert marked routed (a redelivered alert
-        not yet routed has its jobs published again; receivers de-duplicate)."""
+        not yet routed has its jobs published again; receivers de-duplicate), unless the
+        caller `marked` it with others already."""
         alert, plan, decision = routing.alert, routing.plan, routing.plan.decision
-        self.ledger.mark_routed(
-            alert.alert_id, rule=plan.rule, referrals=list(plan.referrals), at=routing.at
-        )
+        if not marked:
+            self.ledger.mark_routed(
+                alert.alert_id, rule=plan.rule, referrals=list(plan.referrals), at=routing.at
+            )
         self.journey.record(
             "referral_routed",
             alert_id=alert.alert_id,

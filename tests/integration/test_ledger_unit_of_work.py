@@ -258,3 +258,56 @@ def test_on_postgresql_a_unit_of_work_holds_only_the_calls_of_the_thread_that_op
         assert_nothing_stored(other, mine)
 
     assert_fully_stored(other, mine)
+
+
+def test_marking_a_batch_routed_marks_exactly_those_alerts(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger = backend()
+    queued = [facts() for _ in range(3)]
+    for alert in queued:
+        ledger.record_alert(alert)
+        ledger.mark_routed(
+            alert.alert_id,
+            rule="adult",
+            referrals=[referral(alert.alert_id, "leeds-ld")],
+            at=T0,
+            routed=False,
+        )
+
+    with ledger.unit_of_work():
+        ledger.mark_all_routed([a.alert_id for a in queued[:2]], at=T0 + timedelta(seconds=1))
+
+    states = [ledger.get_alert(a.alert_id).state for a in queued]  # type: ignore[union-attr]
+    assert states == [AlertState.ROUTED, AlertState.ROUTED, AlertState.RECEIVED]
+    assert [len(ledger.referrals_for(a.alert_id)) for a in queued] == [1, 1, 1]
+
+
+def test_events_added_in_a_unit_are_stored_in_order_when_it_ends(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger = backend()
+    alert = facts()
+    ledger.record_alert(alert)
+    names = [f"step_{n}" for n in range(5)]
+
+    with ledger.unit_of_work():
+        for name in names:
+            ledger.add_event(JourneyEvent(alert.alert_id, T0, "intake", name))
+
+    assert [e.event for e in ledger.journey(alert.alert_id)] == names
+
+
+def test_events_of_a_unit_that_raises_are_not_stored_on_postgresql(
+    pg_ledgers: Callable[[], SqlLedger],
+) -> None:
+    ledger = pg_ledgers()
+    alert = facts()
+    ledger.record_alert(alert)
+
+    with pytest.raises(Boom), ledger.unit_of_work():
+        ledger.add_event(JourneyEvent(alert.alert_id, T0, "intake", "never_stored"))
+        raise Boom
+
+    ledger.add_event(JourneyEvent(alert.alert_id, T0, "intake", "stored"))
+    assert [e.event for e in ledger.journey(alert.alert_id)] == ["stored"]

@@ -99,6 +99,14 @@ class MemoryLedger(MemoryLedgerReads):
             for referral in stored_referrals:
                 self._referrals.setdefault(referral.bundle_id, referral)
 
+    def mark_all_routed(self, alert_ids: Sequence[str], *, at: datetime) -> None:
+        _as_utc(at)
+        with self._lock:
+            for alert_id in alert_ids:
+                alert = self._alerts.get(alert_id)
+                if alert is not None:
+                    self._alerts[alert_id] = replace(alert, state=AlertState.ROUTED)
+
     def mark_parked(self, alert_id: str, *, at: datetime) -> bool:
         _as_utc(at)
         with self._lock:

@@ -206,6 +206,8 @@ class QueueWorker(ConsumerMixin):
             return
         try:
             dispositions = list(self.batch[0](envelopes))
+            if len(dispositions) != len(messages):
+                raise ValueError(f"{len(dispositions)} dispositions for {len(messages)} messages")
         except self._broker_errors():
             raise  # the connection went: kombu reconnects, the messages come back
         except Exception as exc:  # noqa: BLE001 - the consumer's last-resort boundary

@@ -189,6 +189,18 @@ class SqlLedger(SqlLedgerReads):
                 raise KeyError(alert_id)
             _insert_new_referrals(conn, referrals, at)
 
+    def mark_all_routed(self, alert_ids: Sequence[str], *, at: datetime) -> None:
+        """Alerts whose referrals mark_routed(routed=False) stored and whose delivery jobs are
+        all confirmed: ROUTED, in one statement."""
+        if not alert_ids:
+            return
+        with self._translated("mark_all_routed"), self._writing() as conn:
+            conn.execute(
+                alerts_table.update()
+                .where(alerts_table.c.alert_id.in_(list(alert_ids)))
+                .values(state=AlertState.ROUTED.value, updated_at=as_utc(at))
+            )
+
     def mark_parked(self, alert_id: str, *, at: datetime) -> bool:
         at = as_utc(at)
         with self._translated("mark_parked", alert_id=alert_id), self._writing() as conn:
@@ -406,5 +418,9 @@ class SqlLedger(SqlLedgerReads):
             # A round trip through JSON: what cannot be stored fails here with TypeError.
             "detail": json.loads(json.dumps(dict(event.detail))),
         }
+        events = self._local.__dict__.get("events")
+        if self._local.__dict__.get("conn") is not None and events is not None:
+            events.append(row)  # inserted with the unit's other events when it ends
+            return
         with self._translated("add_event", alert_id=event.alert_id), self._writing() as conn:
             conn.execute(events_table.insert().values(**row))

@@ -80,10 +80,13 @@ class SqlLedgerReads:
             conn = self._engine.connect()
             transaction = conn.begin()
         self._local.conn = conn
+        self._local.events = []
         try:
             yield
+            self._flush_events(conn)
         except BaseException:
             self._local.conn = None
+            self._local.events = []
             with self._translated("rollback"):
                 try:
                     transaction.rollback()
@@ -91,11 +94,19 @@ class SqlLedgerReads:
                     conn.close()
             raise
         self._local.conn = None
+        self._local.events = []
         with self._translated("commit"):
             try:
                 transaction.commit()
             finally:
                 conn.close()
+
+    def _flush_events(self, conn: sa.Connection) -> None:
+        """The unit's journey events, held back by add_event: one statement for them all."""
+        events, self._local.events = self._local.__dict__.get("events"), []
+        if events:
+            with self._translated("add_event"):
+                conn.execute(events_table.insert(), events)
 
     @contextmanager
     def _reading(self) -> Iterator[sa.Connection]:
@@ -210,6 +221,8 @@ class SqlLedgerReads:
             .order_by(events_table.c.at, events_table.c.id)
         )
         with self._translated("journey", alert_id=alert_id), self._reading() as conn:
+            if self._local.__dict__.get("conn") is conn:
+                self._flush_events(conn)  # the unit's own events are part of what it reads
             rows = conn.execute(query).all()
         return [
             JourneyEvent(
