@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -58,11 +59,13 @@ IO_MODULES = {
 CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter", "sleep"}
 
 
-def _modules() -> list[tuple[str, ast.Module]]:
-    return [
+@functools.cache
+def _modules() -> tuple[tuple[str, ast.Module], ...]:
+    """Every module under hub/, parsed once per test session (the rules only read the trees)."""
+    return tuple(
         (str(p.relative_to(HUB)), ast.parse(p.read_text(), filename=str(p)))
         for p in sorted(HUB.rglob("*.py"))
-    ]
+    )
 
 
 def _imports(tree: ast.Module) -> list[str]:
