@@ -106,6 +106,17 @@ class IntakeLedger(FollowUpLedger, Protocol):
         a rejected alert_id that is later sent valid is a new alert)."""
         ...
 
+    def record_alerts(self, many: Sequence[AlertFacts]) -> list[tuple[Seen, AlertRecord]]:
+        """record_alert for each (distinct ids), in order, in as few statements as the backend
+        allows."""
+        ...
+
+    def mark_all_queued(
+        self, routed: Sequence[tuple[str, str, Sequence[ReferralRecord]]], *, at: datetime
+    ) -> None:
+        """mark_routed(…, routed=False) for each (alert id, rule, referrals) together."""
+        ...
+
     def mark_all_routed(self, alert_ids: Sequence[str], *, at: datetime) -> None:
         """Alerts whose referrals mark_routed(routed=False) stored, and whose delivery jobs
         are all confirmed, marked routed together (a batch's last step)."""

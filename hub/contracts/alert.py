@@ -32,6 +32,7 @@ from hub.contracts.schemas import (
     _parse_date,
     _parse_datetime,
     _validator,
+    is_valid,
 )
 from hub.errors import InvalidMessage
 from hub.messages import (
@@ -194,9 +195,10 @@ def check_document(
         problems.append(Problem("schema", f"unsupported schema version: supported is {supported}"))
         raise InvalidMessage(problems, **context)
     schema_file = schema.replace("/", ".")
-    problems.extend(
-        p for p in _schema_problems(_validator(schema_file), document) if p.path != "schema"
-    )
+    if not is_valid(schema_file, document):  # most messages are valid: no error tree to build
+        problems.extend(
+            p for p in _schema_problems(_validator(schema_file), document) if p.path != "schema"
+        )
     problems.extend(_semantic_problems(document, now=now, expected_kind=expected_kind))
     problems.extend(text_problems(document))
     if problems:

@@ -32,7 +32,7 @@ from hub.messages import (
 )
 from hub.pipeline import Clock, publish_each
 from hub.ports import IntakeLedger, Metrics, Publisher, Render, RenderFollowUp
-from hub.records import AlertState, Seen
+from hub.records import AlertRecord, AlertState, Seen
 from hub.routes.rules import RouteTable
 from hub.security.ids import IdKey
 from hub.stages.follow_ups import FollowUpIntake
@@ -169,15 +169,24 @@ class IntakeStage:
         finished: list[tuple[int, Envelope, str]] = []
         with self.ledger.unit_of_work():
             now = self.clock()
-            for i, envelope, alert, kind in candidates:
+            recorded = self.ledger.record_alerts(
+                [alert_facts(alert, envelope.body, now) for _, envelope, alert, _ in candidates]
+            )
+            for (i, envelope, alert, kind), (seen, record) in zip(
+                candidates, recorded, strict=True
+            ):
                 bind_correlation(alert.alert_id)
                 try:
-                    routing = self._record(alert, envelope, now=now)
+                    routing = self._decide(alert, envelope, seen, record)
                 except AlertConflict:
                     continue  # nothing of it was written: `process` rejects it
                 if routing is not None:
                     routings.append(routing)
                 finished.append((i, envelope, kind))
+            self.ledger.mark_all_queued(
+                [(r.alert.alert_id, r.plan.rule, list(r.plan.referrals)) for r in routings],
+                at=now,
+            )
         self.publisher.publish_many([job for routing in routings for job in routing.jobs])
         with self.ledger.unit_of_work():
             self.ledger.mark_all_routed([r.alert.alert_id for r in routings], at=self.clock())
@@ -228,6 +237,22 @@ class IntakeStage:
         """The alert and its referrals written to the ledger as queued (in the caller's unit of
         work); the delivery jobs to publish, or None for a duplicate already routed."""
         seen, record = self.ledger.record_alert(alert_facts(alert, envelope.body, now))
+        routing = self._decide(alert, envelope, seen, record)
+        if routing is not None:
+            self.ledger.mark_routed(
+                alert.alert_id,
+                rule=routing.plan.rule,
+                referrals=list(routing.plan.referrals),
+                at=routing.at,
+                routed=False,
+            )
+        return routing
+
+    def _decide(
+        self, alert: Alert, envelope: Envelope, seen: Seen, record: AlertRecord
+    ) -> _Routing | None:
+        """What an alert the ledger has just seen gets: AlertConflict, nothing (a duplicate
+        already routed), or its referrals and delivery jobs (rendered, not yet stored)."""
         action = plan_intake(seen, record.state)
         if action is IntakeAction.CONFLICT:
             raise AlertConflict(
@@ -254,7 +279,7 @@ class IntakeStage:
                     "organisation": source_from_routing_key(envelope)[1] or "",
                 },
             )
-        return self._queue(alert)
+        return self._plan_jobs(alert)
 
     def _check_envelope(
         self,
@@ -274,7 +299,8 @@ class IntakeStage:
         if problems:
             raise InvalidMessage(problems, alert_id=alert_id, stage=self.name)
 
-    def _queue(self, alert: Alert) -> _Routing:
+    def _plan_jobs(self, alert: Alert) -> _Routing:
+        """Its referrals, and each one's delivery job rendered for its endpoint's kind."""
         now = self.clock()
         plan = plan_referrals(
             alert, route_decision(self.routes, alert), id_key=self.hub.id_key(), now=now
@@ -288,9 +314,6 @@ class IntakeStage:
             )
             for referral in referrals
         }
-        self.ledger.mark_routed(
-            alert.alert_id, rule=plan.rule, referrals=referrals, at=now, routed=False
-        )
         jobs = [
             Outgoing(
                 exchange=WORK_EXCHANGE,

@@ -99,6 +99,15 @@ class MemoryLedger(MemoryLedgerReads):
             for referral in stored_referrals:
                 self._referrals.setdefault(referral.bundle_id, referral)
 
+    def record_alerts(self, many: Sequence[AlertFacts]) -> list[tuple[Seen, AlertRecord]]:
+        return [self.record_alert(facts) for facts in many]
+
+    def mark_all_queued(
+        self, routed: Sequence[tuple[str, str, Sequence[ReferralRecord]]], *, at: datetime
+    ) -> None:
+        for alert_id, rule, referrals in routed:
+            self.mark_routed(alert_id, rule=rule, referrals=referrals, at=at, routed=False)
+
     def mark_all_routed(self, alert_ids: Sequence[str], *, at: datetime) -> None:
         _as_utc(at)
         with self._lock:
