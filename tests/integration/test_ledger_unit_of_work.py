@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -311,3 +312,63 @@ def test_events_of_a_unit_that_raises_are_not_stored_on_postgresql(
 
     ledger.add_event(JourneyEvent(alert.alert_id, T0, "intake", "stored"))
     assert [e.event for e in ledger.journey(alert.alert_id)] == ["stored"]
+
+
+def test_recording_many_alerts_answers_each_as_recording_it_alone_would(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger, competitor = backend(), backend()
+    known, changed = facts(), facts()
+    competitor.record_alert(known)
+    competitor.record_alert(changed)
+    fresh = replace(facts(), vulnerability_types=("autism", "mental_health"))
+    plain = facts()
+
+    with ledger.unit_of_work():
+        answers = ledger.record_alerts(
+            [fresh, known, replace(changed, body_sha256="b" * 64), plain]
+        )
+
+    assert [seen for seen, _ in answers] == [Seen.NEW, Seen.DUPLICATE, Seen.CONFLICT, Seen.NEW]
+    assert answers[0][1].facts.alert_id == fresh.alert_id
+    assert answers[2][1].facts.body_sha256 == "a" * 64  # the one stored first
+    stored = competitor.get_alert(fresh.alert_id)
+    assert stored is not None and stored.facts.vulnerability_types == ("autism", "mental_health")
+    assert competitor.get_alert(plain.alert_id) is not None
+
+
+def test_queueing_many_alerts_stores_their_referrals_and_rules_not_yet_routed(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger = backend()
+    alerts = [facts() for _ in range(3)]
+    for alert in alerts:
+        ledger.record_alert(alert)
+    queued = [
+        (a.alert_id, f"rule-{n}", [referral(a.alert_id, "leeds-ld"), referral(a.alert_id, "wy-ld")])
+        for n, a in enumerate(alerts)
+    ]
+
+    with ledger.unit_of_work():
+        ledger.mark_all_queued(queued, at=T0)
+        ledger.mark_all_queued(queued[:1], at=T0)  # a re-driven batch repeats them
+
+    for n, alert in enumerate(alerts):
+        stored = ledger.get_alert(alert.alert_id)
+        assert stored is not None
+        assert (stored.state, stored.rule) == (AlertState.RECEIVED, f"rule-{n}")
+        referrals = ledger.referrals_for(alert.alert_id)
+        assert [(r.endpoint, r.state) for r in referrals] == [
+            ("leeds-ld", ReferralState.QUEUED),
+            ("wy-ld", ReferralState.QUEUED),
+        ]
+
+
+def test_queueing_an_alert_the_ledger_does_not_hold_is_a_key_error(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger = backend()
+    unknown = new_id("alert")
+
+    with pytest.raises(KeyError):
+        ledger.mark_all_queued([(unknown, "adult", [referral(unknown, "leeds-ld")])], at=T0)
