@@ -21,6 +21,7 @@ from hub.records import (
     ChangeRecord,
     ConsentFacts,
     Delivered,
+    DeliveredAttempt,
     DeliveryJob,
     FailedMessage,
     FailedState,
@@ -152,6 +153,14 @@ class OutcomeLedger(UnitOfWork, Protocol):
 
     def get_referral(self, bundle_id: str) -> ReferralRecord | None: ...
 
+    def get_alerts(self, alert_ids: Sequence[str]) -> dict[str, AlertRecord]:
+        """get_alert for many: those it knows, by id."""
+        ...
+
+    def record_outcomes(self, many: Sequence[OutcomeRecord]) -> list[bool]:
+        """record_outcome for each, in order, together."""
+        ...
+
     def record_outcome(
         self,
         *,
@@ -179,6 +188,14 @@ class DeliveryLedger(OutcomeLedger, Protocol):
     the outcomes it returns through stages/outcomes.py, the outcome part)."""
 
     def referrals_for(self, alert_id: str) -> list[ReferralRecord]: ...
+
+    def get_referrals(self, bundle_ids: Sequence[str]) -> dict[str, ReferralRecord]:
+        """get_referral for many: those it knows, by id."""
+        ...
+
+    def record_deliveries(self, many: Sequence[DeliveredAttempt]) -> list[ReferralRecord]:
+        """record_attempt(…, result="delivered") for each, in order, together."""
+        ...
 
     def record_attempt(
         self,

@@ -203,6 +203,17 @@ class AttemptRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveredAttempt:
+    """One attempt that delivered a referral, as a batch records it."""
+
+    bundle_id: str
+    at: datetime
+    http_status: int | None
+    detail: str
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class OutcomeRecord:
     outcome_id: str
     alert_id: str

@@ -40,7 +40,9 @@ from hub.pipeline import Clock
 from hub.ports import DeliveryLedger, Metrics, Publisher, Sender
 from hub.records import (
     Delivered,
+    DeliveredAttempt,
     DeliveryJob,
+    OutcomeRecord,
     ReferralRecord,
 )
 from hub.security.ids import IdKey
@@ -56,7 +58,12 @@ from hub.stages.delivery_plan import (
     worth_a_quick_retry,
 )
 from hub.stages.journey import Journey
-from hub.stages.outcomes import outcome_message, prepare_outcome, record_returned, return_outcome
+from hub.stages.outcomes import (
+    build_outcome,
+    outcome_message,
+    outcome_returned,
+    return_outcome,
+)
 from hub.transforms.http_answer import Verdict
 from hub.wire import H_ALERT_ID, H_ATTEMPTS, H_BUNDLE_ID, Envelope, header_str
 
@@ -176,15 +183,15 @@ class DeliveryStage:
         results: list[bool | HubError] = [False] * len(envelopes)
         firsts: list[tuple[int, Envelope, ReferralRecord]] = []
         with self.ledger.unit_of_work():
-            for i, envelope in enumerate(envelopes):
-                bundle_id = header_str(envelope.headers, H_BUNDLE_ID)
-                referral = self.ledger.get_referral(bundle_id) if bundle_id else None
-                if referral is None or header_str(envelope.headers, H_ALERT_ID) != (
-                    referral.alert_id
-                ):
-                    continue
-                if plan_start(referral, retried=H_ATTEMPTS in envelope.headers) is Start.SEND:
-                    firsts.append((i, envelope, referral))
+            known = self.ledger.get_referrals(
+                [header_str(e.headers, H_BUNDLE_ID) or "" for e in envelopes]
+            )
+        for i, envelope in enumerate(envelopes):
+            referral = known.get(header_str(envelope.headers, H_BUNDLE_ID) or "")
+            if referral is None or header_str(envelope.headers, H_ALERT_ID) != referral.alert_id:
+                continue
+            if plan_start(referral, retried=H_ATTEMPTS in envelope.headers) is Start.SEND:
+                firsts.append((i, envelope, referral))
         sent: list[tuple[int, ReferralRecord, Delivered]] = []
         for i, envelope, referral in firsts:
             bind_correlation(referral.alert_id)
@@ -195,28 +202,65 @@ class DeliveryStage:
                 sent.append((i, referral, self._quick()(self._send_once, job)))
             except HubError as failed:  # recorded by _send_once; the Dispatcher decides
                 results[i] = failed
+        if not sent:
+            return results
         outcomes: list[tuple[ReferralRecord, ReferralOutcome]] = []
         with self.ledger.unit_of_work():
-            for _, referral, delivered in sent:
-                bind_correlation(referral.alert_id)
-                updated = self._record_delivered(referral, delivered)
-                status = outcome_after_delivery(updated)
-                if status is not None:
-                    outcome = prepare_outcome(
-                        ledger=self.ledger,
-                        referral=updated,
-                        recipient=self.recipient,
-                        journey=self.journey,
-                        status=status,
-                        at=updated.delivered_at or self.clock(),
-                        answers="received",
-                        ids=self.ids,
+            updated = self.ledger.record_deliveries(
+                [
+                    DeliveredAttempt(
+                        bundle_id=referral.bundle_id,
+                        at=self.clock(),
+                        http_status=delivered.status,
+                        detail=delivered.answer,
+                        duration_ms=delivered.elapsed_ms,
                     )
-                    outcomes.append((updated, outcome))
+                    for _, referral, delivered in sent
+                ]
+            )
+            alerts = self.ledger.get_alerts([r.alert_id for r in updated])
+            for (_, referral, delivered), now_delivered in zip(sent, updated, strict=True):
+                bind_correlation(referral.alert_id)
+                self.journey.delivery_attempt(self.endpoint, delivered.elapsed_ms / 1000)
+                self._delivered(referral, now_delivered, delivered)
+                status = outcome_after_delivery(now_delivered)
+                alert = alerts.get(referral.alert_id)
+                if status is None:
+                    continue
+                if alert is None:
+                    raise PermanentError(
+                        "referral without its alert in the ledger",
+                        alert_id=referral.alert_id,
+                        stage=self.name,
+                    )
+                outcome = build_outcome(
+                    alert=alert,
+                    referral=now_delivered,
+                    recipient=self.recipient,
+                    status=status,
+                    at=now_delivered.delivered_at or self.clock(),
+                    answers="received",
+                    ids=self.ids,
+                )
+                outcomes.append((now_delivered, outcome))
         self.publisher.publish_many([outcome_message(outcome) for _, outcome in outcomes])
         with self.ledger.unit_of_work():
-            for referral, outcome in outcomes:
-                record_returned(self.ledger, referral, outcome, self.journey)
+            at = self.clock()
+            new = self.ledger.record_outcomes(
+                [
+                    OutcomeRecord(
+                        outcome_id=outcome.outcome_id,
+                        alert_id=referral.alert_id,
+                        bundle_id=referral.bundle_id,
+                        status=str(outcome.status),
+                        at=at,
+                    )
+                    for referral, outcome in outcomes
+                ]
+            )
+            for (referral, outcome), first_time in zip(outcomes, new, strict=True):
+                if first_time:
+                    outcome_returned(self.journey, referral, outcome)
         for i, _, _ in sent:
             results[i] = True
         return results

@@ -179,16 +179,21 @@ def record_returned(
         status=str(outcome.status),
         at=journey.clock(),
     ):
-        journey.record(
-            "outcome_returned",
-            alert_id=referral.alert_id,
-            endpoint=referral.endpoint,
-            detail={
-                "status": str(outcome.status),
-                "outcome_id": outcome.outcome_id,
-                "detail_shared": bool(outcome.detail),
-            },
-        )
+        outcome_returned(journey, referral, outcome)
+
+
+def outcome_returned(journey: Journey, referral: ReferralRecord, outcome: ReferralOutcome) -> None:
+    """The journey event of an outcome sent to the justice side for the first time."""
+    journey.record(
+        "outcome_returned",
+        alert_id=referral.alert_id,
+        endpoint=referral.endpoint,
+        detail={
+            "status": str(outcome.status),
+            "outcome_id": outcome.outcome_id,
+            "detail_shared": bool(outcome.detail),
+        },
+    )
 
 
 def resolves_overdue(status: str) -> bool:

@@ -17,7 +17,14 @@ import pytest
 
 from hub.adapters.sql.ledger import SqlLedger
 from hub.messages import Problem
-from hub.records import AlertState, JourneyEvent, ReferralState, Seen
+from hub.records import (
+    AlertState,
+    DeliveredAttempt,
+    JourneyEvent,
+    OutcomeRecord,
+    ReferralState,
+    Seen,
+)
 from tests.integration.test_ledger_contract import (  # noqa: F401 - fixtures among them
     T0,
     CheckedLedger,
@@ -372,3 +379,78 @@ def test_queueing_an_alert_the_ledger_does_not_hold_is_a_key_error(
 
     with pytest.raises(KeyError):
         ledger.mark_all_queued([(unknown, "adult", [referral(unknown, "leeds-ld")])], at=T0)
+
+
+def test_reading_many_alerts_and_referrals_gives_those_it_knows_by_id(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger = backend()
+    alerts = [replace(facts(), vulnerability_types=("autism",)), facts()]
+    refs = []
+    for alert in alerts:
+        ledger.record_alert(alert)
+        refs.append(referral(alert.alert_id, "leeds-ld"))
+        ledger.mark_routed(alert.alert_id, rule="adult", referrals=refs[-1:], at=T0)
+    unknown = new_id("alert")
+
+    found_alerts = ledger.get_alerts([a.alert_id for a in alerts] + [unknown])
+    found_referrals = ledger.get_referrals([r.bundle_id for r in refs] + [unknown])
+
+    assert found_alerts == {a.alert_id: ledger.get_alert(a.alert_id) for a in alerts}
+    assert found_alerts[alerts[0].alert_id].facts.vulnerability_types == ("autism",)
+    assert found_referrals == {r.bundle_id: ledger.get_referral(r.bundle_id) for r in refs}
+    assert ledger.get_alerts([]) == {} and ledger.get_referrals([]) == {}
+
+
+def test_recording_many_deliveries_and_outcomes_answers_as_one_at_a_time(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger, alone = backend(), backend()
+    alert = facts()
+    ledger.record_alert(alert)
+    refs = [referral(alert.alert_id, e) for e in ("leeds-ld", "wy-ld", "yot")]
+    ledger.mark_routed(alert.alert_id, rule="adult", referrals=refs, at=T0)
+    at = T0 + timedelta(seconds=3)
+
+    with ledger.unit_of_work():
+        updated = ledger.record_deliveries(
+            [DeliveredAttempt(r.bundle_id, at, 200, "http_delivered", 4.0) for r in refs]
+        )
+    known = new_id("outcome")
+    ledger.record_outcome(
+        outcome_id=known, alert_id=alert.alert_id, bundle_id=refs[0].bundle_id,
+        status="received", at=at,
+    )  # fmt: skip
+    outcomes = [
+        OutcomeRecord(known, alert.alert_id, refs[0].bundle_id, "received", at),
+        OutcomeRecord(new_id("outcome"), alert.alert_id, refs[1].bundle_id, "received", at),
+        OutcomeRecord(new_id("outcome"), alert.alert_id, refs[2].bundle_id, "received", at),
+    ]
+    with ledger.unit_of_work():
+        first_time = ledger.record_outcomes(outcomes)
+
+    assert [u.bundle_id for u in updated] == [r.bundle_id for r in refs]
+    for u in updated:
+        assert (u.state, u.attempts, u.delivered_at) == (ReferralState.DELIVERED, 1, at)
+        assert alone.get_referral(u.bundle_id) == u
+        assert [a.result for a in alone.attempts_for(u.bundle_id)] == ["delivered"]
+    assert first_time == [False, True, True]
+    assert len(alone.outcomes_for(alert.alert_id)) == 3
+
+
+def test_recording_a_delivery_of_a_referral_the_ledger_does_not_hold_is_a_key_error(
+    backend: Callable[[], CheckedLedger],  # noqa: F811
+) -> None:
+    ledger = backend()
+    alert = facts()
+    ledger.record_alert(alert)
+    known = referral(alert.alert_id, "leeds-ld")
+    ledger.mark_routed(alert.alert_id, rule="adult", referrals=[known], at=T0)
+
+    with pytest.raises(KeyError):
+        ledger.record_deliveries(
+            [
+                DeliveredAttempt(known.bundle_id, T0, 200, "http_delivered", 1.0),
+                DeliveredAttempt(new_id("bundle"), T0, 200, "http_delivered", 1.0),
+            ]
+        )

@@ -27,7 +27,9 @@ from hub.records import (
     ChangeRecord,
     ChangeState,
     ConsentFacts,
+    DeliveredAttempt,
     JourneyEvent,
+    OutcomeRecord,
     ReferralRecord,
     ReferralState,
     Seen,
@@ -107,6 +109,31 @@ class MemoryLedger(MemoryLedgerReads):
     ) -> None:
         for alert_id, rule, referrals in routed:
             self.mark_routed(alert_id, rule=rule, referrals=referrals, at=at, routed=False)
+
+    def record_deliveries(self, many: Sequence[DeliveredAttempt]) -> list[ReferralRecord]:
+        return [
+            self.record_attempt(
+                d.bundle_id,
+                at=d.at,
+                result="delivered",
+                http_status=d.http_status,
+                detail=d.detail,
+                duration_ms=d.duration_ms,
+            )
+            for d in many
+        ]
+
+    def record_outcomes(self, many: Sequence[OutcomeRecord]) -> list[bool]:
+        return [
+            self.record_outcome(
+                outcome_id=o.outcome_id,
+                alert_id=o.alert_id,
+                bundle_id=o.bundle_id,
+                status=o.status,
+                at=o.at,
+            )
+            for o in many
+        ]
 
     def mark_all_routed(self, alert_ids: Sequence[str], *, at: datetime) -> None:
         _as_utc(at)

@@ -5,7 +5,7 @@ answers as hub/adapters/sql/reads.py, from dicts behind one lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,6 +104,14 @@ class MemoryLedgerReads:
     def get_alert(self, alert_id: str) -> AlertRecord | None:
         with self._lock:
             return self._alerts.get(alert_id)
+
+    def get_alerts(self, alert_ids: Sequence[str]) -> dict[str, AlertRecord]:
+        with self._lock:
+            return {i: self._alerts[i] for i in alert_ids if i in self._alerts}
+
+    def get_referrals(self, bundle_ids: Sequence[str]) -> dict[str, ReferralRecord]:
+        with self._lock:
+            return {i: self._referrals[i] for i in bundle_ids if i in self._referrals}
 
     def get_referral(self, bundle_id: str) -> ReferralRecord | None:
         with self._lock:

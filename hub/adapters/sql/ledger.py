@@ -36,12 +36,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from hub.adapters.sql.batch_writes import SqlBatchWrites, _alert_row, _new_record
 from hub.adapters.sql.reads import SqlLedgerReads
 from hub.adapters.sql.rows import (
     _change_dict,
-    _facts_dict,
     _get_change,
     _get_referral,
     _insert_new_referrals,
@@ -77,7 +76,7 @@ from hub.store_rules.attempts import ATTEMPT_RESULTS, reason_code
 from hub.transforms.consent_rules import consent_in_force
 
 
-class SqlLedger(SqlLedgerReads):
+class SqlLedger(SqlBatchWrites, SqlLedgerReads):
     """`hub.ports.Ledger` on a database URL: `sqlite:///hub.db` (WAL) or `postgresql://…`.
 
     `timeout` (seconds) bounds each wait on the database: connecting, a PostgreSQL statement,
@@ -87,46 +86,6 @@ class SqlLedger(SqlLedgerReads):
     """
 
     # -- Ledger -----------------------------------------------------------------------------
-
-    def record_alerts(self, many: Sequence[AlertFacts]) -> list[tuple[Seen, AlertRecord]]:
-        """record_alert for each, in order. On PostgreSQL one INSERT … ON CONFLICT DO NOTHING
-        for them all (the primary key still decides between competing workers: a row another
-        worker is inserting is waited for), then the vulnerability rows in one statement."""
-        if len(many) < 2 or self._url.get_backend_name() != "postgresql":
-            return [self.record_alert(facts) for facts in many]
-        if len({f.alert_id for f in many}) != len(many):
-            raise ValueError("record_alerts: an alert id twice in one call")
-        rows = [_alert_row(facts) for facts in many]
-        with self._translated("record_alerts"), self._writing() as conn:
-            inserted = set(
-                conn.scalars(
-                    pg_insert(alerts_table)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=[alerts_table.c.alert_id])
-                    .returning(alerts_table.c.alert_id)
-                )
-            )
-            vulnerabilities = [
-                {"alert_id": f.alert_id, "type": t}
-                for f in many
-                if f.alert_id in inserted
-                for t in sorted(set(f.vulnerability_types))
-            ]
-            if vulnerabilities:
-                conn.execute(alert_vulnerabilities_table.insert(), vulnerabilities)
-        results: list[tuple[Seen, AlertRecord]] = []
-        for facts, row in zip(many, rows, strict=True):
-            if facts.alert_id in inserted:
-                results.append((Seen.NEW, _new_record(facts, row)))
-                continue
-            stored = self.get_alert(facts.alert_id)
-            if stored is None:  # the competing insert rolled back: the next try is clean
-                raise TransientError(
-                    "alert was being recorded concurrently; retry", alert_id=facts.alert_id
-                )
-            same = stored.facts.body_sha256 == facts.body_sha256
-            results.append(((Seen.DUPLICATE if same else Seen.CONFLICT), stored))
-        return results
 
     def record_alert(self, facts: AlertFacts) -> tuple[Seen, AlertRecord]:
         row = _alert_row(facts)
@@ -204,42 +163,6 @@ class SqlLedger(SqlLedgerReads):
             if changed == 0:
                 raise KeyError(alert_id)
             _insert_new_referrals(conn, referrals, at)
-
-    def mark_all_queued(
-        self, routed: Sequence[tuple[str, str, Sequence[ReferralRecord]]], *, at: datetime
-    ) -> None:
-        """mark_routed(alert_id, rule=…, referrals=…, routed=False) for each (alert id, rule,
-        referrals), in three statements for them all."""
-        if not routed:
-            return
-        for alert_id, _, referrals in routed:
-            for referral in referrals:
-                if referral.alert_id != alert_id:
-                    raise ValueError(f"referral {referral.bundle_id} belongs to another alert")
-        at = as_utc(at)
-        with self._translated("mark_all_queued"), self._writing() as conn:
-            # The UPDATEs come first, so they take the alerts' row locks (as mark_routed).
-            changed = conn.execute(
-                alerts_table.update()
-                .where(alerts_table.c.alert_id == sa.bindparam("queued_id"))
-                .values(rule=sa.bindparam("queued_rule"), updated_at=at),
-                [{"queued_id": alert_id, "queued_rule": rule} for alert_id, rule, _ in routed],
-            ).rowcount
-            if changed != len(routed):
-                raise KeyError("mark_all_queued: an alert the ledger does not hold")
-            _insert_new_referrals(conn, [r for _, _, refs in routed for r in refs], at)
-
-    def mark_all_routed(self, alert_ids: Sequence[str], *, at: datetime) -> None:
-        """Alerts whose referrals mark_routed(routed=False) stored and whose delivery jobs are
-        all confirmed: ROUTED, in one statement."""
-        if not alert_ids:
-            return
-        with self._translated("mark_all_routed"), self._writing() as conn:
-            conn.execute(
-                alerts_table.update()
-                .where(alerts_table.c.alert_id.in_(list(alert_ids)))
-                .values(state=AlertState.ROUTED.value, updated_at=as_utc(at))
-            )
 
     def mark_parked(self, alert_id: str, *, at: datetime) -> bool:
         at = as_utc(at)
@@ -464,36 +387,3 @@ class SqlLedger(SqlLedgerReads):
             return
         with self._translated("add_event", alert_id=event.alert_id), self._writing() as conn:
             conn.execute(events_table.insert().values(**row))
-
-
-def _alert_row(facts: AlertFacts) -> dict[str, Any]:
-    received_at = as_utc(facts.received_at)
-    return {
-        "alert_id": facts.alert_id,
-        "body_sha256": facts.body_sha256,
-        "source_kind": facts.source_kind,
-        "organisation_code": facts.organisation_code,
-        "reference": facts.reference,
-        "pathway": facts.pathway,
-        "urgency": facts.urgency,
-        "consent_status": facts.consent_status,
-        "share_with_justice": facts.share_with_justice,
-        "received_at": received_at,
-        "state": AlertState.RECEIVED.value,
-        "rule": None,
-        "updated_at": received_at,
-        "consent_recorded_at": (
-            None if facts.consent_recorded_at is None else as_utc(facts.consent_recorded_at)
-        ),
-    }
-
-
-def _new_record(facts: AlertFacts, row: dict[str, Any]) -> AlertRecord:
-    stored_facts = AlertFacts(
-        **{
-            **_facts_dict(facts),
-            "received_at": row["received_at"],
-            "consent_recorded_at": row["consent_recorded_at"],
-        }
-    )
-    return AlertRecord(facts=stored_facts, state=AlertState.RECEIVED, rule=None)

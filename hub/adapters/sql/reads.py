@@ -7,7 +7,7 @@ make and `LedgerHealth`); `hub.adapters.sql.ledger.SqlLedger` adds the writes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -145,6 +145,37 @@ class SqlLedgerReads:
         if row is None:
             return None
         return _alert_record({**row._mapping, "vulnerability_types": tuple(types)})
+
+    def get_alerts(self, alert_ids: Sequence[str]) -> dict[str, AlertRecord]:
+        """get_alert for each id it knows, in two statements."""
+        ids = list(dict.fromkeys(alert_ids))
+        if not ids:
+            return {}
+        v = alert_vulnerabilities_table.c
+        with self._translated("get_alerts"), self._reading() as conn:
+            rows = conn.execute(
+                sa.select(alerts_table).where(alerts_table.c.alert_id.in_(ids))
+            ).all()
+            types: dict[str, list[str]] = {}
+            for alert_id, kind in conn.execute(
+                sa.select(v.alert_id, v.type).where(v.alert_id.in_(ids)).order_by(v.type)
+            ):
+                types.setdefault(alert_id, []).append(kind)
+        return {
+            row.alert_id: _alert_record(
+                {**row._mapping, "vulnerability_types": tuple(types.get(row.alert_id, ()))}
+            )
+            for row in rows
+        }
+
+    def get_referrals(self, bundle_ids: Sequence[str]) -> dict[str, ReferralRecord]:
+        """get_referral for each id it knows, in one statement."""
+        ids = list(dict.fromkeys(bundle_ids))
+        if not ids:
+            return {}
+        query = sa.select(referrals_table).where(referrals_table.c.bundle_id.in_(ids))
+        with self._translated("get_referrals"), self._reading() as conn:
+            return {row.bundle_id: _referral_record(row._mapping) for row in conn.execute(query)}
 
     def get_referral(self, bundle_id: str) -> ReferralRecord | None:
         with self._translated("get_referral"), self._reading() as conn:
