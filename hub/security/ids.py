@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 MIN_KEY_CHARS = 32
 
@@ -18,6 +19,13 @@ MIN_KEY_CHARS = 32
 # replayed as a header seal or the other way round.
 _IDS = b"ld-hub/ids/1"
 _SEAL = b"ld-hub/header-seal/1"
+
+
+@lru_cache(maxsize=16)
+def _derive(secret: bytes, purpose: bytes) -> bytes:
+    # One HMAC per (secret, purpose) for the life of the process, not one per id: a referral's
+    # Bundle carries about a dozen keyed ids. Kept in memory only, as the secret itself is.
+    return hmac.new(secret, purpose, hashlib.sha256).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +41,7 @@ class IdKey:
         return cls(text.encode("utf-8"))
 
     def _derived(self, purpose: bytes) -> bytes:
-        return hmac.new(self.secret, purpose, hashlib.sha256).digest()
+        return _derive(self.secret, purpose)
 
     @property
     def seal_key(self) -> bytes:
