@@ -10,6 +10,7 @@ channel, `multiple` = every earlier one too) while `drain_events` reads the sock
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,8 +135,8 @@ def pipelined_hop(
     try:
         cch, pch = conn.channel(), conn.channel()
         cch.basic_qos(prefetch_size=0, prefetch_count=window, a_global=False)
-        # py-amqp hands a batch of deliveries over in any order, so the ack goes by delivery
-        # tag: up to the highest tag below which every consumed message is settled.
+        # Confirms may settle out of order, so the ack goes by delivery tag: up to the highest
+        # tag below which every consumed message is settled.
         republished: dict[int, tuple[int, str, int]] = {}  # seq -> (tag, message_id, sent ns)
         settled: set[int] = set()  # delivery tags confirmed (or nacked back), not yet acked
         acked = 0  # every delivery tag up to this one is acked
@@ -161,27 +162,11 @@ def pipelined_hop(
 
         confirms = Confirms(pch, on_confirmed)
 
-        def on_message(msg: amqp.Message) -> None:
-            props = msg.properties
-            app_headers = props.get("application_headers") or {}
-            pch.basic_publish(
-                amqp.Message(
-                    msg.body,
-                    content_type=props.get("content_type"),
-                    delivery_mode=2,
-                    message_id=props.get("message_id"),
-                    application_headers=app_headers,
-                ),
-                exchange="",
-                routing_key=queue_out,
-            )
-            republished[confirms.sent()] = (
-                msg.delivery_tag,
-                str(props.get("message_id")),
-                int(app_headers.get(published_header, 0)),
-            )
-
-        cch.basic_consume(queue_in, callback=on_message)
+        # basic_publish itself reads the socket first (py-amqp drains events there to see a
+        # connection.blocked), so a delivery can arrive inside it: deliveries are only queued
+        # here, and republished from the loop below, in order, one publish at a time.
+        inbox: deque[amqp.Message] = deque()
+        cch.basic_consume(queue_in, callback=inbox.append)
         ready()
         deadline = time.monotonic() + timeout
         while len(result.done) < n and time.monotonic() < deadline:
@@ -189,6 +174,26 @@ def pipelined_hop(
                 conn.drain_events(timeout=1)
             except TimeoutError:
                 pass
+            while inbox:
+                msg = inbox.popleft()
+                props = msg.properties
+                app_headers = props.get("application_headers") or {}
+                pch.basic_publish(
+                    amqp.Message(
+                        msg.body,
+                        content_type=props.get("content_type"),
+                        delivery_mode=2,
+                        message_id=props.get("message_id"),
+                        application_headers=app_headers,
+                    ),
+                    exchange="",
+                    routing_key=queue_out,
+                )
+                republished[confirms.sent()] = (
+                    msg.delivery_tag,
+                    str(props.get("message_id")),
+                    int(app_headers.get(published_header, 0)),
+                )
         return result
     finally:
         conn.close()
