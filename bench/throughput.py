@@ -291,7 +291,8 @@ def run_broker_limit(
         window=window,
     )
     thread.join(timeout=max(60.0, n * 0.1) + 5)
-    own, broker, wall = own_cpu_seconds() - own0, meter.read()["broker"], time.perf_counter() - wall0
+    own, broker = own_cpu_seconds() - own0, meter.read()["broker"]
+    wall = time.perf_counter() - wall0
     hop = out[0] if out else pipelined.HopResult()
     first = min(stamps.values())
     last = max(hop.done.values()) if hop.done else time.time_ns()
