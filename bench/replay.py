@@ -35,6 +35,7 @@ from bench.throughput import (  # noqa: E402
     CpuMeter,
     TimedTrust,
     add_hub_arguments,
+    database_name,
     free_port,
     hub_env,
     ledger_url,
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {n / publish_seconds:.0f} alerts/s; {ALERT_QUEUE} holds {depth}", flush=True)
 
         print(f"starting {args.workers} hub process(es) and draining ...", flush=True)
-        meter = CpuMeter([])
+        meter = CpuMeter([], database=database_name(db_url))
         started_ns = time.time_ns()
         hubs = start_hubs(config, env, workdir=workdir, workers=args.workers, mode="subprocess")
         try:
@@ -198,6 +199,7 @@ def print_figures(f: dict[str, Any]) -> None:
     print(
         f"CPU ms per alert: hub {cpu['hub']:.2f}, broker {cpu['broker']:.2f}, "
         f"PostgreSQL {cpu['postgres']:.2f}"
+        + (f" (its backends {cpu['postgres_db']:.2f})" if "postgres_db" in cpu else "")
     )
     if "db_per_alert" in f:
         print(

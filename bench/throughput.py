@@ -600,7 +600,9 @@ def run_hub(
         for hub in hubs:
             hub.start_profile()
         stamps: dict[str, int] = {}
-        meter = CpuMeter([h.pid for h in hubs] if mode == "subprocess" else [])
+        meter = CpuMeter(
+            [h.pid for h in hubs] if mode == "subprocess" else [], database=database_name(db_url)
+        )
         machine0, wall0 = machine_busy(), time.perf_counter()
         if publisher == "pipelined" and rate <= 0:
             pub_seconds = pipelined.publish_pipelined(
@@ -689,11 +691,15 @@ def pids_named(*names: str) -> list[int]:
 
 class CpuMeter:
     """CPU seconds used since it was made by the hub processes, the broker (beam.smp) and
-    PostgreSQL (every postgres process, plus the exited backends the postmaster reaped). The
-    broker and the database are shared: anything else using them meanwhile counts too."""
+    PostgreSQL (every postgres process, plus the exited backends the postmaster reaped), and
+    of those the backends serving `database` (by their process title). The broker and the
+    server are shared: anything else using them meanwhile counts too, except in
+    `postgres_db` (the hub's pooled backends live through the window; one that exits in it
+    is counted in `postgres` alone)."""
 
-    def __init__(self, hub_pids: list[int]) -> None:
+    def __init__(self, hub_pids: list[int], *, database: str | None = None) -> None:
         self.hub_pids = hub_pids
+        self.database = database
         self.start = self._now()
 
     def _now(self) -> dict[str, float]:
@@ -706,15 +712,31 @@ class CpuMeter:
                     pass  # a backend that exited: counted in the postmaster's children
             return seconds
 
-        return {
+        postgres = pids_named("postgres", "postmaster")
+        now = {
             "hub": total(self.hub_pids),
             "broker": total(pids_named("beam.smp")),
-            "postgres": total(pids_named("postgres", "postmaster"), children=True),
+            "postgres": total(postgres, children=True),
         }
+        if self.database:
+            now["postgres_db"] = total([p for p in postgres if self._serves(p)])
+        return now
+
+    def _serves(self, pid: int) -> bool:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return f" {self.database} ".encode() in title.replace(b"\0", b" ") + b" "
 
     def read(self) -> dict[str, float]:
         now = self._now()
-        return {k: now[k] - self.start[k] for k in now}
+        return {k: now[k] - self.start.get(k, 0.0) for k in now}
+
+
+def database_name(db_url: str) -> str | None:
+    """The PostgreSQL database of a ledger URL (None for SQLite)."""
+    return db_url.rsplit("/", 1)[1] if db_url.startswith("postgresql") else None
 
 
 def machine_busy() -> tuple[int, int]:
@@ -816,6 +838,7 @@ def print_table(
     print(
         f"CPU ms per alert: hub {cpu['hub']:.2f}, broker {cpu['broker']:.2f}, "
         f"PostgreSQL {cpu['postgres']:.2f}"
+        + (f" (its backends {cpu['postgres_db']:.2f})" if "postgres_db" in cpu else "")
         + ("" if mode == "subprocess" else " (hub in this process: not separated)")
     )
     if "db_per_alert" in hub.extra:
