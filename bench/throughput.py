@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/throughput.py                       # N=1000, PostgreSQL ledger
     .venv/bin/python bench/throughput.py --alerts 300 --db sqlite
+    .venv/bin/python bench/throughput.py --workers 2           # two hub processes
     .venv/bin/python bench/throughput.py --hub-mode inprocess  # Hub() in this process instead
 
 What it does (see docs/benchmarks.md for how to read the figures):
@@ -11,15 +12,22 @@ What it does (see docs/benchmarks.md for how to read the figures):
    justice side does), while a pika consumer takes each one, republishes it to the second
    quorum queue on a confirmed channel and acks it. Latency = publish timestamp (a header) to
    the moment the republish is confirmed.
-2. The hub: a FakeTrust in this process (no replies) and the hub (by default as a subprocess,
-   `python -m hub run`, as it runs in production) with routes that send every alert to exactly
-   one endpoint. N alerts are published to justice.alerts with pika + confirms; latency = the
-   trust's receipt time of the Bundle (matched by X-Correlation-Id = alert_id) - publish time.
-3. A table of both, and the hub's peak RSS (VmHWM of the hub process).
+2. broker_limit: the same hop pipelined (bench/pipelined.py, py-amqp): publisher and
+   republisher each keep up to 200 confirms in flight, and the consumer acks (multiple=True)
+   only what has its republish confirmed. The broker's own limit on this machine.
+3. The hub: a FakeTrust in this process (no replies, keep-alive) and the hub (by default as
+   --workers subprocesses, `python -m hub run`, as it runs in production, competing on the
+   same queues and ledger) with routes that send every alert to exactly one endpoint. N
+   alerts are published to justice.alerts with pika + confirms; latency = the trust's receipt
+   time of the Bundle (matched by X-Correlation-Id = alert_id) - publish time.
+4. A table of all three, the ratios hub/baseline and hub/broker_limit, each hub process's peak
+   RSS (VmHWM), CPU per alert of the hub processes, the broker (beam.smp) and PostgreSQL, and
+   PostgreSQL's commits per alert (pg_stat_database).
 
 A measurement, not a test: nothing is asserted. Needs RabbitMQ (rabbitmqctl on PATH, for the
 vhost) and, for --db postgres, PostgreSQL; a fresh vhost and a fresh database are created and
-dropped again.
+dropped again. bench/replay.py drains a queued backlog; bench/self_check.py measures the
+benchmark's own publisher and trust alone.
 """
 
 from __future__ import annotations
