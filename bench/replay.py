@@ -89,10 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also wait until every `received` outcome was published to justice.outcomes",
     )
-    ap.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="give up draining after this many seconds (default: as if at 10 alerts/s, "
+        "at least 600)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     n = args.alerts
+    timeout = args.timeout or max(600.0, n / 10)
 
     cleanups: list[Any] = []
     workdir = Path(tempfile.mkdtemp(prefix="ldreplay-"))
@@ -131,12 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             meter.hub_pids = [h.pid for h in hubs]  # their CPU so far counts: they are new
             ids = {a for a, _ in alerts}
-            complete = trust.wait_for(ids, timeout=args.timeout)
+            complete = trust.wait_for(ids, timeout=timeout)
             bundles_done_ns = max(trust.arrivals.get(a, 0) for a in ids)
             outcomes = None
             outcomes_done_ns = None
             if args.outcomes:
-                outcomes = wait_depth(url, OUTCOME_TAP, n, timeout=max(60.0, args.timeout / 10))
+                outcomes = wait_depth(url, OUTCOME_TAP, n, timeout=max(60.0, timeout / 10))
                 outcomes_done_ns = time.time_ns()
             cpu = meter.read()
             rss = [h.peak_rss_kib() for h in hubs]
