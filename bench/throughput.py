@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/throughput.py                       # N=1000, PostgreSQL ledger
     .venv/bin/python bench/throughput.py --alerts 300 --db sqlite
+    .venv/bin/python bench/throughput.py --workers 2           # two hub processes
     .venv/bin/python bench/throughput.py --hub-mode inprocess  # Hub() in this process instead
 
 What it does (see docs/benchmarks.md for how to read the figures):
@@ -11,15 +12,22 @@ What it does (see docs/benchmarks.md for how to read the figures):
    justice side does), while a pika consumer takes each one, republishes it to the second
    quorum queue on a confirmed channel and acks it. Latency = publish timestamp (a header) to
    the moment the republish is confirmed.
-2. The hub: a FakeTrust in this process (no replies) and the hub (by default as a subprocess,
-   `python -m hub run`, as it runs in production) with routes that send every alert to exactly
-   one endpoint. N alerts are published to justice.alerts with pika + confirms; latency = the
-   trust's receipt time of the Bundle (matched by X-Correlation-Id = alert_id) - publish time.
-3. A table of both, and the hub's peak RSS (VmHWM of the hub process).
+2. broker_limit: the same hop pipelined (bench/pipelined.py, py-amqp): publisher and
+   republisher each keep up to 200 confirms in flight, and the consumer acks (multiple=True)
+   only what has its republish confirmed. The broker's own limit on this machine.
+3. The hub: a FakeTrust in this process (no replies, keep-alive) and the hub (by default as
+   --workers subprocesses, `python -m hub run`, as it runs in production, competing on the
+   same queues and ledger) with routes that send every alert to exactly one endpoint. N
+   alerts are published to justice.alerts with pika + confirms; latency = the trust's receipt
+   time of the Bundle (matched by X-Correlation-Id = alert_id) - publish time.
+4. A table of all three, the ratios hub/baseline and hub/broker_limit, each hub process's peak
+   RSS (VmHWM), CPU per alert of the hub processes, the broker (beam.smp) and PostgreSQL, and
+   PostgreSQL's commits per alert (pg_stat_database).
 
 A measurement, not a test: nothing is asserted. Needs RabbitMQ (rabbitmqctl on PATH, for the
 vhost) and, for --db postgres, PostgreSQL; a fresh vhost and a fresh database are created and
-dropped again.
+dropped again. bench/replay.py drains a queued backlog; bench/self_check.py measures the
+benchmark's own publisher and trust alone.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 import pika  # noqa: E402
 
+from bench import pipelined  # noqa: E402
 from hub.testing.fake_trust import FakeTrust  # noqa: E402
 from tests.fixtures.alerts import custody_alert, to_body  # noqa: E402
 
@@ -167,12 +176,7 @@ def run_baseline(
 ) -> Result:
     params = pika.URLParameters(url)
     q_in, q_out = "bench.baseline.in", "bench.baseline.out"
-    setup = pika.BlockingConnection(params)
-    ch = setup.channel()
-    for q in (q_in, q_out):
-        ch.queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
-        ch.queue_purge(q)
-    setup.close()
+    declare_quorum_queues(url, q_in, q_out)
 
     n = len(messages)
     done: dict[str, int] = {}
@@ -241,16 +245,102 @@ def run_baseline(
 
 
 # ---------------------------------------------------------------------------------------------
+# 1b. the broker's own limit: the same hop, pipelined
+
+
+def declare_quorum_queues(url: str, *names: str) -> None:
+    """Durable quorum queues, declared and emptied."""
+    setup = pika.BlockingConnection(pika.URLParameters(url))
+    ch = setup.channel()
+    for q in names:
+        ch.queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
+        ch.queue_purge(q)
+    setup.close()
+
+
+def run_broker_limit(
+    url: str, messages: list[tuple[str, bytes]], *, window: int = pipelined.WINDOW
+) -> Result:
+    """The baseline's hop with up to `window` confirms in flight on both the publisher and
+    the republishing consumer, which acks each message only once its republish (and every
+    earlier one) is confirmed."""
+    q_in, q_out = "bench.limit.in", "bench.limit.out"
+    declare_quorum_queues(url, q_in, q_out)
+    n = len(messages)
+    ready = threading.Event()
+    out: list[pipelined.HopResult] = []
+
+    def consume() -> None:
+        out.append(
+            pipelined.pipelined_hop(
+                url,
+                queue_in=q_in,
+                queue_out=q_out,
+                n=n,
+                published_header=H_PUBLISHED,
+                ready=ready.set,
+                window=window,
+                timeout=max(60.0, n * 0.1),
+            )
+        )
+
+    thread = threading.Thread(target=consume, name="limit-consumer", daemon=True)
+    thread.start()
+    ready.wait(15)
+    stamps: dict[str, int] = {}
+    own0, meter, wall0 = own_cpu_seconds(), CpuMeter([]), time.perf_counter()
+    pub_seconds = pipelined.publish_pipelined(
+        url,
+        messages,
+        exchange="",
+        routing_key=q_in,
+        stamps=stamps,
+        headers=lambda ns: {H_PUBLISHED: ns},
+        window=window,
+    )
+    thread.join(timeout=max(60.0, n * 0.1) + 5)
+    own, broker = own_cpu_seconds() - own0, meter.read()["broker"]
+    wall = time.perf_counter() - wall0
+    hop = out[0] if out else pipelined.HopResult()
+    first = min(stamps.values())
+    last = max(hop.done.values()) if hop.done else time.time_ns()
+    return Result(
+        "broker_limit",
+        n,
+        (last - first) / 1e9,
+        pub_seconds,
+        hop.latencies_ms,
+        missing=n - len(hop.done),
+        extra={
+            "window": window,
+            "nacked": hop.nacked,
+            # publisher and hop share this process: under 100 % of a core, the GIL is no limit
+            "bench_cpu_pct": 100 * own / wall,
+            "broker_cpu_ms_per_msg": round(1000 * broker / n, 3),
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # 2. the hub
 
 
 class TimedTrust(FakeTrust):
-    """FakeTrust that notes when each Bundle arrived, by X-Correlation-Id (= alert_id)."""
+    """FakeTrust that notes when each Bundle arrived, by X-Correlation-Id (= alert_id), and
+    keeps connections alive (HTTP/1.1), as a real receiver would: with http.server's HTTP/1.0
+    default every POST costs a new TCP connection and a new server thread."""
 
     def start(self) -> TimedTrust:
         self.arrivals: dict[str, int] = {}
+        self.order: list[str] = []  # correlation ids in order of first arrival
         self.arrived = threading.Condition()
         super().start()
+        assert self._server is not None
+        handler = self._server.RequestHandlerClass  # set before any request arrives
+        handler.protocol_version = "HTTP/1.1"
+        # It writes the head and the body of an answer apart: without TCP_NODELAY, Nagle and
+        # the client's delayed ACK hold each answer on a kept-alive connection for ~40 ms.
+        handler.disable_nagle_algorithm = True
         return self
 
     def _handle(self, request: Any) -> None:
@@ -258,18 +348,27 @@ class TimedTrust(FakeTrust):
         correlation_id = request.headers.get("X-Correlation-Id", "")
         super()._handle(request)
         with self.arrived:
-            self.arrivals.setdefault(correlation_id, now)
+            if correlation_id not in self.arrivals:
+                self.arrivals[correlation_id] = now
+                self.order.append(correlation_id)
             self.arrived.notify_all()
 
     def wait_for(self, ids: set[str], timeout: float) -> bool:
+        """Until every id in `ids` has arrived (True) or `timeout` seconds passed (False).
+        Looks at each arrival once, so a 100,000-alert wait costs the hub no CPU."""
         deadline = time.monotonic() + timeout
+        missing = set(ids)
+        seen = 0
         with self.arrived:
-            while not ids.issubset(self.arrivals.keys()):
+            while True:
+                missing.difference_update(self.order[seen:])
+                seen = len(self.order)
+                if not missing:
+                    return True
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self.arrived.wait(min(left, 1.0))
-        return True
 
 
 def write_hub_config(
@@ -419,6 +518,55 @@ class HubInProcess:
         self.log.close()
 
 
+def hub_env(url: str, db_url: str, log_level: str) -> dict[str, str]:
+    env = {**os.environ, "HUB_AMQP_URL": url, "HUB_DB_URL": db_url, "HUB_LOG_LEVEL": log_level}
+    env.setdefault("HUB_ID_KEY", secrets.token_urlsafe(32))  # `hub run` needs one
+    return env
+
+
+def start_hubs(
+    config: Path,
+    env: dict[str, str],
+    *,
+    workdir: Path,
+    workers: int,
+    mode: str,
+    profile: Path | None = None,
+) -> list[HubProcess | HubInProcess]:
+    """`workers` hubs on the same config, queues and ledger (competing consumers), each with
+    its own API port (HUB_API_PORT overrides hub.yaml's api.port). The first is ready (its
+    topology declared, its ledger migrated) before the others start. Stops what it started
+    if one fails to start."""
+    if mode != "subprocess" and workers != 1:
+        raise SystemExit("--workers > 1 needs --hub-mode subprocess")
+    hubs: list[HubProcess | HubInProcess] = []
+    try:
+        for i in range(workers):
+            log_path = workdir / f"hub-{i}.log"
+            if mode == "subprocess":
+                port = free_port()
+                worker_env = {**env, "HUB_API_PORT": str(port)}
+                hubs.append(
+                    HubProcess(config, worker_env, log_path, port, profile if i == 0 else None)
+                )
+            else:
+                hubs.append(HubInProcess(config, env, log_path))
+            if i == 0:
+                hubs[0].wait_ready()
+        for hub in hubs[1:]:
+            hub.wait_ready()
+    except BaseException:
+        for hub in hubs:
+            hub.stop()
+        raise
+    return hubs
+
+
+def stop_hubs(hubs: list[HubProcess | HubInProcess]) -> None:
+    for hub in hubs:
+        hub.stop()
+
+
 def run_hub(
     url: str,
     messages: list[tuple[str, bytes]],
@@ -433,66 +581,76 @@ def run_hub(
     profile: Path | None,
     rate: float = 0.0,
     db_stats: Callable[[], dict[str, int]] | None = None,
+    workers: int = 1,
+    publisher: str = "sync",
 ) -> Result:
-    api_port = free_port()
     trust = TimedTrust(services={ENDPOINT: SERVICE}, hub_base_url=None, replies=None).start()
     config = write_hub_config(
         workdir / "config",
         trust=trust,
-        api_port=api_port,
+        api_port=free_port(),
         max_in_flight=max_in_flight,
         prefetch=prefetch,
         log_level=log_level,
     )
-    env = {**os.environ, "HUB_AMQP_URL": url, "HUB_DB_URL": db_url, "HUB_LOG_LEVEL": log_level}
-    env.setdefault("HUB_ID_KEY", secrets.token_urlsafe(32))  # `hub run` needs one
-    log_path = workdir / "hub.log"
-    hub: HubProcess | HubInProcess
-    if mode == "subprocess":
-        hub = HubProcess(config, env, log_path, api_port, profile)
-    else:
-        hub = HubInProcess(config, env, log_path)
+    env = hub_env(url, db_url, log_level)
     n = len(messages)
+    hubs: list[HubProcess | HubInProcess] = []
     try:
-        hub.wait_ready()
+        hubs = start_hubs(config, env, workdir=workdir, workers=workers, mode=mode, profile=profile)
         if warmup:  # first alerts pay for connections, SQL compilation, imports
             warm = make_alerts(warmup)
             publish_confirmed(
                 url, warm, exchange="justice.alerts", routing_key=ROUTING_KEY, stamps={}
             )
             if not trust.wait_for({a for a, _ in warm}, timeout=60):
-                print(f"warning: warm-up alerts not all delivered; see {log_path}", file=sys.stderr)
-        hub.start_profile()
+                print(f"warning: warm-up alerts not all delivered; see {workdir}", file=sys.stderr)
+        for hub in hubs:
+            hub.start_profile()
         stamps: dict[str, int] = {}
-        cpu0, machine0, wall0 = cpu_seconds(hub.pid), machine_busy(), time.perf_counter()
-        pub_seconds = publish_confirmed(
-            url,
-            messages,
-            exchange="justice.alerts",
-            routing_key=ROUTING_KEY,
-            stamps=stamps,
-            rate=rate,
+        meter = CpuMeter(
+            [h.pid for h in hubs] if mode == "subprocess" else [], database=database_name(db_url)
         )
+        machine0, wall0 = machine_busy(), time.perf_counter()
+        if publisher == "pipelined" and rate <= 0:
+            pub_seconds = pipelined.publish_pipelined(
+                url, messages, exchange="justice.alerts", routing_key=ROUTING_KEY, stamps=stamps
+            )
+        else:
+            pub_seconds = publish_confirmed(
+                url,
+                messages,
+                exchange="justice.alerts",
+                routing_key=ROUTING_KEY,
+                stamps=stamps,
+                rate=rate,
+            )
         ids = {a for a, _ in messages}
         trust.wait_for(ids, timeout=max(120.0, n * 0.5))
-        cpu1, machine1, wall1 = cpu_seconds(hub.pid), machine_busy(), time.perf_counter()
-        hub.stop_profile()
-        rss = hub.peak_rss_kib()
+        cpu = meter.read()
+        machine1, wall1 = machine_busy(), time.perf_counter()
+        for hub in hubs:
+            hub.stop_profile()
+        rss = [hub.peak_rss_kib() for hub in hubs]
     finally:
-        hub.stop()
+        stop_hubs(hubs)
         trust.stop()
     extra: dict[str, Any] = {
-        "hub_cpu_pct": 100 * (cpu1 - cpu0) / (wall1 - wall0),
+        "workers": workers,
+        "publisher": publisher,
+        "hub_cpu_pct": 100 * cpu["hub"] / (wall1 - wall0),
         "machine_busy_pct": 100 * (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1]),
+        "cpu_ms_per_alert": {k: round(1000 * v / n, 3) for k, v in cpu.items()},
     }
-    if db_stats:  # read after the hub closed its connections, so its backends flushed stats
-        time.sleep(0.5)
+    if db_stats:  # read after the hubs closed their connections, so their backends flushed
+        time.sleep(0.5)  # their stats (a live backend's lag); so the warm-up counts too
         extra["db_per_alert"] = {k: round(v / (n + warmup), 1) for k, v in db_stats().items()}
     arrivals = {a: trust.arrivals[a] for a in ids if a in trust.arrivals}
     latencies = [(arrivals[a] - stamps[a]) / 1e6 for a in arrivals]
     first = min(stamps.values())
     last = max(arrivals.values()) if arrivals else time.time_ns()
     duplicates = len([r for r in trust.received if r.duplicate])
+    sizes = sorted(len(r.body) for r in trust.received)
     return Result(
         "hub",
         n,
@@ -500,14 +658,93 @@ def run_hub(
         pub_seconds,
         latencies,
         missing=n - len(arrivals),
-        extra={**extra, "peak_rss_kib": rss, "duplicates": duplicates, "log": str(log_path)},
+        extra={
+            **extra,
+            "peak_rss_kib": max((r for r in rss if r), default=None),
+            "peak_rss_kib_each": rss,
+            "duplicates": duplicates,
+            "bundle_bytes": sizes[len(sizes) // 2] if sizes else None,
+            "log": str(workdir / "hub-0.log"),
+        },
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of a process (all its threads)."""
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """user + system CPU seconds of a process (all its threads); with `children`, also those
+    of its children that it has waited for (PostgreSQL's postmaster reaps its backends)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pids_named(*names: str) -> list[int]:
+    """Processes on this machine whose command name (/proc/PID/comm) is one of `names`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in names:
+                    found.append(int(entry.name))
+            except OSError:
+                pass  # gone meanwhile
+    return found
+
+
+class CpuMeter:
+    """CPU seconds used since it was made by the hub processes, the broker (beam.smp) and
+    PostgreSQL (every postgres process, plus the exited backends the postmaster reaped), and
+    of those the backends serving `database` (by their process title). The broker and the
+    server are shared: anything else using them meanwhile counts too, except in
+    `postgres_db` (the hub's pooled backends live through the window; one that exits in it
+    is counted in `postgres` alone)."""
+
+    def __init__(self, hub_pids: list[int], *, database: str | None = None) -> None:
+        self.hub_pids = hub_pids
+        self.database = database
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        def total(pids: list[int], *, children: bool = False) -> float:
+            seconds = 0.0
+            for pid in pids:
+                try:
+                    seconds += cpu_seconds(pid, children=children)
+                except OSError:
+                    pass  # a backend that exited: counted in the postmaster's children
+            return seconds
+
+        postgres = pids_named("postgres", "postmaster")
+        now = {
+            "hub": total(self.hub_pids),
+            "broker": total(pids_named("beam.smp")),
+            "postgres": total(postgres, children=True),
+        }
+        if self.database:
+            now["postgres_db"] = total([p for p in postgres if self._serves(p)])
+        return now
+
+    def _serves(self, pid: int) -> bool:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return f" {self.database} ".encode() in title.replace(b"\0", b" ") + b" "
+
+    def read(self) -> dict[str, float]:
+        now = self._now()
+        return {k: now[k] - self.start.get(k, 0.0) for k in now}
+
+
+def database_name(db_url: str) -> str | None:
+    """The PostgreSQL database of a ledger URL (None for SQLite)."""
+    return db_url.rsplit("/", 1)[1] if db_url.startswith("postgresql") else None
 
 
 def machine_busy() -> tuple[int, int]:
@@ -551,39 +788,66 @@ def postgres_database() -> tuple[str, Callable[[], None], Callable[[], dict[str,
 # ---------------------------------------------------------------------------------------------
 
 
+def ratio(a: Result, b: Result) -> float:
+    return a.rate / b.rate if b.rate else float("nan")
+
+
 def print_table(
-    base: Result, hub: Result, *, n: int, db: str, mode: str, max_in_flight: int, rate: float
+    runs: list[Result],
+    hub: Result,
+    *,
+    n: int,
+    db: str,
+    mode: str,
+    max_in_flight: int,
+    rate: float,
 ) -> None:
     def row(name: str, r: Result) -> str:
         return (
-            f"| {name:<9} | {r.rate:>9.1f} | {r.publish_rate:>9.1f} | {r.p(50):>8.1f} | "
+            f"| {name:<12} | {r.rate:>9.1f} | {r.publish_rate:>9.1f} | {r.p(50):>8.1f} | "
             f"{r.p(99):>8.1f} | {max(r.latencies_ms, default=float('nan')):>8.1f} | "
             f"{r.missing:>7} |"
         )
 
     print()
     print(
-        f"N={n}  db={db}  hub={mode}  max_in_flight={max_in_flight}  "
+        f"N={n}  db={db}  hub={mode}  workers={hub.extra['workers']}  "
+        f"max_in_flight={max_in_flight}  publisher={hub.extra['publisher']}  "
         f"rate={'max' if rate <= 0 else f'{rate:g}/s'}  "
-        f"cpus={os.cpu_count()}  python={platform.python_version()}  "
+        f"cpus={os.cpu_count()}  load={os.getloadavg()[0]:.1f}  "
+        f"python={platform.python_version()}  "
         f"host={platform.node()}  at={datetime.now(UTC).isoformat(timespec='seconds')}"
     )
-    print("| run       |   msgs/s  | publish/s |  p50 ms  |  p99 ms  |  max ms  | missing |")
-    print("|-----------|-----------|-----------|----------|----------|----------|---------|")
-    print(row("baseline", base))
-    print(row("hub", hub))
-    ratio = hub.rate / base.rate if base.rate else float("nan")
+    print("| run          |   msgs/s  | publish/s |  p50 ms  |  p99 ms  |  max ms  | missing |")
+    print("|--------------|-----------|-----------|----------|----------|----------|---------|")
+    for r in [*runs, hub]:
+        print(row(r.name, r))
+    for r in runs:
+        print(
+            f"ratio hub/{r.name} throughput: {ratio(hub, r):.3f}  "
+            f"(p50 x{hub.p(50) / r.p(50):.1f}, p99 x{hub.p(99) / r.p(99):.1f})"
+        )
+    rss = hub.extra.get("peak_rss_kib_each") or []
+    if any(rss):
+        what = "each hub process" if mode == "subprocess" else "whole benchmark process"
+        print(f"peak RSS ({what}): " + ", ".join(f"{r / 1024:.1f} MiB" for r in rss if r))
     print(
-        f"ratio hub/baseline throughput: {ratio:.3f}  "
-        f"(p50 x{hub.p(50) / base.p(50):.1f}, p99 x{hub.p(99) / base.p(99):.1f})"
-    )
-    rss = hub.extra.get("peak_rss_kib")
-    if rss:
-        what = "hub process" if mode == "subprocess" else "whole benchmark process"
-        print(f"peak RSS ({what}): {rss / 1024:.1f} MiB")
-    print(
-        f"during the hub run: hub process CPU {hub.extra['hub_cpu_pct']:.0f}% of one core, "
+        f"during the hub run: hub process(es) CPU {hub.extra['hub_cpu_pct']:.0f}% of one core, "
         f"machine {hub.extra['machine_busy_pct']:.0f}% busy ({os.cpu_count()} cores)"
+    )
+    for r in runs:
+        if "bench_cpu_pct" in r.extra:
+            print(
+                f"during {r.name}: benchmark process (publisher + hop) CPU "
+                f"{r.extra['bench_cpu_pct']:.0f}% of one core, "
+                f"broker {r.extra['broker_cpu_ms_per_msg']:.2f} ms per message"
+            )
+    cpu = hub.extra["cpu_ms_per_alert"]
+    print(
+        f"CPU ms per alert: hub {cpu['hub']:.2f}, broker {cpu['broker']:.2f}, "
+        f"PostgreSQL {cpu['postgres']:.2f}"
+        + (f" (its backends {cpu['postgres_db']:.2f})" if "postgres_db" in cpu else "")
+        + ("" if mode == "subprocess" else " (hub in this process: not separated)")
     )
     if "db_per_alert" in hub.extra:
         print(
@@ -599,8 +863,53 @@ def print_table(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def result_json(r: Result) -> dict[str, Any]:
+    return {
+        "rate": r.rate,
+        "publish_rate": r.publish_rate,
+        "p50_ms": r.p(50),
+        "p99_ms": r.p(99),
+        "missing": r.missing,
+        **r.extra,
+    }
+
+
+def new_vhost(cleanups: list[Callable[[], None]]) -> str:
+    """A fresh vhost for guest (deleted by the cleanups); its URL."""
+    vhost = f"ldbench-{uuid.uuid4().hex[:10]}"
+    rabbitmqctl("add_vhost", vhost)
+    cleanups.append(lambda: rabbitmqctl("delete_vhost", vhost))
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    return f"amqp://guest:guest@{AMQP_HOST}:5672/{vhost}"
+
+
+def ledger_url(
+    db: str, workdir: Path, cleanups: list[Callable[[], None]]
+) -> tuple[str, Callable[[], dict[str, int]] | None]:
+    """A fresh ledger database (dropped by the cleanups) and, for PostgreSQL, its counters."""
+    if db == "postgres":
+        db_url, drop, db_stats = postgres_database()
+        cleanups.append(drop)
+        return db_url, db_stats
+    return f"sqlite:///{workdir / 'hub.db'}", None
+
+
+def run_cleanups(cleanups: list[Callable[[], None]]) -> None:
+    for cleanup in reversed(cleanups):
+        try:
+            cleanup()
+        except Exception as exc:  # noqa: BLE001 - report and go on cleaning
+            print(f"cleanup failed: {exc}", file=sys.stderr)
+
+
+def filler_like(body: bytes, n: int) -> list[tuple[str, bytes]]:
+    """`n` messages of `body`'s size (random hex), each with its own id."""
+    size = len(body)
+    return [(str(uuid.uuid4()), os.urandom(size // 2 + 1).hex().encode()[:size]) for _ in range(n)]
+
+
+def add_hub_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options that shape the hub under test (shared with replay.py)."""
     ap.add_argument("--alerts", type=int, default=1000, help="N messages/alerts per run")
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="postgres")
     ap.add_argument(
@@ -609,10 +918,10 @@ def main(argv: list[str] | None = None) -> int:
         help="broker URL incl. vhost (default: a fresh vhost, deleted at the end)",
     )
     ap.add_argument(
-        "--hub-mode",
-        choices=("subprocess", "inprocess"),
-        default="subprocess",
-        help="run the hub as `python -m hub run` (default) or Hub() in this process",
+        "--workers",
+        type=int,
+        default=1,
+        help="hub processes on the same queues and ledger (competing consumers)",
     )
     ap.add_argument(
         "--max-in-flight",
@@ -627,6 +936,17 @@ def main(argv: list[str] | None = None) -> int:
         help="amqp.prefetch of the hub, and the baseline consumer's prefetch",
     )
     ap.add_argument("--log-level", default="INFO", help="the hub's log level (INFO as shipped)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_hub_arguments(ap)
+    ap.add_argument(
+        "--hub-mode",
+        choices=("subprocess", "inprocess"),
+        default="subprocess",
+        help="run the hub as `python -m hub run` (default) or Hub() in this process",
+    )
     ap.add_argument(
         "--warmup", type=int, default=20, help="alerts through the hub first, unmeasured"
     )
@@ -644,35 +964,39 @@ def main(argv: list[str] | None = None) -> int:
         help="publish at most this many a second (default 0: as fast as confirms "
         "allow, i.e. a backlog; a low rate shows latency without queueing)",
     )
+    ap.add_argument(
+        "--publisher",
+        choices=("sync", "pipelined"),
+        default="sync",
+        help="how the alerts reach the hub: one confirm waited for per publish (default, "
+        f"as a custody system does) or up to {pipelined.WINDOW} in flight (flat out only)",
+    )
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=pipelined.WINDOW,
+        help="confirms in flight in the broker_limit run",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
     cleanups: list[Callable[[], None]] = []
     workdir = Path(tempfile.mkdtemp(prefix="ldbench-"))
     try:
-        url = args.amqp_url
-        if url is None:
-            vhost = f"ldbench-{uuid.uuid4().hex[:10]}"
-            rabbitmqctl("add_vhost", vhost)
-            cleanups.append(lambda: rabbitmqctl("delete_vhost", vhost))
-            rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-            url = f"amqp://guest:guest@{AMQP_HOST}:5672/{vhost}"
-        db_stats = None
-        if args.db == "postgres":
-            db_url, drop, db_stats = postgres_database()
-            cleanups.append(drop)
-        else:
-            db_url = f"sqlite:///{workdir / 'hub.db'}"
-
+        url = args.amqp_url or new_vhost(cleanups)
+        db_url, db_stats = ledger_url(args.db, workdir, cleanups)
         alerts = make_alerts(args.alerts)
         size = len(alerts[0][1])
-        filler = [
-            (str(uuid.uuid4()), os.urandom(size // 2).hex().encode()[:size])
-            for _ in range(args.alerts)
-        ]
         print(f"baseline: {args.alerts} x {size} B through two quorum queues ...", flush=True)
-        base = run_baseline(url, filler, prefetch=args.prefetch, rate=args.rate)
-        print(f"hub ({args.hub_mode}, {args.db}): {args.alerts} alerts ...", flush=True)
+        base = run_baseline(
+            url, filler_like(alerts[0][1], args.alerts), prefetch=args.prefetch, rate=args.rate
+        )
+        print(f"broker_limit: the same, {args.window} confirms in flight ...", flush=True)
+        limit = run_broker_limit(url, filler_like(alerts[0][1], args.alerts), window=args.window)
+        print(
+            f"hub ({args.hub_mode} x{args.workers}, {args.db}): {args.alerts} alerts ...",
+            flush=True,
+        )
         hub = run_hub(
             url,
             alerts,
@@ -686,9 +1010,11 @@ def main(argv: list[str] | None = None) -> int:
             profile=args.profile,
             rate=args.rate,
             db_stats=db_stats,
+            workers=args.workers,
+            publisher=args.publisher,
         )
         print_table(
-            base,
+            [base, limit],
             hub,
             n=args.alerts,
             db=args.db,
@@ -703,19 +1029,15 @@ def main(argv: list[str] | None = None) -> int:
                         "n": args.alerts,
                         "db": args.db,
                         "cpus": os.cpu_count(),
+                        "load_1min": os.getloadavg()[0],
                         "body_bytes": size,
                         "hub_mode": args.hub_mode,
+                        "workers": args.workers,
                         "max_in_flight": args.max_in_flight,
-                        **{
-                            r.name: {
-                                "rate": r.rate,
-                                "publish_rate": r.publish_rate,
-                                "p50_ms": r.p(50),
-                                "p99_ms": r.p(99),
-                                "missing": r.missing,
-                                **r.extra,
-                            }
-                            for r in (base, hub)
+                        **{r.name: result_json(r) for r in (base, limit, hub)},
+                        "ratios": {
+                            "hub/baseline": ratio(hub, base),
+                            "hub/broker_limit": ratio(hub, limit),
                         },
                     },
                     indent=2,
@@ -723,11 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     finally:
-        for cleanup in reversed(cleanups):
-            try:
-                cleanup()
-            except Exception as exc:  # noqa: BLE001 - report and go on cleaning
-                print(f"cleanup failed: {exc}", file=sys.stderr)
+        run_cleanups(cleanups)
 
 
 if __name__ == "__main__":
