@@ -113,11 +113,17 @@ def return_outcome(
 ) -> ReferralOutcome:
     """Build one outcome through the consent filter, publish it (confirmed), and record it in
     the ledger with its journey event the first time it is sent."""
-    outcome = prepare_outcome(
-        ledger=ledger,
+    alert = ledger.get_alert(referral.alert_id)
+    if alert is None:
+        raise PermanentError(
+            "referral without its alert in the ledger",
+            alert_id=referral.alert_id,
+            stage=journey.stage,
+        )
+    outcome = build_outcome(
+        alert=alert,
         referral=referral,
         recipient=recipient,
-        journey=journey,
         status=status,
         at=at,
         answers=answers,
@@ -130,43 +136,6 @@ def return_outcome(
     with ledger.unit_of_work():  # the outcome and its event: one commit
         record_returned(ledger, referral, outcome, journey)
     return outcome
-
-
-def prepare_outcome(
-    *,
-    ledger: OutcomeLedger,
-    referral: ReferralRecord,
-    recipient: Recipient,
-    journey: Journey,
-    status: OutcomeStatus,
-    at: datetime,
-    answers: str,
-    ids: IdKey,
-    recommendation: str | None = None,
-    referred_to: str | None = None,
-    note: str | None = None,
-) -> ReferralOutcome:
-    """One outcome for a referral, through the consent filter (its alert read from the
-    ledger); PermanentError if the alert is not there."""
-    alert = ledger.get_alert(referral.alert_id)
-    if alert is None:
-        raise PermanentError(
-            "referral without its alert in the ledger",
-            alert_id=referral.alert_id,
-            stage=journey.stage,
-        )
-    return build_outcome(
-        alert=alert,
-        referral=referral,
-        recipient=recipient,
-        status=status,
-        at=at,
-        answers=answers,
-        ids=ids,
-        recommendation=recommendation,
-        referred_to=referred_to,
-        note=note,
-    )
 
 
 def record_returned(
