@@ -11,7 +11,6 @@ import os
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -21,13 +20,14 @@ from hub.records import AlertState, ReferralState
 from hub.testing.fake_trust import FakeTrust
 from hub.transforms.referral_ids import referral_ids
 from hub.wire import ALERT_QUEUES
-from tests.conftest import ID_KEY, SERVICES, Justice, free_port, wait_until, write_config
+from tests.conftest import ID_KEY, Justice, free_port, wait_until, write_config
 from tests.e2e.test_crash_recovery import (  # noqa: F401 - `trust` is a fixture
     DLQ_QUEUES,
     KEY,
     ONE_ENDPOINT,
     TWO_ENDPOINTS,
     HubProcess,
+    assert_received_once_per_referral,
     log_tail,
     now_iso,
     routing_key,
@@ -209,20 +209,10 @@ def test_hub_killed_while_intake_works_on_large_batches_routes_and_delivers_ever
         for dlq in DLQ_QUEUES:
             assert justice.queue_depth(dlq) == 0, f"{dlq} is not empty"
 
-        # The justice side: `received` for every referral, one outcome id each (a repeat
-        # carries the same id).
-        codes = {endpoint: ods for endpoint, (ods, _) in SERVICES.items()}
-        want = {(alert_id, codes[endpoint]) for alert_id, endpoint in expected_pairs}
-
-        def received_outcomes(got: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-            return {o["outcome_id"]: o for o in got if o["status"] == "received"}
-
-        justice.wait_for(lambda got: len(received_outcomes(got)) >= expected, timeout=60)
-        outcomes = received_outcomes(justice.outcomes)
-        assert len(outcomes) == expected
-        assert {(o["alert_id"], o["service"]["code"]) for o in outcomes.values()} == want
-        assert {o["status"] for o in justice.outcomes} == {"received"}
-        repeated_outcomes = len(justice.outcomes) - len(outcomes)
+        # The justice side: `received` for every referral, one outcome id each.
+        repeated_outcomes = assert_received_once_per_referral(
+            justice, expected_pairs, expected, timeout=60
+        )
 
         elapsed = time.monotonic() - started
         print(

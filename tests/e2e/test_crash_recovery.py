@@ -243,20 +243,10 @@ def test_hub_killed_mid_stream_delivers_every_alert_once_in_effect(
         for queue in DLQ_QUEUES:
             assert justice.queue_depth(queue) == 0, f"{queue} is not empty"
 
-        # The justice side heard `received` for every referral (outcome ids are stable, so a
-        # repeat de-duplicates on outcome_id).
-        codes = {endpoint: ods for endpoint, (ods, _) in SERVICES.items()}
-        want = {(alert_id, codes[endpoint]) for alert_id, endpoint in expected_pairs}
-
-        def received_outcomes(got: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-            return {o["outcome_id"]: o for o in got if o["status"] == "received"}
-
-        justice.wait_for(lambda got: len(received_outcomes(got)) >= expected, timeout=20)
-        outcomes = received_outcomes(justice.outcomes)
-        assert len(outcomes) == expected
-        assert {(o["alert_id"], o["service"]["code"]) for o in outcomes.values()} == want
-        assert {o["status"] for o in justice.outcomes} == {"received"}
-        repeated_outcomes = len(justice.outcomes) - len(outcomes)
+        # The justice side heard `received` for every referral.
+        repeated_outcomes = assert_received_once_per_referral(
+            justice, expected_pairs, expected, timeout=20
+        )
 
         elapsed = time.monotonic() - started
         summary = (
@@ -275,3 +265,22 @@ def test_hub_killed_mid_stream_delivers_every_alert_once_in_effect(
         hub.terminate()
         if justice is not None:
             justice.close()
+
+
+def assert_received_once_per_referral(
+    justice: Any, expected_pairs: set[tuple[str, str]], expected: int, *, timeout: float
+) -> int:
+    """The justice side heard `received` for every referral (outcome ids are stable, so a
+    repeat de-duplicates on outcome_id) and nothing else; returns how many were repeats."""
+    codes = {endpoint: ods for endpoint, (ods, _) in SERVICES.items()}
+    want = {(alert_id, codes[endpoint]) for alert_id, endpoint in expected_pairs}
+
+    def received_outcomes(got: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {o["outcome_id"]: o for o in got if o["status"] == "received"}
+
+    justice.wait_for(lambda got: len(received_outcomes(got)) >= expected, timeout=timeout)
+    outcomes = received_outcomes(justice.outcomes)
+    assert len(outcomes) == expected
+    assert {(o["alert_id"], o["service"]["code"]) for o in outcomes.values()} == want
+    assert {o["status"] for o in justice.outcomes} == {"received"}
+    return len(justice.outcomes) - len(outcomes)
