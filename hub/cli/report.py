@@ -92,7 +92,7 @@ def report(
     consent. Counts of 1-7 show as *, others round to the nearest 5, unless --exact."""
     from hub.adapters.sql.failed_store import SqlFailedStore
     from hub.adapters.sql.reports import SqlReportReader
-    from hub.operations.reports.disclosure import publish
+    from hub.operations.reports.disclosure import exact_audit_reason, publish
     from hub.operations.reports.render import table_lines, to_csv
     from hub.settings.load import load_settings, operator_name, report_db_url
 
@@ -110,12 +110,13 @@ def report(
             # nothing exact is shown.
             store = SqlFailedStore(settings.db_url)
             try:
-                why = (reason or "").strip() or "report --exact"
                 store.audit(
                     "report_exact",
                     [0],
                     by=by,
-                    reason=f"{why} ({period_from:%Y-%m-%d}..{period_to:%Y-%m-%d} by {grouping})",
+                    reason=exact_audit_reason(
+                        reason, period_from=period_from, period_to=period_to, group_by=grouping
+                    ),
                     at=datetime.now(UTC),
                 )
             finally:

@@ -93,6 +93,25 @@ def test_exact_counts_need_an_operator_and_are_audited_first(db_url: str) -> Non
     ]
 
 
+def test_the_exact_reports_audit_reason_is_scrubbed_and_bounded_like_a_log_line(
+    db_url: str,
+) -> None:
+    reason = "asked about 943 476 5919, born 1990-01-02, of LS1 4AP:" + " very long" * 100
+
+    shown = hub(
+        "--month", "2026-11", "--exact", "--format", "json", "--as", "sam", "--reason", reason
+    )
+
+    assert shown.exit_code == 0, shown.output
+    ((action, by, stored),) = audit_rows(db_url)
+    assert (action, by) == ("report_exact", "sam")
+    assert stored.startswith("asked about [redacted], born [redacted], of [redacted]: very long")
+    assert stored.endswith("more] (2026-11-01..2026-12-01 by site)")
+    assert len(stored) < 250
+    for leak in ("943", "5919", "1990", "LS1"):
+        assert leak not in stored
+
+
 def test_the_html_report_is_self_contained_with_its_funnel_plots(
     db_url: str, tmp_path: Path
 ) -> None:
