@@ -4,12 +4,13 @@ computes them (read-only reader, aggregation in the database on PostgreSQL, then
 
     .venv/bin/python bench/report_year.py --url postgresql://…/test?options=-csearch_path%3Dx
 
-A measurement, not a test. Prints one line per run: the best of --repeat.
+A measurement, not a test. Prints one line per run: the median of --repeat, and every time.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from datetime import UTC, datetime
 
@@ -30,15 +31,17 @@ def main() -> None:
     reader = SqlReportReader(args.url, timeout=600)
     try:
         for label, group_by, (start, end) in runs:
-            best = float("inf")
+            times = []
             for _ in range(args.repeat):
                 began = time.perf_counter()
                 report = reader.report(start, end, group_by)
                 publish(report)
-                best = min(best, time.perf_counter() - began)
+                times.append(time.perf_counter() - began)
             print(
-                f"{label:5} by {group_by.value:13} {best:7.2f} s  "
-                f"({report.total['identified']} identified)"
+                f"{label:5} by {group_by.value:13} {statistics.median(times):7.2f} s  "
+                f"(runs {', '.join(f'{t:.2f}' for t in times)}; "
+                f"{report.total['identified']} identified)",
+                flush=True,
             )
     finally:
         reader.close()
