@@ -4,14 +4,15 @@ hand-worked ledger of test_report_reads and after new alerts and outcomes arrive
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from hub.adapters.sql.ledger import SqlLedger
 from hub.adapters.sql.report_summary import SqlReportRefresher
-from hub.operations.reports.measures import GroupBy
+from hub.operations.reports.measures import GroupBy, build_report
 from tests.integration.test_ledger_contract import new_pg_schema  # noqa: F401 (fixture)
 from tests.integration.test_report_reads import (  # noqa: F401 (fixture)
     END,
@@ -146,3 +147,47 @@ def test_refreshing_twice_changes_nothing(db_url: str) -> None:  # noqa: F811
     assert every_report(db_url) == reports
     assert refresh(db_url, END, full=True) == 5
     assert summary_rows(db_url) == rows
+
+
+@pytest.mark.parametrize("group_by", list(GroupBy))
+def test_on_a_synthetic_month_split_by_the_watermark_every_figure_equals_live(
+    group_by: GroupBy, synthetic_url: str
+) -> None:
+    from hub.adapters.sql.reports import SqlReportReader
+
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+    reader = SqlReportReader(synthetic_url)
+    try:
+        summarised = reader.report(start, end, group_by)
+        live = build_report(
+            reader.extract(start, end), group_by=group_by, period_from=start, period_to=end
+        )
+    finally:
+        reader.close()
+
+    assert summarised.total["identified"] > 100
+    assert (summarised.funnel, summarised.total) == (live.funnel, live.total)
+    assert (summarised.overdue, summarised.case_mix) == (live.overdue, live.case_mix)
+    assert summarised.rejections == live.rejections
+    for a, b in zip(summarised.timeliness, live.timeliness, strict=True):
+        assert (a.urgency, a.interval, a.n) == (b.urgency, b.interval, b.n)
+        assert a.median_hours == pytest.approx(b.median_hours)
+        assert a.p90_hours == pytest.approx(b.p90_hours)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def synthetic_url(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    new_pg_schema: Callable[[], str],  # noqa: F811
+) -> str:
+    """4,000 synthetic alerts over 2026, refreshed up to 16 March: March half summary, half tail."""
+    from bench.seed_year import seed as seed_year
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('synthetic') / 'hub.db'}"
+    else:
+        url = new_pg_schema()
+    seed_year(url, alerts=4000, site_count=12, year=2026, seed_value=3)
+    assert refresh(url, datetime(2026, 3, 16, 12, tzinfo=UTC)) > 500
+    return url
