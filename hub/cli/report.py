@@ -164,10 +164,10 @@ def report(
 @click.option(
     "--margin-hours",
     type=click.FloatRange(min=0),
-    default=24.0,
+    default=1.0,
     show_default=True,
     help="also re-summarise alerts touched this long before the last watermark "
-    "(outcomes the services time-stamp late)",
+    "(writes committed after their time stamp, clocks of other hub processes)",
 )
 @config_option
 def refresh(full: bool, margin_hours: float, config_dir: Path) -> None:

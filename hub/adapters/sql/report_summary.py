@@ -149,7 +149,7 @@ class SqlReportRefresher:
         self._engine.dispose()
 
     def refresh(
-        self, *, now: datetime, margin: timedelta = timedelta(hours=24), full: bool = False
+        self, *, now: datetime, margin: timedelta = timedelta(hours=1), full: bool = False
     ) -> RefreshResult:
         """Summarise what changed since the last watermark less `margin` (everything when
         `full` or on the first run), up to `now`, the new watermark."""
