@@ -29,6 +29,9 @@ def main() -> None:
     parser.add_argument("--year", type=int, default=2026)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--refresh", choices=("none", "full", "incremental"), default="none")
+    parser.add_argument(
+        "--now", type=datetime.fromisoformat, help="the refreshes' clock (default: now, UTC)"
+    )
     parser.add_argument("--only-month", action="store_true", help="time the month alone")
     args = parser.parse_args()
     if args.refresh != "none":
@@ -37,7 +40,7 @@ def main() -> None:
             kinds = (["full"] if args.refresh == "full" else []) + ["incremental"] * args.repeat
             for kind in kinds:
                 began = time.perf_counter()
-                result = refresher.refresh(now=datetime.now(UTC), full=kind == "full")
+                result = refresher.refresh(now=args.now or datetime.now(UTC), full=kind == "full")
                 print(
                     f"refresh {kind:11} {time.perf_counter() - began:7.2f} s  "
                     f"({result.alerts} alerts summarised)",

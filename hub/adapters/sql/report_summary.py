@@ -181,6 +181,10 @@ class SqlReportRefresher:
                     alerts=len(ids),
                 )
             )
+            if conn.dialect.name == "postgresql" and ids:
+                # Fresh statistics for the report's planner (a first full refresh would
+                # otherwise be read as if the tables were empty until autovacuum came by).
+                conn.execute(sa.text("ANALYZE hub_report_alerts, hub_report_referrals"))
         return RefreshResult(watermark=watermark, previous=previous, full=full, alerts=len(ids))
 
     def _all_ids(self, watermark: datetime) -> list[str]:
@@ -274,57 +278,78 @@ _FUNNEL_COLUMN = {
 def summary_partials(
     conn: sa.Connection, start: datetime, end: datetime, group_by: GroupBy
 ) -> Partials:
-    """The summary's counts for alerts received in [start, end), in the database: a handful
-    of GROUP BYs over the narrow tables, then only the values of the buckets a percentile
-    needs."""
+    """The summary's counts for alerts received in [start, end), in the database. On
+    PostgreSQL one scan of each table (GROUPING SETS: one hash aggregate a count); SQLite has
+    no GROUPING SETS, so there each count is its own GROUP BY (same sets, same rows)."""
     p = Partials()
-    ra, rr = report_alerts_table, report_referrals_table
-    span = {"start": start, "end": end}
-    alerts_in = "FROM hub_report_alerts WHERE received_at >= :start AND received_at < :end"
-    refs_in = "FROM hub_report_referrals WHERE received_at >= :start AND received_at < :end"
-
-    def rows(sql: str) -> Any:
-        return conn.execute(sa.text(sql).bindparams(**span)).all()
-
-    assert ra.name in alerts_in and rr.name in refs_in
-    if group_by is GroupBy.SERVICE:
-        for endpoint, mask, n in rows(
-            f"SELECT endpoint, endpoint_stages, COUNT(*) {refs_in} "
-            "AND endpoint_stages IS NOT NULL GROUP BY endpoint, endpoint_stages"
-        ):
-            p.funnel[(endpoint, mask)] += n
-    else:
-        column = _FUNNEL_COLUMN[group_by]
-        for key, mask, n in rows(
-            f"SELECT {column}, stages, COUNT(*) {alerts_in} GROUP BY {column}, stages"
-        ):
-            p.funnel[(key, mask)] += n
-    for has_referral, mask, n in rows(
-        f"SELECT has_referral, stages, COUNT(*) {alerts_in} GROUP BY has_referral, stages"
-    ):
-        p.total[(bool(has_referral), mask)] += n
-    for site, pathway, urgency, consent, n in rows(
-        f"SELECT organisation_code, pathway, urgency, consent_status, COUNT(*) {alerts_in} "
-        "GROUP BY organisation_code, pathway, urgency, consent_status"
-    ):
-        p.mix[(site, pathway, urgency, consent)] += n
-    for site, mask, n in rows(
-        f"SELECT organisation_code, vulnerabilities, COUNT(*) {alerts_in} "
-        "GROUP BY organisation_code, vulnerabilities"
-    ):
-        p.vulnerability_mix[(site, mask)] += n
-    for endpoint, late, n in rows(
-        f"SELECT endpoint, late, COUNT(*) {refs_in} AND due GROUP BY endpoint, late"
-    ):
-        p.overdue[(endpoint, bool(late))] += n
-    histograms = " UNION ALL ".join(
-        f"SELECT urgency, '{i}', {i}_bucket, COUNT(*) {refs_in} AND {i}_bucket IS NOT NULL "
-        f"GROUP BY urgency, {i}_bucket"
-        for i in REPORT_INTERVALS
-    )
-    for urgency, interval, b, n in rows(histograms):
-        p.histogram[(urgency, interval, b)] += n
+    funnel = None if group_by is GroupBy.SERVICE else _FUNNEL_COLUMN[group_by]
+    alert_sets = {
+        "total": ("has_referral", "stages"),
+        "mix": ("organisation_code", "pathway", "urgency", "consent_status"),
+        "vulnerability_mix": ("organisation_code", "vulnerabilities"),
+    }
+    if funnel is not None:
+        alert_sets["funnel"] = (funnel, "stages")
+    referral_sets = {
+        "overdue": ("endpoint", "due", "late"),
+        **{i: ("urgency", f"{i}_bucket") for i in REPORT_INTERVALS},
+    }
+    if funnel is None:
+        referral_sets["funnel"] = ("endpoint", "endpoint_stages")
+    for name, key, n in _grouped(conn, "hub_report_alerts", alert_sets, start, end):
+        if name == "funnel":
+            p.funnel[(key[0], key[1])] += n
+        elif name == "total":
+            p.total[(bool(key[0]), key[1])] += n
+        elif name == "mix":
+            p.mix[(key[0], key[1], key[2], key[3])] += n
+        else:
+            p.vulnerability_mix[(key[0], key[1])] += n
+    for name, key, n in _grouped(conn, "hub_report_referrals", referral_sets, start, end):
+        if name == "funnel":
+            if key[1] is not None:  # the alert's first referral to that endpoint
+                p.funnel[(key[0], key[1])] += n
+        elif name == "overdue":
+            if key[1]:
+                p.overdue[(key[0], bool(key[2]))] += n
+        elif key[1] is not None:  # an interval's bucket, for referrals that reached its end
+            p.histogram[(key[0], name, key[1])] += n
     return p
+
+
+def _grouped(
+    conn: sa.Connection,
+    table: str,
+    sets: dict[str, tuple[str, ...]],
+    start: datetime,
+    end: datetime,
+) -> Iterable[tuple[str, tuple[Any, ...], int]]:
+    """(set name, its columns' values, count) for each group of each grouping set."""
+    span = {"start": start, "end": end}
+    where = f"FROM {table} WHERE received_at >= :start AND received_at < :end"
+    if conn.dialect.name != "postgresql":
+        for name, own in sets.items():
+            listed = ", ".join(own)
+            sql = f"SELECT {listed}, COUNT(*) {where} GROUP BY {listed}"
+            for row in conn.execute(sa.text(sql).bindparams(**span)):
+                yield name, tuple(row[:-1]), row[-1]
+        return
+    columns = list(dict.fromkeys(c for cs in sets.values() for c in cs))
+    # GROUPING(…) has a bit set, leftmost column highest, for each column a set leaves out.
+    which = {
+        sum(1 << (len(columns) - 1 - k) for k, c in enumerate(columns) if c not in cs): name
+        for name, cs in sets.items()
+    }
+    listed = ", ".join(columns)
+    grouping_sets = ", ".join(f"({', '.join(cs)})" for cs in sets.values())
+    sql = (
+        f"SELECT GROUPING({listed}), {listed}, COUNT(*) {where} "
+        f"GROUP BY GROUPING SETS ({grouping_sets})"
+    )
+    for row in conn.execute(sa.text(sql).bindparams(**span)):
+        name = which[row[0]]
+        values = dict(zip(columns, row[1:-1], strict=True))
+        yield name, tuple(values[c] for c in sets[name]), row[-1]
 
 
 def summary_values(
@@ -333,21 +358,26 @@ def summary_values(
     end: datetime,
     needed: set[tuple[str, str, int]],
 ) -> dict[tuple[str, str, int], list[int]]:
-    """The µs values of the summary's referrals in the `needed` (urgency, interval, bucket)s."""
+    """The µs values of the summary's referrals in the `needed` (urgency, interval, bucket)s,
+    in one scan."""
     values: dict[tuple[str, str, int], list[int]] = defaultdict(list)
-    by_interval: dict[str, set[tuple[str, int]]] = defaultdict(set)
-    for urgency, interval, b in needed:
-        by_interval[interval].add((urgency, b))
+    if not needed:
+        return values
     rr = report_referrals_table.c
-    for interval, pairs in by_interval.items():
-        us, bucket_column = rr[f"{interval}_us"], rr[f"{interval}_bucket"]
-        wanted = sa.or_(*[sa.and_(rr.urgency == u, bucket_column == b) for u, b in sorted(pairs)])
-        for urgency, b, value in conn.execute(
-            sa.select(rr.urgency, bucket_column, us).where(
-                rr.received_at >= start, rr.received_at < end, wanted
-            )
-        ):
-            values[(urgency, interval, b)].append(value)
+    wanted = sa.or_(
+        *[
+            sa.and_(rr.urgency == u, rr[f"{interval}_bucket"] == b)
+            for u, interval, b in sorted(needed)
+        ]
+    )
+    columns = [c for i in REPORT_INTERVALS for c in (rr[f"{i}_bucket"], rr[f"{i}_us"])]
+    for row in conn.execute(
+        sa.select(rr.urgency, *columns).where(rr.received_at >= start, rr.received_at < end, wanted)
+    ):
+        for k, interval in enumerate(REPORT_INTERVALS):
+            key = (row[0], interval, row[1 + 2 * k])
+            if key in needed:
+                values[key].append(row[2 + 2 * k])
     return values
 
 
