@@ -132,7 +132,8 @@ def last_watermark(conn: sa.Connection) -> datetime | None:
         return None
     w = report_refreshes_table.c
     value: datetime | None = conn.execute(
-        sa.select(w.watermark).order_by(w.watermark.desc(), w.id.desc()).limit(1)
+        # the latest run's: watermarks never go back (refresh takes the later of the two)
+        sa.select(w.watermark).order_by(w.id.desc()).limit(1)
     ).scalar_one_or_none()
     return value
 
