@@ -40,7 +40,7 @@ def period_of(start: str | None, end: str | None, month: str | None) -> tuple[da
     )
 
 
-@click.command("report")
+@click.group("report", invoke_without_command=True)
 @click.option("--from", "start", metavar="DAY", help="first day (YYYY-MM-DD, UTC)")
 @click.option("--to", "end", metavar="DAY", help="last day, included")
 @click.option("--month", metavar="YYYY-MM", help="a calendar month")
@@ -74,7 +74,9 @@ def period_of(start: str | None, end: str | None, month: str | None) -> tuple[da
 @click.option("--reason", default=None, help="why exact counts are needed, for the audit log")
 @config_option
 @as_option
+@click.pass_context
 def report(
+    ctx: click.Context,
     start: str | None,
     end: str | None,
     month: str | None,
@@ -89,10 +91,13 @@ def report(
 ) -> None:
     """The L&D pathway report: funnel, timeliness, overdue, case mix, rejections and variation
     between groups (funnel plots), per site, service, vulnerability, pathway, urgency or
-    consent. Counts of 1-7 show as *, others round to the nearest 5, unless --exact."""
+    consent. Counts of 1-7 show as *, others round to the nearest 5, unless --exact.
+    `hub report refresh` brings the summary tables the report reads up to date."""
+    if ctx.invoked_subcommand is not None:
+        return
     from hub.adapters.sql.failed_store import SqlFailedStore
     from hub.adapters.sql.reports import SqlReportReader
-    from hub.operations.reports.disclosure import publish
+    from hub.operations.reports.disclosure import exact_audit_reason, publish
     from hub.operations.reports.render import table_lines, to_csv
     from hub.settings.load import load_settings, operator_name, report_db_url
 
@@ -110,12 +115,13 @@ def report(
             # nothing exact is shown.
             store = SqlFailedStore(settings.db_url)
             try:
-                why = (reason or "").strip() or "report --exact"
                 store.audit(
                     "report_exact",
                     [0],
                     by=by,
-                    reason=f"{why} ({period_from:%Y-%m-%d}..{period_to:%Y-%m-%d} by {grouping})",
+                    reason=exact_audit_reason(
+                        reason, period_from=period_from, period_to=period_to, group_by=grouping
+                    ),
                     at=datetime.now(UTC),
                 )
             finally:
@@ -151,3 +157,42 @@ def report(
     else:
         for line in table_lines(published):
             echo(line)
+
+
+@report.command("refresh")
+@click.option("--full", is_flag=True, help="re-summarise every alert, not only those changed")
+@click.option(
+    "--margin-hours",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="also re-summarise alerts touched this long before the last watermark "
+    "(writes committed after their time stamp, clocks of other hub processes)",
+)
+@config_option
+def refresh(full: bool, margin_hours: float, config_dir: Path) -> None:
+    """Bring the report's summary tables up to date (incremental; run it from cron, e.g.
+    every 5 minutes). Writes to the ledger's database, never to the report replica."""
+    from hub.adapters.sql.report_summary import SqlReportRefresher
+    from hub.settings.load import load_settings
+
+    try:
+        settings = load_settings(config_dir)
+        refresher = SqlReportRefresher(settings.db_url)
+        try:
+            result = refresher.refresh(
+                now=datetime.now(UTC), margin=timedelta(hours=margin_hours), full=full
+            )
+        finally:
+            refresher.close()
+    except ConfigError as exc:
+        echo(str(exc), err=True)
+        sys.exit(2)
+    except TransientError as exc:
+        echo(f"cannot reach the database: {exc.message}", err=True)
+        sys.exit(3)
+    kind = "full" if result.full else "incremental"
+    echo(
+        f"report summary refreshed ({kind}): {result.alerts} alerts summarised, "
+        f"watermark {result.watermark.isoformat()}"
+    )

@@ -57,6 +57,10 @@ HUB_TABLES = {
     "hub_outcomes",
     "hub_events",
     "hub_changes",
+    # the pathway report's summary (hub.adapters.sql.report_summary): codes, flags, times
+    "hub_report_alerts",
+    "hub_report_referrals",
+    "hub_report_refreshes",
 }
 
 

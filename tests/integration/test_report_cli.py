@@ -93,6 +93,25 @@ def test_exact_counts_need_an_operator_and_are_audited_first(db_url: str) -> Non
     ]
 
 
+def test_the_exact_reports_audit_reason_is_scrubbed_and_bounded_like_a_log_line(
+    db_url: str,
+) -> None:
+    reason = "asked about 943 476 5919, born 1990-01-02, of LS1 4AP:" + " very long" * 100
+
+    shown = hub(
+        "--month", "2026-11", "--exact", "--format", "json", "--as", "sam", "--reason", reason
+    )
+
+    assert shown.exit_code == 0, shown.output
+    ((action, by, stored),) = audit_rows(db_url)
+    assert (action, by) == ("report_exact", "sam")
+    assert stored.startswith("asked about [redacted], born [redacted], of [redacted]: very long")
+    assert stored.endswith("more] (2026-11-01..2026-12-01 by site)")
+    assert len(stored) < 250
+    for leak in ("943", "5919", "1990", "LS1"):
+        assert leak not in stored
+
+
 def test_the_html_report_is_self_contained_with_its_funnel_plots(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -113,3 +132,22 @@ def test_the_html_report_is_self_contained_with_its_funnel_plots(
 def test_a_month_and_days_together_are_refused(db_url: str) -> None:
     result = hub("--month", "2026-11", "--from", "2026-11-01", "--to", "2026-11-02")
     assert result.exit_code == 2
+
+
+def test_refresh_fills_the_summary_then_runs_incrementally_and_the_report_is_unchanged(
+    db_url: str,
+) -> None:
+    before = hub("--month", "2026-11", "--format", "json", "--by", "vulnerability")
+
+    first, second = hub("refresh"), hub("refresh")
+
+    assert first.exit_code == 0, first.output
+    assert "(full): 5 alerts summarised" in first.output
+    assert second.exit_code == 0, second.output
+    assert "(incremental): 0 alerts summarised" in second.output
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM hub_report_alerts")).scalar() == 5
+    engine.dispose()
+    after = hub("--month", "2026-11", "--format", "json", "--by", "vulnerability")
+    assert after.exit_code == 0 and after.output == before.output

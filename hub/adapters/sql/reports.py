@@ -21,6 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from hub.adapters.sql.engine import _CONNECTION_ERRORS, _describe, _normalise_url, _reason
+from hub.adapters.sql.report_summary import (
+    complete_values,
+    last_watermark,
+    read_rows,
+    summary_partials,
+    summary_values,
+)
 from hub.adapters.sql.tables import (
     alert_vulnerabilities_table,
     alerts_table,
@@ -47,6 +54,7 @@ from hub.operations.reports.measures import (
     build_report,
     rejections_by_site,
 )
+from hub.operations.reports.summary import Partials, partials_of, report_from, summarise
 
 
 class SqlReportReader:
@@ -131,8 +139,15 @@ class SqlReportReader:
         return LedgerExtract(alerts=alerts, referrals=referrals, rejections=rejections)
 
     def report(self, start: datetime, end: datetime, group_by: GroupBy) -> Report:
-        """The exact report for [start, end): aggregated in PostgreSQL, or through
+        """The exact report for [start, end). Once `hub report refresh` has run: alerts received
+        before its watermark from the summary tables, the rest live (hub.adapters.sql.
+        report_summary). Before any refresh, all live: aggregated in PostgreSQL, or through
         `extract` and hub.operations.reports.measures on SQLite (same definitions, same tests)."""
+        start, end = as_utc(start), as_utc(end)
+        with self._reading() as conn:
+            watermark = last_watermark(conn)
+            if watermark is not None:
+                return _summary_report(conn, start, end, group_by, watermark)
         if self._url.get_backend_name() == "sqlite":
             return build_report(
                 self.extract(start, end), group_by=group_by, period_from=start, period_to=end
@@ -156,11 +171,43 @@ class SqlReportReader:
     def _reading(self) -> Iterator[sa.Connection]:
         try:
             with self._engine.connect() as conn:
+                if conn.dialect.name == "postgresql":
+                    # One snapshot for every statement of a report (a refresh may commit in
+                    # between); no JIT: compiling costs more than it saves on these scans.
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                    conn.execute(sa.text("SET LOCAL jit = off"))
+                    conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
                 yield conn
         except _CONNECTION_ERRORS as exc:
             raise LedgerUnavailable(
                 f"report database unavailable at {self._where}: {_reason(exc)}"
             ) from exc
+
+
+def _summary_report(
+    conn: sa.Connection, start: datetime, end: datetime, group_by: GroupBy, watermark: datetime
+) -> Report:
+    split = min(max(start, watermark), end)
+    partials = summary_partials(conn, start, split, group_by) if split > start else Partials()
+    if end > split:
+        a = alerts_table.c
+        alerts, referrals = read_rows(conn, sa.and_(a.received_at >= split, a.received_at < end))
+        alert_rows, referral_rows = summarise(alerts, referrals)
+        partials.add(partials_of(alert_rows, referral_rows, group_by))
+    complete_values(partials, lambda needed: summary_values(conn, start, split, needed))
+    return report_from(
+        partials, _rejections(conn, start, end), group_by=group_by, period_from=start, period_to=end
+    )
+
+
+def _rejections(conn: sa.Connection, start: datetime, end: datetime) -> list[RejectionRow]:
+    j = rejections_table.c
+    return [
+        RejectionRow(site=row.organisation_code, problem_paths=tuple(row.problem_paths))
+        for row in conn.execute(
+            sa.select(j.organisation_code, j.problem_paths).where(j.at >= start, j.at < end)
+        )
+    ]
 
 
 def _utc(value: datetime | str) -> datetime:

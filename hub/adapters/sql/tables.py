@@ -154,3 +154,55 @@ events_table = sa.Table(
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Index("ix_hub_events_journey", "alert_id", "at", "id"),
 )
+
+# -- the pathway report's summary (written by `hub report refresh` only, never the pipeline) --
+#
+# Only ids, codes, bit masks, flags and whole-microsecond intervals
+# (hub.operations.reports.summary defines the masks and buckets). Rows of alerts received
+# before the last refresh's watermark; a report reads the rest live.
+
+report_alerts_table = sa.Table(
+    "hub_report_alerts",
+    metadata,
+    sa.Column("alert_id", sa.String(_ID), primary_key=True),
+    sa.Column("received_at", _UtcDateTime, nullable=False),
+    sa.Column("organisation_code", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("pathway", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("urgency", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("consent_status", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("vulnerabilities", sa.Integer, nullable=False),
+    sa.Column("stages", sa.Integer, nullable=False),
+    sa.Column("has_referral", sa.Boolean, nullable=False),
+    sa.Index("ix_hub_report_alerts_received_at", "received_at"),
+)
+
+REPORT_INTERVALS = ("to_delivery", "to_acceptance", "to_assessment", "to_final_outcome")
+
+report_referrals_table = sa.Table(
+    "hub_report_referrals",
+    metadata,
+    sa.Column("alert_id", sa.String(_ID), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("received_at", _UtcDateTime, nullable=False),
+    sa.Column("endpoint", sa.String(_ID), nullable=False),
+    sa.Column("urgency", sa.String(_CODE_LEN), nullable=False),
+    sa.Column("stages", sa.Integer, nullable=False),
+    sa.Column("endpoint_stages", sa.Integer, nullable=True),
+    sa.Column("due", sa.Boolean, nullable=False),
+    sa.Column("late", sa.Boolean, nullable=False),
+    *[sa.Column(f"{name}_us", sa.BigInteger, nullable=True) for name in REPORT_INTERVALS],
+    *[sa.Column(f"{name}_bucket", sa.Integer, nullable=True) for name in REPORT_INTERVALS],
+    sa.Index("ix_hub_report_referrals_received_at", "received_at"),
+)
+
+report_refreshes_table = sa.Table(
+    "hub_report_refreshes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # Alerts received before it are in the summary tables, as of `started_at`.
+    sa.Column("watermark", _UtcDateTime, nullable=False),
+    sa.Column("started_at", _UtcDateTime, nullable=False),
+    sa.Column("finished_at", _UtcDateTime, nullable=False),
+    sa.Column("full", sa.Boolean, nullable=False),
+    sa.Column("alerts", sa.Integer, nullable=False),  # alerts (re)summarised
+)

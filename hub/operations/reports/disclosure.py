@@ -8,15 +8,32 @@ when fewer than 8 referrals give them. `exact=True` shows exact counts (audited 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from hub.operations.reports.measures import RATES, STAGES, Ratio, Report, rates_of
+from hub.log import bounded, scrub_text
+from hub.operations.reports.measures import RATES, STAGES, GroupBy, Ratio, Report, rates_of
 from hub.operations.reports.stats import control_limits, flag
 
 SUPPRESSED = "*"
 SMALL = range(1, 8)
 
 Count = int | str
+
+
+# An operator's reason is free text kept in the audit log: cut to this, after scrubbing.
+AUDIT_REASON_CHARS = 200
+
+
+def exact_audit_reason(
+    reason: str | None, *, period_from: datetime, period_to: datetime, group_by: GroupBy
+) -> str:
+    """The audit log's reason for an exact report: the operator's words, scrubbed of anything
+    that looks like personal data (hub.log.scrub_text, what every log line gets) and bounded,
+    then the period and grouping (added after scrubbing: its dates are not personal data)."""
+    text = " ".join(bounded(reason or "", 4 * AUDIT_REASON_CHARS).split())
+    why = bounded(scrub_text(text), AUDIT_REASON_CHARS)
+    return f"{why or 'report --exact'} ({period_from:%Y-%m-%d}..{period_to:%Y-%m-%d} by {group_by})"
 
 
 def shown(count: int, *, exact: bool) -> Count:

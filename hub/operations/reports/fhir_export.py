@@ -15,10 +15,13 @@ from importlib import resources
 from typing import Any
 
 from hub.operations.reports.measures import RATES, STAGES
+from hub.transforms.fhir_vocabulary import PROJECT_BASE
 
-MEASURE_BASE = "https://ld-hub.nhs.uk/fhir/Measure/"
-STAGE_SYSTEM = "https://ld-hub.nhs.uk/fhir/CodeSystem/ld-pathway-stage"
-GROUP_SYSTEM = "https://ld-hub.nhs.uk/fhir/CodeSystem/ld-report-group-"  # + grouped_by
+# Canonical URLs under the hub's own base, like its identifier and code systems
+# (fhir_vocabulary.PROJECT_BASE); the shipped Measure files carry the same (a test holds them).
+MEASURE_BASE = f"{PROJECT_BASE}/Measure/"
+STAGE_SYSTEM = f"{PROJECT_BASE}/CodeSystem/ld-pathway-stage"
+GROUP_SYSTEM = f"{PROJECT_BASE}/CodeSystem/ld-report-group-"  # + grouped_by
 POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
 DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 FUNNEL = "ld-pathway-funnel"

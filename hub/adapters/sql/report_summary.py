@@ -1,0 +1,391 @@
+"""The pathway report's summary tables: `hub report refresh` fills them incrementally from the
+ledger, and the report reader aggregates them (counts by code and flag, interval histograms).
+
+The refresh is the only writer; it never touches the ledger's own tables. Each refresh
+re-summarises every alert touched since the last watermark less a margin (received, updated,
+a new or delivered or overdue referral, an outcome whose time falls after it), all of an
+alert's rows together in one transaction per chunk, then records the new watermark: running it
+twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.adapters.sql.engine import _build_engine, _create_tables, _normalise_url
+from hub.adapters.sql.tables import (
+    REPORT_INTERVALS,
+    alert_vulnerabilities_table,
+    alerts_table,
+    as_utc,
+    outcomes_table,
+    referrals_table,
+    report_alerts_table,
+    report_referrals_table,
+    report_refreshes_table,
+)
+from hub.operations.reports.measures import AlertRow, GroupBy, ReferralRow
+from hub.operations.reports.summary import (
+    AlertSummary,
+    Partials,
+    ReferralSummary,
+    bucket,
+    buckets_needed,
+    summarise,
+)
+
+CHUNK = 5000  # alerts a transaction; also bounds the bound parameters of one IN list
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshResult:
+    watermark: datetime
+    previous: datetime | None
+    full: bool
+    alerts: int  # alerts (re)summarised
+
+
+def read_rows(
+    conn: sa.Connection, where: sa.ColumnElement[bool]
+) -> tuple[list[AlertRow], list[ReferralRow]]:
+    """Alerts matching `where` (over hub_alerts), their new referrals and each referral's first
+    outcome of each status, as the pure measures take them (referrals in bundle id order)."""
+    a, r, o, v = alerts_table.c, referrals_table.c, outcomes_table.c, alert_vulnerabilities_table.c
+    types: dict[str, list[str]] = defaultdict(list)
+    for alert_id, kind in conn.execute(
+        sa.select(v.alert_id, v.type)
+        .join(alerts_table, a.alert_id == v.alert_id)
+        .where(where)
+        .order_by(v.alert_id, v.type)
+    ):
+        types[alert_id].append(kind)
+    alerts = [
+        AlertRow(
+            alert_id=row.alert_id,
+            site=row.organisation_code,
+            source_kind=row.source_kind,
+            pathway=row.pathway,
+            urgency=row.urgency,
+            consent_status=row.consent_status,
+            received_at=row.received_at,
+            vulnerability_types=tuple(types.get(row.alert_id, ())),
+        )
+        for row in conn.execute(
+            sa.select(
+                a.alert_id,
+                a.organisation_code,
+                a.source_kind,
+                a.pathway,
+                a.urgency,
+                a.consent_status,
+                a.received_at,
+            )
+            .where(where)
+            .order_by(a.alert_id)
+        )
+    ]
+    firsts: dict[str, dict[str, datetime]] = defaultdict(dict)
+    for bundle_id, status, at in conn.execute(
+        sa.select(o.bundle_id, o.status, sa.func.min(o.at))
+        .join(referrals_table, r.bundle_id == o.bundle_id)
+        .join(alerts_table, a.alert_id == r.alert_id)
+        .where(where, r.kind == "new")
+        .group_by(o.bundle_id, o.status)
+    ):
+        firsts[bundle_id][status] = _utc(at)
+    referrals = [
+        ReferralRow(
+            alert_id=row.alert_id,
+            service=row.endpoint,
+            delivered_at=row.delivered_at,
+            due_at=row.due_at,
+            overdue_at=row.overdue_at,
+            first_outcome_at=firsts.get(row.bundle_id, {}),
+        )
+        for row in conn.execute(
+            sa.select(r.bundle_id, r.alert_id, r.endpoint, r.delivered_at, r.due_at, r.overdue_at)
+            .join(alerts_table, a.alert_id == r.alert_id)
+            .where(where, r.kind == "new")
+            .order_by(r.alert_id, r.bundle_id)
+        )
+    ]
+    return alerts, referrals
+
+
+def _utc(value: datetime | str) -> datetime:
+    """MIN() over a timestamp: SQLite may hand back its stored text, PostgreSQL a datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def last_watermark(conn: sa.Connection) -> datetime | None:
+    """The last refresh's watermark; None if there was none (or the tables are not there yet,
+    as on a ledger an earlier hub made and no refresh has opened since)."""
+    if not sa.inspect(conn).has_table(report_refreshes_table.name):
+        return None
+    w = report_refreshes_table.c
+    value: datetime | None = conn.execute(
+        # the latest run's: watermarks never go back (refresh takes the later of the two)
+        sa.select(w.watermark).order_by(w.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    return value
+
+
+class SqlReportRefresher:
+    """Fills the summary tables from the ledger (a writable connection to the ledger's own
+    database, not the report replica)."""
+
+    def __init__(self, url: str, *, timeout: float = 600.0) -> None:
+        self._engine = _build_engine(_normalise_url(url), timeout=timeout)
+        _create_tables(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def refresh(
+        self, *, now: datetime, margin: timedelta = timedelta(hours=1), full: bool = False
+    ) -> RefreshResult:
+        """Summarise what changed since the last watermark less `margin` (everything when
+        `full` or on the first run), up to `now`, the new watermark."""
+        started = datetime.now(UTC)
+        watermark = as_utc(now)
+        with self._engine.connect() as conn:
+            previous = last_watermark(conn)
+        if previous is not None:
+            watermark = max(watermark, previous)
+        full = full or previous is None
+        if full:
+            ids = self._all_ids(watermark)
+        else:
+            assert previous is not None
+            ids = self._touched_ids(previous - margin, watermark)
+        for first in range(0, len(ids), CHUNK):
+            chunk = ids[first : first + CHUNK]
+            with self._engine.begin() as conn:
+                alerts, referrals = read_rows(conn, alerts_table.c.alert_id.in_(chunk))
+                alert_rows, referral_rows = summarise(alerts, referrals)
+                _replace(conn, chunk, alert_rows, referral_rows)
+        with self._engine.begin() as conn:
+            conn.execute(
+                report_refreshes_table.insert().values(
+                    watermark=watermark,
+                    started_at=started,
+                    finished_at=datetime.now(UTC),
+                    full=full,
+                    alerts=len(ids),
+                )
+            )
+            if conn.dialect.name == "postgresql" and ids:
+                # Fresh statistics for the report's planner (a first full refresh would
+                # otherwise be read as if the tables were empty until autovacuum came by).
+                conn.execute(sa.text("ANALYZE hub_report_alerts, hub_report_referrals"))
+        return RefreshResult(watermark=watermark, previous=previous, full=full, alerts=len(ids))
+
+    def _all_ids(self, watermark: datetime) -> list[str]:
+        a = alerts_table.c
+        with self._engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.select(a.alert_id).where(a.received_at < watermark).order_by(a.alert_id)
+                ).scalars()
+            )
+
+    def _touched_ids(self, since: datetime, watermark: datetime) -> list[str]:
+        a, r, o = alerts_table.c, referrals_table.c, outcomes_table.c
+        touched = sa.union(
+            sa.select(a.alert_id).where(sa.or_(a.received_at >= since, a.updated_at >= since)),
+            sa.select(r.alert_id).where(
+                sa.or_(r.created_at >= since, r.delivered_at >= since, r.overdue_at >= since)
+            ),
+            sa.select(o.alert_id).where(o.at >= since),
+        ).subquery()
+        with self._engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.select(a.alert_id)
+                    .where(a.alert_id.in_(sa.select(touched.c.alert_id)))
+                    .where(a.received_at < watermark)
+                    .order_by(a.alert_id)
+                ).scalars()
+            )
+
+
+def _replace(
+    conn: sa.Connection,
+    ids: Sequence[str],
+    alerts: Iterable[AlertSummary],
+    referrals: Iterable[ReferralSummary],
+) -> None:
+    conn.execute(report_referrals_table.delete().where(report_referrals_table.c.alert_id.in_(ids)))
+    conn.execute(report_alerts_table.delete().where(report_alerts_table.c.alert_id.in_(ids)))
+    alert_rows = [
+        {
+            "alert_id": s.alert_id,
+            "received_at": s.received_at,
+            "organisation_code": s.site,
+            "pathway": s.pathway,
+            "urgency": s.urgency,
+            "consent_status": s.consent_status,
+            "vulnerabilities": s.vulnerabilities,
+            "stages": s.stages,
+            "has_referral": s.has_referral,
+        }
+        for s in alerts
+    ]
+    referral_rows = [
+        {
+            "alert_id": s.alert_id,
+            "position": s.position,
+            "received_at": s.received_at,
+            "endpoint": s.endpoint,
+            "urgency": s.urgency,
+            "stages": s.stages,
+            "endpoint_stages": s.endpoint_stages,
+            "due": s.due,
+            "late": s.late,
+            **{f"{i}_us": s.micros.get(i) for i in REPORT_INTERVALS},
+            **{f"{i}_bucket": _bucket_or_none(s.micros.get(i)) for i in REPORT_INTERVALS},
+        }
+        for s in referrals
+    ]
+    if alert_rows:
+        conn.execute(report_alerts_table.insert(), alert_rows)
+    if referral_rows:
+        conn.execute(report_referrals_table.insert(), referral_rows)
+
+
+def _bucket_or_none(micros: int | None) -> int | None:
+    return None if micros is None else bucket(micros)
+
+
+# -- reading the summary: the counts of alerts received in [start, end) ---------------------
+
+_FUNNEL_COLUMN = {
+    GroupBy.SITE: "organisation_code",
+    GroupBy.PATHWAY: "pathway",
+    GroupBy.URGENCY: "urgency",
+    GroupBy.CONSENT: "consent_status",
+    GroupBy.VULNERABILITY: "vulnerabilities",
+}
+
+
+def summary_partials(
+    conn: sa.Connection, start: datetime, end: datetime, group_by: GroupBy
+) -> Partials:
+    """The summary's counts for alerts received in [start, end), in the database. On
+    PostgreSQL one scan of each table (GROUPING SETS: one hash aggregate a count); SQLite has
+    no GROUPING SETS, so there each count is its own GROUP BY (same sets, same rows)."""
+    p = Partials()
+    funnel = None if group_by is GroupBy.SERVICE else _FUNNEL_COLUMN[group_by]
+    alert_sets = {
+        "total": ("has_referral", "stages"),
+        "mix": ("organisation_code", "pathway", "urgency", "consent_status"),
+        "vulnerability_mix": ("organisation_code", "vulnerabilities"),
+    }
+    if funnel is not None:
+        alert_sets["funnel"] = (funnel, "stages")
+    referral_sets = {
+        "overdue": ("endpoint", "due", "late"),
+        **{i: ("urgency", f"{i}_bucket") for i in REPORT_INTERVALS},
+    }
+    if funnel is None:
+        referral_sets["funnel"] = ("endpoint", "endpoint_stages")
+    for name, key, n in _grouped(conn, "hub_report_alerts", alert_sets, start, end):
+        if name == "funnel":
+            p.funnel[(key[0], key[1])] += n
+        elif name == "total":
+            p.total[(bool(key[0]), key[1])] += n
+        elif name == "mix":
+            p.mix[(key[0], key[1], key[2], key[3])] += n
+        else:
+            p.vulnerability_mix[(key[0], key[1])] += n
+    for name, key, n in _grouped(conn, "hub_report_referrals", referral_sets, start, end):
+        if name == "funnel":
+            if key[1] is not None:  # the alert's first referral to that endpoint
+                p.funnel[(key[0], key[1])] += n
+        elif name == "overdue":
+            if key[1]:
+                p.overdue[(key[0], bool(key[2]))] += n
+        elif key[1] is not None:  # an interval's bucket, for referrals that reached its end
+            p.histogram[(key[0], name, key[1])] += n
+    return p
+
+
+def _grouped(
+    conn: sa.Connection,
+    table: str,
+    sets: dict[str, tuple[str, ...]],
+    start: datetime,
+    end: datetime,
+) -> Iterable[tuple[str, tuple[Any, ...], int]]:
+    """(set name, its columns' values, count) for each group of each grouping set."""
+    span = {"start": start, "end": end}
+    where = f"FROM {table} WHERE received_at >= :start AND received_at < :end"
+    if conn.dialect.name != "postgresql":
+        for name, own in sets.items():
+            listed = ", ".join(own)
+            sql = f"SELECT {listed}, COUNT(*) {where} GROUP BY {listed}"
+            for row in conn.execute(sa.text(sql).bindparams(**span)):
+                yield name, tuple(row[:-1]), row[-1]
+        return
+    columns = list(dict.fromkeys(c for cs in sets.values() for c in cs))
+    # GROUPING(…) has a bit set, leftmost column highest, for each column a set leaves out.
+    which = {
+        sum(1 << (len(columns) - 1 - k) for k, c in enumerate(columns) if c not in cs): name
+        for name, cs in sets.items()
+    }
+    listed = ", ".join(columns)
+    grouping_sets = ", ".join(f"({', '.join(cs)})" for cs in sets.values())
+    sql = (
+        f"SELECT GROUPING({listed}), {listed}, COUNT(*) {where} "
+        f"GROUP BY GROUPING SETS ({grouping_sets})"
+    )
+    for row in conn.execute(sa.text(sql).bindparams(**span)):
+        name = which[row[0]]
+        values = dict(zip(columns, row[1:-1], strict=True))
+        yield name, tuple(values[c] for c in sets[name]), row[-1]
+
+
+def summary_values(
+    conn: sa.Connection,
+    start: datetime,
+    end: datetime,
+    needed: set[tuple[str, str, int]],
+) -> dict[tuple[str, str, int], list[int]]:
+    """The µs values of the summary's referrals in the `needed` (urgency, interval, bucket)s,
+    in one scan."""
+    values: dict[tuple[str, str, int], list[int]] = defaultdict(list)
+    if not needed:
+        return values
+    rr = report_referrals_table.c
+    wanted = sa.or_(
+        *[
+            sa.and_(rr.urgency == u, rr[f"{interval}_bucket"] == b)
+            for u, interval, b in sorted(needed)
+        ]
+    )
+    columns = [c for i in REPORT_INTERVALS for c in (rr[f"{i}_bucket"], rr[f"{i}_us"])]
+    for row in conn.execute(
+        sa.select(rr.urgency, *columns).where(rr.received_at >= start, rr.received_at < end, wanted)
+    ):
+        for k, interval in enumerate(REPORT_INTERVALS):
+            key = (row[0], interval, row[1 + 2 * k])
+            if key in needed:
+                values[key].append(row[2 + 2 * k])
+    return values
+
+
+def complete_values(p: Partials, fetch: Any) -> None:
+    """Fill `p.values` for the buckets its percentiles need: `fetch(needed)` gives the
+    summary's values there; the tail's own values in those buckets are already in `p`."""
+    needed = buckets_needed(p.histogram)
+    tail = {k: v for k, v in p.values.items() if k in needed}
+    fetched = fetch(needed)
+    p.values = {k: list(fetched.get(k, ())) + tail.get(k, []) for k in needed}
