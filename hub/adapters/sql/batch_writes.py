@@ -37,6 +37,17 @@ from hub.records import (
 )
 from hub.store_rules.attempts import reason_code
 
+_INSERT_NEW_ALERTS = (
+    pg_insert(alerts_table)
+    .on_conflict_do_nothing(index_elements=[alerts_table.c.alert_id])
+    .returning(alerts_table.c.alert_id)
+)
+_INSERT_NEW_OUTCOMES = (
+    pg_insert(outcomes_table)
+    .on_conflict_do_nothing(index_elements=[outcomes_table.c.outcome_id])
+    .returning(outcomes_table.c.outcome_id)
+)
+
 
 class SqlBatchWrites(SqlLedgerReads):
     """Batch writes. The one-row writes they fall back to (record_alert, record_attempt,
@@ -56,14 +67,9 @@ class SqlBatchWrites(SqlLedgerReads):
             raise ValueError("record_alerts: an alert id twice in one call")
         rows = [_alert_row(facts) for facts in many]
         with self._translated("record_alerts"), self._writing() as conn:
-            inserted = set(
-                conn.scalars(
-                    pg_insert(alerts_table)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=[alerts_table.c.alert_id])
-                    .returning(alerts_table.c.alert_id)
-                )
-            )
+            # One statement compiled once and cached (executemany: SQLAlchemy's "insertmanyvalues"
+            # sends the rows as multi-row VALUES pages), whatever the batch's size.
+            inserted = set(conn.execute(_INSERT_NEW_ALERTS, rows).scalars())
             vulnerabilities = [
                 {"alert_id": f.alert_id, "type": t}
                 for f in many
@@ -198,14 +204,7 @@ class SqlBatchWrites(SqlLedgerReads):
             for o in many
         ]
         with self._translated("record_outcomes"), self._writing() as conn:
-            new = set(
-                conn.scalars(
-                    pg_insert(outcomes_table)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=[outcomes_table.c.outcome_id])
-                    .returning(outcomes_table.c.outcome_id)
-                )
-            )
+            new = set(conn.execute(_INSERT_NEW_OUTCOMES, rows).scalars())
         return [o.outcome_id in new for o in many]
 
 
