@@ -25,6 +25,10 @@ log = get_logger("hub.rabbitmq")
 Handler = Callable[[Envelope], Disposition]
 BatchHandler = Callable[[Sequence[Envelope]], Sequence[Disposition]]
 
+# A backlog arrives back to back (prefetched messages are already in the socket's buffer): a
+# pause this long after the last message means there is nothing more to take for now.
+BATCH_GAP_SECONDS = 0.002
+
 
 class QueueWorker(ConsumerMixin):
     """Consumes one queue with bounded prefetch and manual acks; reconnects on its own.
@@ -41,7 +45,8 @@ class QueueWorker(ConsumerMixin):
     handler runs: `enqueued_at` is `enqueued_no_earlier_than` (the queue-age metric).
 
     `batch=(handler, size, wait)`: messages are taken in batches, of what is there up to
-    `size`, waiting at most `wait` seconds for more after the first, and the batch handler gets
+    `size`, waiting for more while they keep coming but at most `wait` seconds after the
+    first, and the batch handler gets
     them together (one disposition each, in order). A batch is never held past its handler:
     each message is acked or requeued as soon as the handler returns, before the next batch.
     """
@@ -174,10 +179,13 @@ class QueueWorker(ConsumerMixin):
                     if not self.should_stop:
                         raise
                     break
+                # Take what is there: more messages while they keep coming (a gap of
+                # BATCH_GAP_SECONDS ends the batch, so a lone message waits no longer than
+                # that), up to `size`, and never past `wait` after the first.
                 deadline = time.monotonic() + wait
                 while len(self._pending) < size and (left := deadline - time.monotonic()) > 0:
                     try:
-                        conn.drain_events(timeout=left)
+                        conn.drain_events(timeout=min(left, BATCH_GAP_SECONDS))
                     except TimeoutError:
                         break
                 self._flush()
