@@ -41,7 +41,8 @@ from hub.log import get_logger
 from hub.operations.database_watch import DatabaseWatch
 from hub.operations.queue_ages import ObservedAges
 from hub.pipeline import Clock, Dispatcher, RetryPolicy, Stage, utc_now
-from hub.ports import FhirClient, Ledger, Metrics
+from hub.ports import FhirClient, Metrics
+from hub.ports_ledger import Ledger
 from hub.runtime import Runtime, Supervisor, Watcher
 from hub.security.ids import IdKey
 from hub.security.provenance import Provenance, SealingPublisher

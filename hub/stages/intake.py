@@ -25,7 +25,8 @@ from hub.messages import (
     Recipient,
 )
 from hub.pipeline import Clock, publish_each
-from hub.ports import IntakeLedger, Metrics, Publisher, Render, RenderFollowUp
+from hub.ports import Metrics, Publisher, Render, RenderFollowUp
+from hub.ports_ledger import IntakeLedger
 from hub.records import AlertRecord, Seen
 from hub.routes.rules import RouteTable
 from hub.security.ids import IdKey

@@ -16,7 +16,8 @@ from hub.errors import AlertConflict, HubError, InvalidMessage
 from hub.log import get_logger
 from hub.messages import ALERT_SCHEMA, OutcomeStatus, Problem, ReferralOutcome, SourceKind
 from hub.pipeline import Clock
-from hub.ports import IntakeLedger, Publisher
+from hub.ports import Publisher
+from hub.ports_ledger import IntakeLedger
 from hub.records import AlertState
 from hub.security.ids import IdKey
 from hub.stages.intake_plan import (
