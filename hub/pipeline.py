@@ -12,36 +12,23 @@ or requeued only when the broker or database is away).
 from __future__ import annotations
 
 import dataclasses
-import json
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 from hub.contracts.identifiers import is_safe_id
 from hub.errors import HubError, InvalidMessage, LedgerUnavailable, PermanentError, TransientError
+from hub.failure_headers import attempts, failure_headers, first_failure
 from hub.log import bind_correlation, get_logger
 from hub.ports import Metrics, Publisher
 from hub.security.provenance import Provenance, without_hub_headers
 from hub.wire import (
     DLQ_EXCHANGE,
     H_ALERT_ID,
-    H_ATTEMPTS,
-    H_ENDPOINT,
-    H_ERROR,
     H_ERROR_CLASS,
-    H_FIRST_FAILURE,
-    H_HTTP_STATUS,
-    H_LAST_FAILURE,
-    H_OPERATION_OUTCOME,
-    H_ORIGINAL_EXCHANGE,
-    H_ORIGINAL_QUEUE,
-    H_ORIGINAL_ROUTING_KEY,
-    H_ORIGINAL_USER_ID,
-    H_PROBLEMS,
-    H_STAGE,
     Disposition,
     Envelope,
     Outgoing,
@@ -116,35 +103,6 @@ def publish_each(publisher: Publisher, messages: Sequence[Outgoing]) -> None:
             correlation_id=m.correlation_id,
             content_type=m.content_type,
         )
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse_time(value: Any, default: datetime) -> datetime:
-    # An odd header (a time with no zone, past year 9999 in UTC…) reads as the default.
-    try:
-        if isinstance(value, datetime):
-            parsed = value
-        elif isinstance(value, str):
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        else:
-            return default
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        return default
-
-
-def _attempts(headers: Mapping[str, Any]) -> int:
-    """Failures so far (the hub's own header); anything odd in it counts as none."""
-    value = headers.get(H_ATTEMPTS)
-    if isinstance(value, bool) or not isinstance(value, int | str) or len(str(value)) > 9:
-        return 0
-    try:
-        return max(0, int(value))
-    except ValueError:
-        return 0
 
 
 class Dispatcher:
@@ -323,8 +281,8 @@ class Dispatcher:
 
     def _retry_or_dead_letter(self, envelope: Envelope, error: TransientError) -> None:
         now = self.clock()
-        failures = _attempts(envelope.headers) + 1
-        first = _parse_time(envelope.headers.get(H_FIRST_FAILURE), now)
+        failures = attempts(envelope.headers) + 1
+        first = first_failure(envelope.headers, now)
         delay = self.retry.next_delay(
             failures=failures, first_failure=first, now=now, retry_after=error.retry_after
         )
@@ -338,7 +296,9 @@ class Dispatcher:
             expired.__cause__ = error
             self._dead_letter(envelope, expired, error_class="RetriesExhausted")
             return
-        headers = self._failure_headers(envelope, error, failures=failures, first=first, now=now)
+        headers = failure_headers(
+            envelope, error, stage=self.stage.name, failures=failures, first=first, now=now
+        )
         self.publisher.publish(
             exchange=retry_exchange(delay),
             routing_key=envelope.queue,  # the TTL queue dead-letters back to this queue
@@ -367,9 +327,11 @@ class Dispatcher:
     def _park(self, envelope: Envelope, error: HubError, *, error_class: str | None = None) -> None:
         """Publish the message to hub.dlq.<stage> with why it failed."""
         now = self.clock()
-        failures = _attempts(envelope.headers) + 1
-        first = _parse_time(envelope.headers.get(H_FIRST_FAILURE), now)
-        headers = self._failure_headers(envelope, error, failures=failures, first=first, now=now)
+        failures = attempts(envelope.headers) + 1
+        first = first_failure(envelope.headers, now)
+        headers = failure_headers(
+            envelope, error, stage=self.stage.name, failures=failures, first=first, now=now
+        )
         if error_class:
             headers[H_ERROR_CLASS] = error_class
         self.publisher.publish(
@@ -390,43 +352,6 @@ class Dispatcher:
             attempts=failures,
             reason=error.message,
         )
-
-    def _failure_headers(
-        self,
-        envelope: Envelope,
-        error: HubError,
-        *,
-        failures: int,
-        first: datetime,
-        now: datetime,
-    ) -> dict[str, Any]:
-        headers: dict[str, Any] = {
-            k: v for k, v in envelope.headers.items() if not str(k).startswith("x-death")
-        }
-        headers.setdefault(H_ORIGINAL_EXCHANGE, envelope.exchange)
-        headers.setdefault(H_ORIGINAL_ROUTING_KEY, envelope.routing_key)
-        headers.setdefault(H_ORIGINAL_QUEUE, envelope.queue)
-        if envelope.user_id:
-            headers.setdefault(H_ORIGINAL_USER_ID, envelope.user_id)
-        headers.update(
-            {
-                H_ATTEMPTS: failures,
-                H_FIRST_FAILURE: _iso(first),
-                H_LAST_FAILURE: _iso(now),
-                H_ERROR_CLASS: type(error).__name__,
-                H_ERROR: error.message[:2000],
-                H_STAGE: self.stage.name,
-            }
-        )
-        if error.endpoint:
-            headers[H_ENDPOINT] = error.endpoint
-        if error.status is not None:
-            headers[H_HTTP_STATUS] = error.status
-        if isinstance(error, PermanentError) and error.operation_outcome:
-            headers[H_OPERATION_OUTCOME] = error.operation_outcome[:4000]
-        if isinstance(error, InvalidMessage):
-            headers[H_PROBLEMS] = json.dumps([p.as_dict() for p in error.problems])
-        return headers
 
 
 def _correlation(envelope: Envelope) -> str | None:

@@ -4,9 +4,10 @@ that names adapters.
 
 `Hub(settings).start()` declares the topology, starts one consumer thread per queue (and
 `max_in_flight` per endpoint), and serves the HTTP API; `stop()` drains cleanly. Its parts:
-senders.py (each endpoint kind's transport), queue_watch.py (where queue depths and ages come
-from), inbound.py (outcome credentials, the ops console), operations.py (the adapters the
-operator commands use without a hub). `Hub` stays here, so `hub.bootstrap.Dispatcher` is the
+senders.py (each endpoint kind's transport), delivery.py (an endpoint's delivery stages),
+dead_letters.py (the consumers parking dead letters), queue_watch.py (where queue depths and
+ages come from), inbound.py (outcome credentials, the ops console), operations.py (the adapters
+the operator commands use without a hub). `Hub` stays here, so `hub.bootstrap.Dispatcher` is the
 name its consumers are built with.
 """
 
@@ -31,30 +32,30 @@ from hub.adapters.rabbitmq.topology import Topology
 from hub.adapters.sql.failed_store import SqlFailedStore
 from hub.adapters.sql.ledger import SqlLedger
 from hub.adapters.sql.switches import SqlEndpointSwitches
+from hub.bootstrap.dead_letters import start_parking
+from hub.bootstrap.delivery import delivery_stages
 from hub.bootstrap.inbound import build_console_app, inbound_credentials
 from hub.bootstrap.operations import operations_adapters
 from hub.bootstrap.queue_watch import age_observed, build_queue_watch
-from hub.bootstrap.senders import sender_for, token_source_for
 from hub.endpoints.kinds import FOLLOWUP_RENDERERS, RENDERERS
 from hub.errors import ConfigError, TransientError
 from hub.log import get_logger
 from hub.operations.database_watch import DatabaseWatch
 from hub.operations.queue_ages import ObservedAges
 from hub.pipeline import Clock, Dispatcher, RetryPolicy, Stage, utc_now
-from hub.ports import FhirClient, Ledger, Metrics
+from hub.ports import FhirClient, Metrics
+from hub.ports_ledger import Ledger
 from hub.runtime import Runtime, Supervisor, Watcher
 from hub.security.ids import IdKey
 from hub.security.provenance import Provenance, SealingPublisher
 from hub.settings.types import Settings
-from hub.stages.dead_letters import DLQ_QUEUES, DeadLetterIngester
-from hub.stages.delivery import DeliveryStage
-from hub.stages.endpoint_gate import CircuitSender, EndpointGate, PauseWatcher, gate_for
+from hub.stages.endpoint_gate import EndpointGate, PauseWatcher, gate_for
 from hub.stages.intake import IntakeStage
 from hub.stages.outcomes import OutcomeStage
 from hub.stages.overdue import OverdueWatch
 from hub.wire import ALERT_QUEUES, OUTCOMES_INBOUND_QUEUE, delivery_queue
 
-__all__ = ["Dispatcher", "Hub", "operations_adapters", "sender_for", "token_source_for"]
+__all__ = ["Dispatcher", "Hub", "operations_adapters"]
 
 log = get_logger("hub.bootstrap")
 
@@ -173,29 +174,24 @@ class Hub:
             # One gate per endpoint, shared by its consumers: the circuit breaker and the
             # operators' pause switch (hub.stages.endpoint_gate).
             gate = self.gates[name] = gate_for(name, endpoint.circuit)
-            tokens = token_source_for(endpoint)
             self._metrics.circuit_state(name, str(gate.circuit.state))
             gate.circuit.subscribe(partial(_report_circuit, self._metrics, name))
-            for n in range(endpoint.max_in_flight):
-                # One consumer per in-flight slot, each sending one request at a time: an
-                # endpoint never has more than max_in_flight requests outstanding, and a slow
-                # one blocks only itself. Each takes its jobs in batches of delivery_batch_size
-                # (1: one at a time, prefetch 1), so the ledger commits once per batch.
-                sender = sender_for(
-                    endpoint, http=self.fhir_client, mllp=self.mllp_client, tokens=tokens
-                )
-                if (close := getattr(sender, "close", None)) is not None:
-                    runtime.close_senders.append(close)
-                stage = DeliveryStage(
-                    endpoint=name,
-                    recipient=endpoint.recipient,
-                    sender=CircuitSender(sender, gate.circuit, endpoint=name),
-                    ledger=self._ledger,
-                    publisher=self._publisher(),
-                    clock=self.clock,
-                    ids=self._id_key,
-                    metrics=self.metrics,
-                )
+            stages = delivery_stages(  # one per in-flight slot (hub/bootstrap/delivery.py)
+                name,
+                endpoint,
+                gate=gate,
+                http=self.fhir_client,
+                mllp=self.mllp_client,
+                ledger=self._ledger,
+                publisher=self._publisher,
+                clock=self.clock,
+                ids=self._id_key,
+                metrics=self.metrics,
+                close_senders=runtime.close_senders,
+            )
+            for n, stage in enumerate(stages):
+                # Each takes its jobs in batches of delivery_batch_size (1: one at a time,
+                # prefetch 1), so the ledger commits once per batch.
                 self._spawn(
                     delivery_queue(name),
                     stage,
@@ -223,29 +219,17 @@ class Hub:
             )
             runtime.pause_watcher.start()
         if self.park_dead_letters:
-            # Each dead letter is committed to the failed-message store before it is acked
-            # (`hub failed …`); no Dispatcher: storing it either happens or is retried.
-            failed_store = self._own(SqlFailedStore(s.db_url))
-            for stage_name, dlq in DLQ_QUEUES.items():
-                ingester = DeadLetterIngester(
-                    failed_store,
-                    stage=stage_name,
-                    provenance=self._provenance,
-                    endpoints=list(s.endpoints),
-                    clock=self.clock,
-                )
-                runtime.start_consumer(
-                    f"dlq-{stage_name}",
-                    partial(
-                        QueueWorker,
-                        self.broker,
-                        dlq,
-                        ingester,
-                        prefetch=s.prefetch,
-                        gate=runtime.database_watch.may_consume,
-                        on_take=self._observed_ages.taken,
-                    ),
-                )
+            start_parking(  # hub/bootstrap/dead_letters.py
+                runtime,
+                broker=self.broker,
+                store=self._own(SqlFailedStore(s.db_url)),
+                provenance=self._provenance,
+                endpoints=list(s.endpoints),
+                clock=self.clock,
+                prefetch=s.prefetch,
+                gate=runtime.database_watch.may_consume,
+                on_take=self._observed_ages.taken,
+            )
         runtime.queue_watch = build_queue_watch(
             s,
             broker=self.broker,

@@ -15,7 +15,8 @@ from hub.errors import TransientError
 from hub.log import get_logger
 from hub.operations.queue_ages import ObservedAges
 from hub.operations.queue_watch import QueueWatch
-from hub.ports import Ledger, Metrics
+from hub.ports import Metrics
+from hub.ports_ledger import Ledger
 from hub.records import FailedState
 from hub.settings.types import Settings
 from hub.wire import delivery_queue

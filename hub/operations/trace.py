@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hub.ports import FailedStore, LedgerReader
+from hub.ports import FailedStore
+from hub.ports_ledger import LedgerReader
 
 
 def trace(

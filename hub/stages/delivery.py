@@ -37,7 +37,8 @@ from hub.errors import HubError, InvalidMessage, PermanentError, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.messages import Recipient, ReferralOutcome
 from hub.pipeline import Clock
-from hub.ports import DeliveryLedger, Metrics, Publisher, Sender
+from hub.ports import Metrics, Publisher, Sender
+from hub.ports_ledger import DeliveryLedger
 from hub.records import (
     Delivered,
     DeliveredAttempt,

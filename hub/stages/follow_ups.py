@@ -24,7 +24,8 @@ from hub.messages import (
     Recipient,
 )
 from hub.pipeline import Clock
-from hub.ports import FollowUpLedger, Publisher, Render, RenderFollowUp
+from hub.ports import Publisher, Render, RenderFollowUp
+from hub.ports_ledger import FollowUpLedger
 from hub.records import (
     AlertRecord,
     ChangeFacts,

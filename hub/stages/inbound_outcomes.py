@@ -17,7 +17,8 @@ from typing import Any
 from hub.errors import InvalidMessage, TransientError
 from hub.log import bind_correlation, get_logger
 from hub.messages import Problem, Recipient
-from hub.ports import OutcomeLedger, Publisher
+from hub.ports import Publisher
+from hub.ports_ledger import OutcomeLedger
 from hub.security.allowlists import KNOWN_FIELDS
 from hub.security.masking import json_depth
 from hub.transforms.response_to_outcome import parse_service_response

@@ -3,41 +3,35 @@ delivery job per chosen endpoint, durably queued, before the alert is acked. Eac
 the payload rendered for its endpoint's kind (FHIR Bundle, HL7 v2 REF^I12, webhook JSON), so the
 delivery stage sends exactly those bytes on every attempt.
 
-Also answers every invalid alert with a `rejected` outcome to the organisation named by the
-routing key. Logs ids and counts only.
+Every invalid alert is answered with a `rejected` outcome to the organisation named by the
+routing key, and an alert it could not process is parked (hub/stages/intake_rejections.py).
+Logs ids and counts only.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from hub.contracts.follow_ups import MESSAGE_TYPES, message_id_field, parse_justice_message
-from hub.contracts.peek import peek_identity, peek_message_id, peek_schema
-from hub.contracts.problems import ROOT
+from hub.contracts.follow_ups import parse_justice_message
 from hub.errors import AlertConflict, HubError, InvalidMessage, PermanentError
 from hub.log import bind_correlation, get_logger
 from hub.messages import (
-    ALERT_SCHEMA,
     Alert,
     FollowUp,
     HubIdentity,
-    OutcomeStatus,
     Problem,
     Recipient,
-    ReferralOutcome,
-    SourceKind,
 )
 from hub.pipeline import Clock, publish_each
-from hub.ports import IntakeLedger, Metrics, Publisher, Render, RenderFollowUp
-from hub.records import AlertRecord, AlertState, Seen
+from hub.ports import Metrics, Publisher, Render, RenderFollowUp
+from hub.ports_ledger import IntakeLedger
+from hub.records import AlertRecord, Seen
 from hub.routes.rules import RouteTable
 from hub.security.ids import IdKey
 from hub.stages.follow_ups import FollowUpIntake
 from hub.stages.intake_plan import (
-    ORG_CODE,
     IntakeAction,
     RoutePlan,
     alert_facts,
@@ -46,13 +40,11 @@ from hub.stages.intake_plan import (
     plan_intake,
     plan_referrals,
     publisher_routing_key,
-    publisher_user_id,
     route_decision,
-    safe_message_id,
     source_from_routing_key,
 )
+from hub.stages.intake_rejections import IntakeRejections
 from hub.stages.journey import Journey
-from hub.stages.outcomes import publish_outcome
 from hub.wire import (
     ALERTS_EXCHANGE,
     H_ALERT_ID,
@@ -60,7 +52,6 @@ from hub.wire import (
     H_BUNDLE_ID,
     H_ENDPOINT,
     H_REQUEST_ID,
-    OUTCOMES_EXCHANGE,
     WORK_EXCHANGE,
     Envelope,
     Outgoing,
@@ -124,6 +115,9 @@ class IntakeStage:
             renderers=self.renderers,
             followup_renderers=dict(followup_renderers or {}),
             journey=self.journey,
+        )
+        self.rejections = IntakeRejections(
+            ledger=ledger, publisher=publisher, clock=clock, ids=ids, journey=self.journey
         )
 
     def process(self, envelope: Envelope) -> None:
@@ -359,114 +353,7 @@ class IntakeStage:
         )
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
-        kind, org = source_from_routing_key(envelope)
-        org = org if org is not None and ORG_CODE.fullmatch(org) else None
-        peeked_id, reference = peek_identity(envelope.body)
-        alert_id = error.alert_id or peeked_id or safe_message_id(envelope) or "unknown"
-        schema = peek_schema(envelope.body)
-        rejected_id = (
-            peek_message_id(envelope.body, message_id_field(schema))
-            if schema in MESSAGE_TYPES
-            else None
-        ) or safe_message_id(envelope)
-        now = self.clock()
-        self.ledger.record_rejection(
-            alert_id=alert_id,
-            source_kind=kind,
-            organisation_code=org or "unknown",
-            reference=reference,
-            problems=error.problems,
-            at=now,
-        )
-        outcome = ReferralOutcome(
-            outcome_id=self.ids.outcome_id(
-                alert_id, hashlib.sha256(envelope.body).hexdigest(), str(OutcomeStatus.REJECTED)
-            ),
-            alert_id=alert_id,
-            reference=reference,
-            source_kind=SourceKind(kind) if kind in ("custody", "court") else SourceKind.CUSTODY,
-            organisation_code=org or "unknown",
-            status=OutcomeStatus.REJECTED,
-            at=now,
-            reasons=error.problems,
-            message_id=rejected_id,
-        )
-        publish_outcome(self.publisher, outcome)
-        self.journey.record(
-            "alert_rejected",
-            alert_id=alert_id,
-            label=kind,
-            detail={
-                "problems": [p.as_dict() for p in error.problems],
-                "conflict": isinstance(error, AlertConflict),
-            },
-        )
-        log.warning(
-            "alert_rejected",
-            alert_id=alert_id,
-            problem_count=len(error.problems),
-            paths=[p.path for p in error.problems],
-        )
+        self.rejections.rejected(envelope, error)
 
     def on_dead_letter(self, envelope: Envelope, error: HubError) -> None:
-        """An alert the hub validated but could not process (a crash, retries exhausted) is
-        marked parked, so the ledger never says referrals are on their way when none will
-        be sent, and its sender gets a `rejected` outcome naming what happened. Invalid
-        messages are answered by on_rejected; a follow-up's alert stays as it was."""
-        if isinstance(error, InvalidMessage) or peek_schema(envelope.body) != ALERT_SCHEMA:
-            return
-        if publisher_routing_key(envelope) is None:
-            return  # no one can say who sent it (hub.security.provenance): parked, unanswered
-        alert_id, reference = peek_identity(envelope.body)
-        if alert_id is None:
-            return
-        body_sha256 = hashlib.sha256(envelope.body).hexdigest()
-        record = self.ledger.get_alert(alert_id)
-        if record is not None and (
-            record.state is AlertState.ROUTED or record.facts.body_sha256 != body_sha256
-        ):
-            return  # its referrals are queued already, or the id is another alert's
-        now = self.clock()
-        cause = type(error.__cause__ or error).__name__  # a class name: no values
-        problem = Problem(
-            ROOT,
-            f"the hub could not process this alert ({cause}); it is parked for the hub's "
-            "operators, who will replay or discard it: do not send it again",
-        )
-        if record is not None:
-            kind, org = record.facts.source_kind, record.facts.organisation_code
-            self.ledger.mark_parked(alert_id, at=now)
-        else:  # it failed before the ledger recorded it
-            kind, routed_org = source_from_routing_key(envelope)
-            org = routed_org if routed_org and ORG_CODE.fullmatch(routed_org) else "unknown"
-            self.ledger.record_rejection(
-                alert_id=alert_id,
-                source_kind=kind,
-                organisation_code=org,
-                reference=reference,
-                problems=[problem],
-                at=now,
-            )
-        outcome = ReferralOutcome(
-            outcome_id=self.ids.outcome_id(alert_id, body_sha256, str(OutcomeStatus.REJECTED)),
-            alert_id=alert_id,
-            reference=reference,
-            source_kind=SourceKind(kind) if kind in ("custody", "court") else SourceKind.CUSTODY,
-            organisation_code=org,
-            status=OutcomeStatus.REJECTED,
-            at=now,
-            reasons=(problem,),
-            message_id=alert_id,
-        )
-        publish_outcome(self.publisher, outcome)
-        self.journey.record("alert_parked", alert_id=alert_id, detail={"error_class": cause})
-        log.error("alert_parked", alert_id=alert_id, error_class=cause)
-
-
-__all__ = [
-    "IntakeStage",
-    "OUTCOMES_EXCHANGE",
-    "publisher_routing_key",
-    "publisher_user_id",
-    "source_from_routing_key",
-]
+        self.rejections.parked(envelope, error)

@@ -24,7 +24,8 @@ from hub.messages import (
     SourceKind,
 )
 from hub.pipeline import Clock, publish_each
-from hub.ports import OutcomeLedger, Publisher
+from hub.ports import Publisher
+from hub.ports_ledger import OutcomeLedger
 from hub.records import AlertRecord, ReferralRecord
 from hub.security.ids import IdKey
 from hub.stages.journey import Journey

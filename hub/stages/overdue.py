@@ -17,7 +17,8 @@ from hub.errors import HubError
 from hub.log import get_logger
 from hub.messages import OutcomeStatus, Recipient
 from hub.pipeline import Clock
-from hub.ports import Metrics, OverdueLedger, Publisher
+from hub.ports import Metrics, Publisher
+from hub.ports_ledger import OverdueLedger
 from hub.records import ReferralRecord
 from hub.security.ids import IdKey
 from hub.stages.journey import Journey

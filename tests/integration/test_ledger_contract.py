@@ -28,7 +28,7 @@ from hub.adapters.memory.ledger import MemoryLedger
 from hub.adapters.sql.ledger import SqlLedger
 from hub.errors import TransientError
 from hub.messages import Problem
-from hub.ports import Ledger
+from hub.ports_ledger import Ledger
 from hub.records import (
     AlertFacts,
     AlertState,
@@ -66,7 +66,7 @@ HUB_TABLES = {
 
 class CheckedLedger(Ledger, Protocol):
     """The Ledger port plus what both implementations add: the readiness check and the
-    operators' read side (hub.ports.LedgerReader)."""
+    operators' read side (hub.ports_ledger.LedgerReader)."""
 
     def ping(self) -> None: ...
 

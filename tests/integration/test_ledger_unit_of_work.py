@@ -1,5 +1,5 @@
-"""The ledger's unit of work (hub.ports.UnitOfWork): many calls made as one transaction. Run on
-the ledger contract's backends (MemoryLedger, SqlLedger on SQLite and on the real PostgreSQL):
+"""The ledger's unit of work (hub.ports_ledger.UnitOfWork): many calls made as one transaction. Run
+on the ledger contract's backends (MemoryLedger, SqlLedger on SQLite and on the real PostgreSQL):
 what a unit writes is all there once it ends, and an expected collision inside it (a duplicate
 alert or outcome) undoes nothing else. On PostgreSQL the unit is one transaction: a unit that
 raises leaves nothing, another connection sees nothing of it until it ends, and a unit inside

@@ -18,7 +18,7 @@ from hub.messages import Problem
 from hub.pipeline import Dispatcher, RetryPolicy
 from hub.security.ids import IdKey
 from hub.security.provenance import H_SEAL, Provenance, SealingPublisher
-from hub.stages.intake import publisher_routing_key, publisher_user_id, source_from_routing_key
+from hub.stages.intake_plan import publisher_routing_key, publisher_user_id, source_from_routing_key
 from hub.wire import Envelope
 from tests.fixtures.stages import FailingStage
 

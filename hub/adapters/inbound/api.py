@@ -27,7 +27,8 @@ from hub.adapters.inbound.tls import uvicorn_tls_options
 from hub.errors import ConfigError, TransientError
 from hub.log import get_logger
 from hub.messages import Recipient
-from hub.ports import OutcomeLedger, Publisher
+from hub.ports import Publisher
+from hub.ports_ledger import OutcomeLedger
 from hub.security.inbound_auth import ApiTls, Authentication, InboundCredentials, authenticate
 from hub.stages.inbound_outcomes import FHIR_JSON, InboundOutcomes, InboundResult, Verdict
 

@@ -11,7 +11,8 @@ from datetime import datetime
 
 from hub.operations.reports.measures import GroupBy, Report
 from hub.pipeline import Clock
-from hub.ports import FailedStore, LedgerReader, LiveSessionStore, Publisher
+from hub.ports import FailedStore, LiveSessionStore, Publisher
+from hub.ports_ledger import LedgerReader
 from hub.security.console_guard import LOCKOUT_SECONDS, LoginThrottle
 from hub.settings.types import EndpointConfig, OperatorAccount
 

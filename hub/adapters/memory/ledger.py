@@ -1,4 +1,5 @@
-"""An in-memory `hub.ports.Ledger` for fast tests: the same behaviour as `SqlLedger`, no database.
+"""An in-memory `hub.ports_ledger.Ledger` for fast tests: the same behaviour as `SqlLedger`, no
+database.
 
 Dicts behind one lock; it passes the same contract suite as the SQL ledger, so it cannot drift.
 This module holds the writes; the state and the reads are in reads.py.
@@ -39,8 +40,8 @@ from hub.transforms.consent_rules import consent_in_force
 
 
 class MemoryLedger(MemoryLedgerReads):
-    """`hub.ports.Ledger` in memory. Unknown alert or bundle ids raise `KeyError`, naive datetimes
-    `ValueError`, as in `SqlLedger`; `ping` always succeeds."""
+    """`hub.ports_ledger.Ledger` in memory. Unknown alert or bundle ids raise `KeyError`, naive
+    datetimes `ValueError`, as in `SqlLedger`; `ping` always succeeds."""
 
     def record_alert(self, facts: AlertFacts) -> tuple[Seen, AlertRecord]:
         recorded = facts.consent_recorded_at

@@ -77,7 +77,7 @@ from hub.transforms.consent_rules import consent_in_force
 
 
 class SqlLedger(SqlBatchWrites, SqlLedgerReads):
-    """`hub.ports.Ledger` on a database URL: `sqlite:///hub.db` (WAL) or `postgresql://…`.
+    """`hub.ports_ledger.Ledger` on a database URL: `sqlite:///hub.db` (WAL) or `postgresql://…`.
 
     `timeout` (seconds) bounds each wait on the database: connecting, a PostgreSQL statement,
     a SQLite lock, a pooled connection. Tables are created if missing. Unknown alert or bundle

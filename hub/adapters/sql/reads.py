@@ -1,6 +1,6 @@
 """The ledger's reads (and its connection: the engine, `ping`, `close` and the translation of
 connection errors into `TransientError`), on SQLite or PostgreSQL through SQLAlchemy Core.
-`SqlLedgerReads` alone is the operators' `hub.ports.LedgerReader` (plus the reads the stages
+`SqlLedgerReads` alone is the operators' `hub.ports_ledger.LedgerReader` (plus the reads the stages
 make and `LedgerHealth`); `hub.adapters.sql.ledger.SqlLedger` adds the writes.
 """
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from hub.adapters.sql.engine import _CONNECTION_ERRORS, _describe, _normalise_url, _reason
+from hub.adapters.sql.report_live import assemble_report, report_sql
 from hub.adapters.sql.report_summary import (
     complete_values,
     last_watermark,
@@ -38,21 +38,13 @@ from hub.adapters.sql.tables import (
 )
 from hub.errors import LedgerUnavailable
 from hub.operations.reports.measures import (
-    FINAL_OUTCOMES,
-    INTERVALS,
-    NO_VULNERABILITY,
-    OUTCOME_STAGES,
-    STAGES,
     AlertRow,
     GroupBy,
     LedgerExtract,
-    Ratio,
     ReferralRow,
     RejectionRow,
     Report,
-    Timing,
     build_report,
-    rejections_by_site,
 )
 from hub.operations.reports.summary import Partials, partials_of, report_from, summarise
 
@@ -70,7 +62,7 @@ class SqlReportReader:
     def extract(self, start: datetime, end: datetime) -> LedgerExtract:
         start, end = as_utc(start), as_utc(end)
         a, r, o = alerts_table.c, referrals_table.c, outcomes_table.c
-        v, j = alert_vulnerabilities_table.c, rejections_table.c
+        v = alert_vulnerabilities_table.c
         in_period = sa.and_(a.received_at >= start, a.received_at < end)
         with self._reading() as conn:
             types: dict[str, list[str]] = defaultdict(list)
@@ -130,19 +122,15 @@ class SqlReportReader:
                     .where(in_period, r.kind == "new")
                 )
             ]
-            rejections = [
-                RejectionRow(site=row.organisation_code, problem_paths=tuple(row.problem_paths))
-                for row in conn.execute(
-                    sa.select(j.organisation_code, j.problem_paths).where(j.at >= start, j.at < end)
-                )
-            ]
+            rejections = _rejections(conn, start, end)
         return LedgerExtract(alerts=alerts, referrals=referrals, rejections=rejections)
 
     def report(self, start: datetime, end: datetime, group_by: GroupBy) -> Report:
         """The exact report for [start, end). Once `hub report refresh` has run: alerts received
         before its watermark from the summary tables, the rest live (hub.adapters.sql.
-        report_summary). Before any refresh, all live: aggregated in PostgreSQL, or through
-        `extract` and hub.operations.reports.measures on SQLite (same definitions, same tests)."""
+        report_summary). Before any refresh, all live: aggregated in PostgreSQL (hub.adapters.
+        sql.report_live), or through `extract` and hub.operations.reports.measures on SQLite
+        (same definitions, same tests)."""
         start, end = as_utc(start), as_utc(end)
         with self._reading() as conn:
             watermark = last_watermark(conn)
@@ -152,17 +140,10 @@ class SqlReportReader:
             return build_report(
                 self.extract(start, end), group_by=group_by, period_from=start, period_to=end
             )
-        start, end = as_utc(start), as_utc(end)
-        j = rejections_table.c
         with self._reading() as conn:
-            rows = conn.execute(sa.text(_report_sql(group_by)), {"start": start, "end": end}).all()
-            rejections = [
-                RejectionRow(site=row.organisation_code, problem_paths=tuple(row.problem_paths))
-                for row in conn.execute(
-                    sa.select(j.organisation_code, j.problem_paths).where(j.at >= start, j.at < end)
-                )
-            ]
-        return _assemble(rows, rejections, group_by=group_by, start=start, end=end)
+            rows = conn.execute(sa.text(report_sql(group_by)), {"start": start, "end": end}).all()
+            rejections = _rejections(conn, start, end)
+        return assemble_report(rows, rejections, group_by=group_by, start=start, end=end)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -239,175 +220,4 @@ def _read_only_engine(url: URL, *, timeout: float) -> Engine:
         url.difference_update_query(["options"]),
         pool_pre_ping=True,
         connect_args={"connect_timeout": max(2, math.ceil(timeout)), "options": options},
-    )
-
-
-# -- PostgreSQL: the whole report aggregated in the database ----------------------------------
-#
-# The same definitions as hub.operations.reports.measures (which SQLite uses, and which the
-# tests hold both to): one statement whose MATERIALIZED CTEs pivot each new referral's first
-# outcome of each status once; percentile_cont is the same linear interpolation as stats.percentile.
-
-_STAGE_COLUMNS = ", ".join(
-    f"MIN(o.at) FILTER (WHERE o.status = '{s}') AS {s}" for s in OUTCOME_STAGES
-)
-_FINAL = ", ".join(f"'{s}'" for s in sorted(FINAL_OUTCOMES))
-_ALERT_FLAGS = ", ".join(
-    ["bool_or(delivered_at IS NOT NULL) AS referred"]
-    + [f"bool_or({s} IS NOT NULL) AS {s}" for s in OUTCOME_STAGES]
-)
-_GROUP_COLUMN = {
-    GroupBy.SITE: "c.organisation_code",
-    GroupBy.PATHWAY: "c.pathway",
-    GroupBy.URGENCY: "c.urgency",
-    GroupBy.CONSENT: "c.consent_status",
-    GroupBy.VULNERABILITY: f"COALESCE(v.type, '{NO_VULNERABILITY}')",
-}
-_INTERVAL_END = {
-    "to_delivery": "delivered_at",
-    "to_acceptance": "accepted",
-    "to_assessment": "assessed",
-    "to_final_outcome": "final_at",
-}
-
-
-def _stage_counts(flag: str) -> str:
-    return ", ".join(
-        ["COUNT(*) AS identified"]
-        + [f"COUNT(*) FILTER (WHERE {flag}.{s}) AS {s}" for s in STAGES[1:]]
-    )
-
-
-def _report_sql(group_by: GroupBy) -> str:
-    ctes = f"""
-WITH cohort AS MATERIALIZED (
-  SELECT alert_id, organisation_code, pathway, urgency, consent_status, received_at
-  FROM hub_alerts WHERE received_at >= :start AND received_at < :end
-), ref AS MATERIALIZED (
-  SELECT r.alert_id, r.endpoint, c.urgency, c.received_at, r.delivered_at,
-         r.due_at IS NOT NULL AS due, r.overdue_at IS NOT NULL AS late, {_STAGE_COLUMNS},
-         MIN(o.at) FILTER (WHERE o.status IN ({_FINAL})) AS final_at
-  FROM hub_referrals r JOIN cohort c ON c.alert_id = r.alert_id
-  LEFT JOIN hub_outcomes o ON o.bundle_id = r.bundle_id
-  WHERE r.kind = 'new'
-  GROUP BY r.bundle_id, r.alert_id, r.endpoint, c.urgency, c.received_at, r.delivered_at,
-           r.due_at, r.overdue_at
-), per_alert AS MATERIALIZED (
-  SELECT alert_id, {_ALERT_FLAGS} FROM ref GROUP BY alert_id
-)"""
-    nulls = ", ".join(["NULL::bigint"] * (len(STAGES) - 1))
-    if group_by is GroupBy.SERVICE:
-        flags = ", ".join(
-            [
-                "COUNT(DISTINCT alert_id)",
-                "COUNT(DISTINCT alert_id) FILTER (WHERE delivered_at IS NOT NULL)",
-            ]
-            + [f"COUNT(DISTINCT alert_id) FILTER (WHERE {s} IS NOT NULL)" for s in OUTCOME_STAGES]
-        )
-        funnel = (
-            f"SELECT 'funnel', endpoint, NULL, {flags}, NULL::float8, NULL::float8 "
-            "FROM ref GROUP BY endpoint"
-        )
-        total = (
-            f"SELECT 'total', NULL, NULL, {_stage_counts('p')}, NULL::float8, NULL::float8 "
-            "FROM cohort c JOIN per_alert p ON p.alert_id = c.alert_id"
-        )
-    else:
-        column = _GROUP_COLUMN[group_by]
-        vulns = (
-            " LEFT JOIN hub_alert_vulnerabilities v ON v.alert_id = c.alert_id"
-            if group_by is GroupBy.VULNERABILITY
-            else ""
-        )
-        funnel = (
-            f"SELECT 'funnel', {column}, NULL, {_stage_counts('p')}, NULL::float8, NULL::float8 "
-            f"FROM cohort c LEFT JOIN per_alert p ON p.alert_id = c.alert_id{vulns} "
-            f"GROUP BY {column}"
-        )
-        total = (
-            f"SELECT 'total', NULL, NULL, {_stage_counts('p')}, NULL::float8, NULL::float8 "
-            "FROM cohort c LEFT JOIN per_alert p ON p.alert_id = c.alert_id"
-        )
-    timings = [
-        f"SELECT 'timing', urgency, '{name}', COUNT(h), {nulls}, "
-        "percentile_cont(0.5) WITHIN GROUP (ORDER BY h), "
-        "percentile_cont(0.9) WITHIN GROUP (ORDER BY h) "
-        f"FROM (SELECT urgency, EXTRACT(EPOCH FROM ({end} - received_at)) / 3600.0 AS h "
-        f"FROM ref WHERE {end} IS NOT NULL) t GROUP BY urgency"
-        for name, end in _INTERVAL_END.items()
-    ]
-    overdue = (
-        f"SELECT 'overdue', endpoint, NULL, COUNT(*) FILTER (WHERE due), "
-        f"COUNT(*) FILTER (WHERE due AND late), {', '.join(['NULL::bigint'] * (len(STAGES) - 2))}"
-        ", NULL::float8, NULL::float8 FROM ref GROUP BY endpoint "
-        "HAVING COUNT(*) FILTER (WHERE due) > 0"
-    )
-    mix = [
-        f"SELECT 'mix', organisation_code, '{dim}:' || {col}, COUNT(*), {nulls}, NULL::float8, "
-        f"NULL::float8 FROM cohort GROUP BY organisation_code, {col}"
-        for dim, col in (
-            ("pathway", "pathway"),
-            ("urgency", "urgency"),
-            ("consent", "consent_status"),
-        )
-    ]
-    mix.append(
-        f"SELECT 'mix', c.organisation_code, 'vulnerability:' || COALESCE(v.type, "
-        f"'{NO_VULNERABILITY}'), COUNT(*), {nulls}, NULL::float8, NULL::float8 FROM cohort c "
-        "LEFT JOIN hub_alert_vulnerabilities v ON v.alert_id = c.alert_id "
-        "GROUP BY c.organisation_code, COALESCE(v.type, 'none_recorded')"
-    )
-    urgencies = (
-        f"SELECT 'urgency', urgency, NULL, {', '.join(['NULL::bigint'] * len(STAGES))}, "
-        "NULL::float8, NULL::float8 FROM cohort GROUP BY urgency"
-    )
-    return ctes + "\n" + "\nUNION ALL ".join([funnel, total, *timings, overdue, *mix, urgencies])
-
-
-def _assemble(
-    rows: Sequence[sa.Row[Any]],
-    rejections: list[RejectionRow],
-    *,
-    group_by: GroupBy,
-    start: datetime,
-    end: datetime,
-) -> Report:
-    funnel: dict[str, dict[str, int]] = {}
-    total = dict.fromkeys(STAGES, 0)
-    timings: dict[tuple[str, str], Timing] = {}
-    overdue: dict[str, Ratio] = {}
-    mix: dict[str, dict[str, Counter[str]]] = defaultdict(
-        lambda: {k: Counter() for k in ("vulnerability", "pathway", "urgency", "consent")}
-    )
-    urgencies: set[str] = set()
-    for row in rows:
-        section, group, key, *rest = tuple(row)
-        counts, median, p90 = rest[: len(STAGES)], rest[len(STAGES)], rest[len(STAGES) + 1]
-        if section == "funnel":
-            funnel[group] = {s: int(n or 0) for s, n in zip(STAGES, counts, strict=True)}
-        elif section == "total":
-            total = {s: int(n or 0) for s, n in zip(STAGES, counts, strict=True)}
-        elif section == "timing":
-            timings[(group, key)] = Timing(group, key, int(counts[0]), median, p90)
-        elif section == "overdue":
-            overdue[group] = Ratio(int(counts[1]), int(counts[0]))
-        elif section == "mix":
-            dimension, code = key.split(":", 1)
-            mix[group][dimension][code] = int(counts[0])
-        elif section == "urgency":
-            urgencies.add(group)
-    return Report(
-        period_from=start,
-        period_to=end,
-        group_by=group_by,
-        funnel=dict(sorted(funnel.items())),
-        total=total,
-        timeliness=[
-            timings.get((u, i), Timing(u, i, 0, None, None))
-            for u in sorted(urgencies)
-            for i in INTERVALS
-        ],
-        overdue=dict(sorted(overdue.items())),
-        case_mix=dict(sorted(mix.items())),
-        rejections=rejections_by_site(rejections),
     )

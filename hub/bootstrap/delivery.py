@@ -1,0 +1,51 @@
+"""Builds an endpoint's delivery stages: one per in-flight slot, each with its own sender of the
+endpoint's kind behind the endpoint's shared circuit breaker. Wiring only; `Hub` spawns each
+on the endpoint's delivery queue (hub/bootstrap/__init__.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from hub.adapters.mllp import MllpSender
+from hub.bootstrap.senders import sender_for, token_source_for
+from hub.pipeline import Clock
+from hub.ports import FhirClient, Metrics, Publisher
+from hub.ports_ledger import DeliveryLedger
+from hub.security.ids import IdKey
+from hub.settings.types import EndpointConfig
+from hub.stages.delivery import DeliveryStage
+from hub.stages.endpoint_gate import CircuitSender, EndpointGate
+
+
+def delivery_stages(
+    name: str,
+    endpoint: EndpointConfig,
+    *,
+    gate: EndpointGate,
+    http: FhirClient,
+    mllp: MllpSender,
+    ledger: DeliveryLedger,
+    publisher: Callable[[], Publisher],
+    clock: Clock,
+    ids: IdKey,
+    metrics: Metrics | None,
+    close_senders: list[Callable[[], None]],
+) -> Iterator[DeliveryStage]:
+    """`endpoint.max_in_flight` stages, made as they are taken. Each sends one request at a
+    time, so the endpoint never has more than max_in_flight outstanding and a slow one blocks
+    only itself. A sender that holds connections has its `close` added to `close_senders`."""
+    tokens = token_source_for(endpoint)  # one OAuth2 token cache, shared by its consumers
+    for _ in range(endpoint.max_in_flight):
+        sender = sender_for(endpoint, http=http, mllp=mllp, tokens=tokens)
+        if (close := getattr(sender, "close", None)) is not None:
+            close_senders.append(close)
+        yield DeliveryStage(
+            endpoint=name,
+            recipient=endpoint.recipient,
+            sender=CircuitSender(sender, gate.circuit, endpoint=name),
+            ledger=ledger,
+            publisher=publisher(),
+            clock=clock,
+            ids=ids,
+            metrics=metrics,
+        )
