@@ -77,9 +77,10 @@ class Stage(Protocol):
         """Do the stage's work; return normally only when what it produced is durable."""
         ...
 
-    # A stage may also offer `process_batch(envelopes) -> Sequence[bool | Exception]`: the
-    # work of many messages done together; for each, True (done and durable), the error
-    # `process` would have raised, or False (left to `process`) (Dispatcher.dispatch_batch).
+    # A stage may also offer `process_batch(envelopes, *, stopping) -> Sequence[bool |
+    # Exception | None]`: the work of many messages done together; for each, True (done and
+    # durable), the error `process` would have raised, False (left to `process`), or None
+    # (not taken because `stopping()`: back to the queue) (Dispatcher.dispatch_batch).
 
     def on_rejected(self, envelope: Envelope, error: InvalidMessage) -> None:
         """The message is invalid: tell whoever must hear (e.g. a rejected outcome)."""
@@ -135,19 +136,25 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - the boundary is total: see _last_resort
             return self._last_resort(envelope, exc)
 
-    def dispatch_batch(self, envelopes: Sequence[Envelope]) -> list[Disposition]:
+    def dispatch_batch(
+        self, envelopes: Sequence[Envelope], *, stopping: Callable[[], bool] = lambda: False
+    ) -> list[Disposition]:
         """A batch, one Disposition each, in order. A stage with `process_batch` does what it
         can of the batch together (one transaction, confirms in flight together) and says, for
         each message, True (done and durable: acked), an error (what `process` would have
         raised: disposed of as such), or False (left to `process`). Each message it leaves, and
         every message if the batch fails as a whole, then goes through `__call__` alone, so one
-        bad message is answered or parked alone and never holds up or loses the others."""
+        bad message is answered or parked alone and never holds up or loses the others. Once
+        `stopping()`, what the stage did not take (None) and what it left goes back to the
+        queue instead (a graceful stop finishes the work in hand, not the whole batch)."""
         process_batch = getattr(self.stage, "process_batch", None)
         if process_batch is None or len(envelopes) < 2:
             return [self(envelope) for envelope in envelopes]
         admitted = [self._admit(e) for e in envelopes]
         try:
-            results: list[bool | Exception] = list(process_batch(admitted))
+            results: list[bool | Exception | None] = list(
+                process_batch(admitted, stopping=stopping)
+            )
         except LedgerUnavailable as away:
             # As for one message: back to the queue, all of it (the database watch holds
             # the consumers until it answers); one by one would wait on it once each.
@@ -164,7 +171,9 @@ class Dispatcher:
             )
             results = [False] * len(envelopes)
         return [
-            self._settle(original, envelope, result)
+            Disposition.REQUEUE
+            if result is None or (result is False and stopping())
+            else self._settle(original, envelope, result)
             for original, envelope, result in zip(envelopes, admitted, results, strict=True)
         ]
 

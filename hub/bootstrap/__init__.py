@@ -33,7 +33,7 @@ from hub.adapters.sql.failed_store import SqlFailedStore
 from hub.adapters.sql.ledger import SqlLedger
 from hub.adapters.sql.switches import SqlEndpointSwitches
 from hub.bootstrap.dead_letters import start_parking
-from hub.bootstrap.delivery import delivery_stages
+from hub.bootstrap.delivery import delivery_stages, http_clients
 from hub.bootstrap.inbound import build_console_app, inbound_credentials
 from hub.bootstrap.operations import operations_adapters
 from hub.bootstrap.queue_watch import age_observed, build_queue_watch
@@ -100,6 +100,7 @@ class Hub:
             # ended fails its first call (LedgerUnavailable, requeued) and the pool is renewed
             # (hub.adapters.sql.engine).
             self.ledger = self._own(SqlLedger(s.db_url, pre_ping=False))
+        own_http = self.fhir_client is None  # else every consumer shares the one given
         if self.fhir_client is None:
             self.fhir_client = HttpxFhirClient()
         if self.mllp_client is None:
@@ -180,7 +181,7 @@ class Hub:
                 name,
                 endpoint,
                 gate=gate,
-                http=self.fhir_client,
+                http=http_clients(None if own_http else self.fhir_client, runtime.close_senders),
                 mllp=self.mllp_client,
                 ledger=self._ledger,
                 publisher=self._publisher,

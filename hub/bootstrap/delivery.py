@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from hub.adapters.http_client import HttpxFhirClient
 from hub.adapters.mllp import MllpSender
 from hub.bootstrap.senders import sender_for, token_source_for
 from hub.pipeline import Clock
@@ -22,7 +23,7 @@ def delivery_stages(
     endpoint: EndpointConfig,
     *,
     gate: EndpointGate,
-    http: FhirClient,
+    http: Callable[[], FhirClient],
     mllp: MllpSender,
     ledger: DeliveryLedger,
     publisher: Callable[[], Publisher],
@@ -33,10 +34,12 @@ def delivery_stages(
 ) -> Iterator[DeliveryStage]:
     """`endpoint.max_in_flight` stages, made as they are taken. Each sends one request at a
     time, so the endpoint never has more than max_in_flight outstanding and a slow one blocks
-    only itself. A sender that holds connections has its `close` added to `close_senders`."""
+    only itself. `http()` gives each slot its HTTP client (its own connection pool, so the
+    slots never queue on one pool's lock). A sender that holds connections has its `close`
+    added to `close_senders`."""
     tokens = token_source_for(endpoint)  # one OAuth2 token cache, shared by its consumers
     for _ in range(endpoint.max_in_flight):
-        sender = sender_for(endpoint, http=http, mllp=mllp, tokens=tokens)
+        sender = sender_for(endpoint, http=http(), mllp=mllp, tokens=tokens)
         if (close := getattr(sender, "close", None)) is not None:
             close_senders.append(close)
         yield DeliveryStage(
@@ -49,3 +52,19 @@ def delivery_stages(
             ids=ids,
             metrics=metrics,
         )
+
+
+def http_clients(
+    given: FhirClient | None, close_senders: list[Callable[[], None]]
+) -> Callable[[], FhirClient]:
+    """What gives each delivery slot its HTTP client: the one given (tests share theirs), else
+    a new HttpxFhirClient each, closed when the hub stops."""
+
+    def one() -> FhirClient:
+        if given is not None:
+            return given
+        client = HttpxFhirClient()
+        close_senders.append(client.close)
+        return client
+
+    return one

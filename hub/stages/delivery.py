@@ -23,7 +23,7 @@ X-Request-Id and the payload bytes stay identical on every retry (BaRS idempoten
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tenacity import (
     Retrying,
@@ -173,15 +173,18 @@ class DeliveryStage:
             },
         )
 
-    def process_batch(self, envelopes: Sequence[Envelope]) -> list[bool | HubError]:
+    def process_batch(
+        self, envelopes: Sequence[Envelope], *, stopping: Callable[[], bool] = lambda: False
+    ) -> list[bool | HubError | None]:
         """Many first attempts at once: their referrals read in one transaction, each sent in
         turn (quick retries as alone), what was delivered recorded in one commit, the
         `received` outcomes published with their confirms in flight together and recorded in
         one commit. For each message: True when done, the error its send ended in (disposed of
         by the Dispatcher as if `process` had raised it: its attempt is recorded), or False for
         anything that is not a plain first attempt (retries, replays, follow-ups, jobs the
-        ledger does not know), left to `process`."""
-        results: list[bool | HubError] = [False] * len(envelopes)
+        ledger does not know), left to `process`; None for one not sent because `stopping()`
+        turned true (it goes back to the queue)."""
+        results: list[bool | HubError | None] = [False] * len(envelopes)
         firsts: list[tuple[int, Envelope, ReferralRecord]] = []
         with self.ledger.unit_of_work():
             known = self.ledger.get_referrals(
@@ -195,6 +198,9 @@ class DeliveryStage:
                 firsts.append((i, envelope, referral))
         sent: list[tuple[int, ReferralRecord, Delivered]] = []
         for i, envelope, referral in firsts:
+            if stopping():  # a graceful stop: what is not sent yet goes back to the queue
+                results[i] = None
+                continue
             bind_correlation(referral.alert_id)
             job = DeliveryJob(
                 referral=referral, body=envelope.body, content_type=envelope.content_type

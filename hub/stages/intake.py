@@ -10,7 +10,7 @@ Logs ids and counts only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -138,12 +138,15 @@ class IntakeStage:
         with self.ledger.unit_of_work():
             self._routed(routing)
 
-    def process_batch(self, envelopes: Sequence[Envelope]) -> list[bool]:
+    def process_batch(
+        self, envelopes: Sequence[Envelope], *, stopping: Callable[[], bool] = lambda: False
+    ) -> list[bool]:
         """Many alerts at once: one commit for every alert and referral of the batch, their
         delivery jobs published with their confirms in flight together, one commit marking them
         routed. True for each message whose work is done and durable; the rest (follow-ups,
         invalid or conflicting messages, an alert twice in the batch) are left for `process`,
-        which answers them one by one as always."""
+        which answers them one by one as always. A batch takes milliseconds: it finishes
+        even when `stopping()`."""
         done = [False] * len(envelopes)
         candidates: list[tuple[int, Envelope, Alert, str]] = []
         seen_ids: set[str] = set()

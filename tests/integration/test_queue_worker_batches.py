@@ -87,7 +87,9 @@ class Recorder:
         self.batches: list[list[str]] = []
         self.redelivered: list[str] = []
 
-    def __call__(self, envelopes: Sequence[Envelope]) -> list[Disposition]:
+    def __call__(
+        self, envelopes: Sequence[Envelope], *, stopping: Callable[[], bool]
+    ) -> list[Disposition]:
         with self.lock:
             self.batches.append([e.message_id or "" for e in envelopes])
             self.redelivered += [e.message_id or "" for e in envelopes if e.redelivered]
@@ -160,11 +162,13 @@ def test_a_batch_handler_that_raises_requeues_its_batch_and_the_worker_keeps_con
     raised: list[list[str]] = []
     recorder = Recorder()
 
-    def handler(envelopes: Sequence[Envelope]) -> list[Disposition]:
+    def handler(
+        envelopes: Sequence[Envelope], *, stopping: Callable[[], bool]
+    ) -> list[Disposition]:
         if not raised:
             raised.append([e.message_id or "" for e in envelopes])
             raise RuntimeError("a bug in the stage")
-        return recorder(envelopes)
+        return recorder(envelopes, stopping=stopping)
 
     with batch_worker(amqp_url, queue, handler, size=10, prefetch=10) as (_, thread):
         wait_until(lambda: set(recorder.seen()) >= set(ids), timeout=30, what="the batch again")

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kombu import Consumer, Queue
 from kombu.exceptions import OperationalError
@@ -23,7 +23,16 @@ log = get_logger("hub.rabbitmq")
 
 
 Handler = Callable[[Envelope], Disposition]
-BatchHandler = Callable[[Sequence[Envelope]], Sequence[Disposition]]
+
+
+class BatchHandler(Protocol):
+    """Handles a batch, one Disposition each in order; `stopping()` turns true once the worker
+    is asked to stop, so a slow batch can leave the rest of its messages to the queue."""
+
+    def __call__(
+        self, envelopes: Sequence[Envelope], *, stopping: Callable[[], bool]
+    ) -> Sequence[Disposition]: ...
+
 
 # A backlog arrives back to back (prefetched messages are already in the socket's buffer): a
 # pause this long after the last message means there is nothing more to take for now.
@@ -213,7 +222,7 @@ class QueueWorker(ConsumerMixin):
         if not messages:
             return
         try:
-            dispositions = list(self.batch[0](envelopes))
+            dispositions = list(self.batch[0](envelopes, stopping=lambda: self.should_stop))
             if len(dispositions) != len(messages):
                 raise ValueError(f"{len(dispositions)} dispositions for {len(messages)} messages")
         except self._broker_errors():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -171,7 +171,9 @@ class ScriptedBatchStage:
         self.results = results
         self.alone: list[str | None] = []
 
-    def process_batch(self, envelopes: Sequence[Envelope]) -> list[Any]:
+    def process_batch(
+        self, envelopes: Sequence[Envelope], *, stopping: Callable[[], bool]
+    ) -> list[Any]:
         if isinstance(self.results, Exception):
             raise self.results
         return list(self.results)
@@ -259,3 +261,23 @@ def test_an_alert_twice_in_one_batch_gets_one_referral_per_service() -> None:
         "dat",
         "wy-ld",
     ]
+
+
+def test_a_delivery_batch_stopped_midway_sends_no_more_and_hands_the_rest_back() -> None:
+    hub = MemoryHub()
+    for _ in range(4):
+        hub.send(custody_alert())
+    wy = [j for j in hub.jobs() if j.routing_key == "hub.deliver.wy-ld"]
+    sender = hub.senders["wy-ld"]
+
+    def stop_after_two() -> bool:  # the worker's should_stop, turning true midway
+        return len(sender.sent) >= 2
+
+    dispositions = hub.dispatcher(hub.delivery["wy-ld"]).dispatch_batch(
+        [job_envelope(j) for j in wy], stopping=stop_after_two
+    )
+
+    assert dispositions == [Disposition.ACK] * 2 + [Disposition.REQUEUE] * (len(wy) - 2)
+    assert len(sender.sent) == 2
+    received = [o for o in hub.outcomes() if o["status"] == "received"]
+    assert len(received) == 2
