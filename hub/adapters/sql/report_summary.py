@@ -10,9 +10,10 @@ twice changes nothing the second time.
 One refresh at a time, whoever runs it (`hub report refresh` from cron, a hub's own loop,
 several hubs): on PostgreSQL each refresh first takes the transaction-level advisory lock
 REFRESH_LOCK_KEY on a connection of its own, held until it ends, and a refresh that finds it
-taken does nothing (`skipped`); on SQLite every chunk's transaction is BEGIN IMMEDIATE, so the
-database's one write lock serialises them (a deferred transaction that read before another
-writer committed would fail with SQLITE_BUSY_SNAPSHOT instead of waiting).
+taken does nothing (`skipped`). On SQLite the database's one write lock serialises them:
+a chunk's delete and insert are one write transaction (the driver begins it at the first
+DELETE and waits on busy_timeout for another writer), so two refreshes take turns rather than
+insert the same rows (tests/integration/test_report_summary.py runs four at once on each).
 """
 
 from __future__ import annotations
@@ -225,12 +226,10 @@ class SqlReportRefresher:
         for first in range(0, len(ids), CHUNK):
             chunk = ids[first : first + CHUNK]
             with self._engine.begin() as conn:
-                _write_lock(conn)
                 alerts, referrals = read_rows(conn, alerts_table.c.alert_id.in_(chunk))
                 alert_rows, referral_rows = summarise(alerts, referrals)
                 _replace(conn, chunk, alert_rows, referral_rows)
         with self._engine.begin() as conn:
-            _write_lock(conn)
             conn.execute(
                 report_refreshes_table.insert().values(
                     watermark=watermark,
@@ -278,20 +277,13 @@ class SqlReportRefresher:
 def _only_refresh(guard: sa.Connection) -> bool:
     """Whether this is the only refresh running: on PostgreSQL, whether it got the advisory
     lock (held by `guard`'s transaction, which the caller keeps open); SQLite serialises the
-    writes themselves (_write_lock)."""
+    writes themselves."""
     if guard.dialect.name != "postgresql":
         return True
     got: bool = guard.execute(
         sa.text("SELECT pg_try_advisory_xact_lock(:key)").bindparams(key=REFRESH_LOCK_KEY)
     ).scalar_one()
     return got
-
-
-def _write_lock(conn: sa.Connection) -> None:
-    """On SQLite, take the write lock before the transaction reads (waiting on busy_timeout
-    for another writer), so no commit can slip in between its reads and its writes."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _replace(
