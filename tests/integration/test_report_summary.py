@@ -200,6 +200,7 @@ def test_a_refresh_finding_another_running_skips_and_records_nothing(
 ) -> None:
     from hub.adapters.sql.report_summary import REFRESH_LOCK_KEY
 
+    assert REFRESH_LOCK_KEY == 7527030595871994929  # as docs/reporting.md gives it
     if not db_url.startswith("postgresql"):
         pytest.skip("SQLite serialises refreshes on its write lock instead (test below)")
     refresh(db_url, END)
