@@ -171,9 +171,35 @@ class Metrics(Protocol):
         """The supervisor found a consumer or watcher thread dead and restarted it."""
         ...
 
+    def report_refresh(self, result: str) -> None:
+        """A round of the hub's report-summary refresh ended: `done`, `skipped` (another
+        refresh held the lock) or `failed`."""
+        ...
+
     def exposition(self) -> tuple[bytes, str]:
         """The metrics as served on GET /metrics: (body, content type)."""
         ...
+
+
+class RefreshDone(Protocol):
+    """What one report-summary refresh did (hub.adapters.sql.report_summary.RefreshResult)."""
+
+    @property
+    def alerts(self) -> int: ...  # alerts (re)summarised
+
+    @property
+    def full(self) -> bool: ...
+
+    @property
+    def skipped(self) -> bool: ...  # another refresh was running: this one did nothing
+
+
+class ReportRefresher(Protocol):
+    """Brings the pathway report's summary tables up to date (SqlReportRefresher)."""
+
+    def refresh(self, *, now: datetime) -> RefreshDone: ...
+
+    def close(self) -> None: ...
 
 
 class LiveSessionStore(Protocol):

@@ -90,7 +90,7 @@ class Supervisor:
 
 class Watcher(Protocol):
     """A background thread the hub runs besides its consumers (overdue, queue, pause and
-    database watches)."""
+    database watches, the report summary's refresh)."""
 
     thread_name: str
 
@@ -116,6 +116,7 @@ class Runtime:
     overdue_watch: Watcher | None = None
     queue_watch: Watcher | None = None
     database_watch: DatabaseWatch | None = None
+    report_refresh: Watcher | None = None  # the report summary's refresh (reporting.*)
     supervisor: Supervisor | None = None
     topology_declared: bool = False  # /readyz: the topology was declared this run
     ping: Callable[[], None] | None = None  # the ledger's database (LedgerHealth.ping)
@@ -164,6 +165,7 @@ class Runtime:
             self.queue_watch,
             self.pause_watcher,
             self.database_watch,
+            self.report_refresh,
         ]
         for watcher in watchers:
             if watcher is not None:
@@ -209,7 +211,12 @@ class Runtime:
             self.supervisor.stop()  # first: nothing stopping below is restarted
         if self.api:
             self.api.stop()
-        for watcher in (self.pause_watcher, self.overdue_watch, self.queue_watch):
+        for watcher in (
+            self.pause_watcher,
+            self.overdue_watch,
+            self.queue_watch,
+            self.report_refresh,
+        ):
             if watcher is not None:
                 watcher.stop()
         if self.database_watch is not None:

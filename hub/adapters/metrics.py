@@ -26,6 +26,7 @@ CIRCUIT_STATE = "hub_circuit_state"
 OVERDUE_REFERRALS = "hub_overdue_referrals"
 FAILED_MESSAGES = "hub_failed_messages"
 THREAD_RESTARTS = "hub_thread_restarts_total"
+REPORT_REFRESHES = "hub_report_refreshes_total"
 EXPORTED = (
     ALERTS_RECEIVED,
     ALERTS_REJECTED,
@@ -40,6 +41,7 @@ EXPORTED = (
     OVERDUE_REFERRALS,
     FAILED_MESSAGES,
     THREAD_RESTARTS,
+    REPORT_REFRESHES,
 )
 
 # Attempts are bounded by each endpoint's timeout (10 s by default); MLLP and MESH can be slow.
@@ -136,6 +138,13 @@ class PrometheusMetrics:
             ["thread"],
             registry=r,
         )
+        self._report_refreshes = Counter(
+            _counter_name(REPORT_REFRESHES),
+            "Rounds of the hub's pathway-report summary refresh, by result (done, skipped: "
+            "another refresh was running, failed)",
+            ["result"],
+            registry=r,
+        )
         self._states: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
@@ -188,6 +197,9 @@ class PrometheusMetrics:
 
     def thread_restarted(self, thread: str) -> None:
         self._restarts.labels(thread=thread).inc()
+
+    def report_refresh(self, result: str) -> None:
+        self._report_refreshes.labels(result=result).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

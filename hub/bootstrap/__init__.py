@@ -35,7 +35,7 @@ from hub.adapters.sql.switches import SqlEndpointSwitches
 from hub.bootstrap.dead_letters import start_parking
 from hub.bootstrap.delivery import delivery_stages, http_clients
 from hub.bootstrap.inbound import build_console_app, inbound_credentials
-from hub.bootstrap.operations import operations_adapters
+from hub.bootstrap.operations import operations_adapters, start_report_refresh
 from hub.bootstrap.queue_watch import age_observed, build_queue_watch
 from hub.endpoints.kinds import FOLLOWUP_RENDERERS, RENDERERS
 from hub.errors import ConfigError, TransientError
@@ -212,6 +212,7 @@ class Hub:
             interval=self.overdue_check_seconds,
         )
         runtime.overdue_watch.start()
+        start_report_refresh(runtime, s, self._ledger, self.clock, self.metrics)
         if self.watch_pauses and self.gates:
             runtime.pause_watcher = PauseWatcher(
                 self._own(SqlEndpointSwitches(s.db_url)),

@@ -191,6 +191,10 @@ def refresh(full: bool, margin_hours: float, config_dir: Path) -> None:
     except TransientError as exc:
         echo(f"cannot reach the database: {exc.message}", err=True)
         sys.exit(3)
+    if result.skipped:
+        echo("another report refresh is running (a hub's own, or another host's); skipped")
+        return
+    assert result.watermark is not None
     kind = "full" if result.full else "incremental"
     echo(
         f"report summary refreshed ({kind}): {result.alerts} alerts summarised, "

@@ -21,6 +21,8 @@ file and line, as one ConfigError. The only module that reads os.environ.
                                            # HTTPS, and client certificates
                                            # (hub.security.inbound_auth)
     logging: {level}                       # HUB_LOG_LEVEL overrides level
+    reporting: {refresh_seconds}           # the hub refreshes the report summary this often
+                                           # (300); 0: never (`hub report refresh` from cron)
     sources: {<org code>: [<amqp user id>, ...]}   # who may publish for whom; may be empty
     operators: {<name>: {password_hash}}   # ops console logins (argon2 hashes only);
                                            # needs HUB_CONSOLE_SECRET (cookie-signing key)
@@ -209,7 +211,7 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
         raise ConfigError(_in_file_order(problems, [hub_doc.display, routes_doc.display]))
 
     hub: dict[str, Any] = hub_doc.data
-    section = {key: hub.get(key, {}) for key in ("amqp", "ledger", "api", "logging")}
+    section = {key: hub.get(key, {}) for key in ("amqp", "ledger", "api", "logging", "reporting")}
     values: dict[str, Any] = {
         "amqp_url": _joined_urls(section["amqp"].get("url", DEFAULT_AMQP_URL)),
         "amqp_tls": amqp_tls,
@@ -226,6 +228,7 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
         "management_url": section["amqp"].get("management_url"),
         "max_body_bytes": section["api"].get("max_body_bytes", 65536),
         "log_level": section["logging"].get("level", LogLevel.INFO.value),
+        "report_refresh_seconds": float(section["reporting"].get("refresh_seconds", 300)),
     }
     values.update(overrides)
     return Settings(

@@ -87,6 +87,8 @@ _HUB_SCHEMA: dict[str, Any] = _section(
             }
         ),
         "logging": _section({"level": {"type": "string", "enum": [str(v) for v in LogLevel]}}),
+        # How often the hub refreshes the report's summary tables itself; 0: never (cron).
+        "reporting": _section({"refresh_seconds": {"type": "number", "minimum": 0}}),
         "operators": {
             "type": "object",
             "propertyNames": {

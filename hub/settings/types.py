@@ -131,6 +131,9 @@ class Settings:
     source_orgs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     log_level: str = LogLevel.INFO.value
     management_url: str | None = None  # RabbitMQ management API: oldest-message ages
+    # How often the hub refreshes the pathway report's summary tables (hub.operations.
+    # report_refresh); 0: never, e.g. when `hub report refresh` runs from cron instead.
+    report_refresh_seconds: float = 300.0
     operators: dict[str, OperatorAccount] = field(default_factory=dict)  # the ops console's
     console_secret: str | None = field(default=None, repr=False)  # HUB_CONSOLE_SECRET
     # HUB_ID_KEY: keys the ids that leave the hub and seals its own headers (hub.security.ids).

@@ -4,14 +4,16 @@ hand-worked ledger of test_report_reads and after new alerts and outcomes arrive
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from hub.adapters.sql.ledger import SqlLedger
-from hub.adapters.sql.report_summary import SqlReportRefresher
+from hub.adapters.sql.report_summary import RefreshResult, SqlReportRefresher
 from hub.operations.reports.measures import GroupBy, build_report
 from tests.integration.test_ledger_contract import new_pg_schema  # noqa: F401 (fixture)
 from tests.integration.test_report_reads import (  # noqa: F401 (fixture)
@@ -191,3 +193,88 @@ def synthetic_url(
     seed_year(url, alerts=4000, site_count=12, year=2026, seed_value=3)
     assert refresh(url, datetime(2026, 3, 16, 12, tzinfo=UTC)) > 500
     return url
+
+
+def test_a_refresh_finding_another_running_skips_and_records_nothing(
+    db_url: str,  # noqa: F811
+) -> None:
+    from hub.adapters.sql.report_summary import REFRESH_LOCK_KEY
+
+    assert REFRESH_LOCK_KEY == 7527030595871994929  # as docs/reporting.md gives it
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises refreshes on its write lock instead (test below)")
+    refresh(db_url, END)
+    before = summary_rows(db_url)
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as other:  # another refresh, holding the lock
+            other.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=REFRESH_LOCK_KEY)
+            )
+            refresher = SqlReportRefresher(db_url)
+            try:
+                skipped = refresher.refresh(now=END + timedelta(days=1), full=True)
+            finally:
+                refresher.close()
+        with engine.connect() as conn:
+            runs = conn.execute(sa.text("SELECT COUNT(*) FROM hub_report_refreshes")).scalar()
+    finally:
+        engine.dispose()
+
+    assert skipped.skipped and skipped.alerts == 0 and skipped.watermark == END
+    assert runs == 1 and summary_rows(db_url) == before
+    # once the other has finished, the lock is free again
+    assert refresh(db_url, END + timedelta(days=1), full=True) == 5
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_refreshes_at_once_both_end_well_and_the_summary_equals_live(
+    backend: str,
+    tmp_path: Path,
+    new_pg_schema: Callable[[], str],  # noqa: F811
+) -> None:
+    from bench.seed_year import seed as seed_year
+    from hub.adapters.sql.reports import SqlReportReader
+
+    url = f"sqlite:///{tmp_path / 'hub.db'}" if backend == "sqlite" else new_pg_schema()
+    seed_year(url, alerts=3000, site_count=8, year=2026, seed_value=5)
+    refreshers = [SqlReportRefresher(url) for _ in range(4)]
+    start = threading.Barrier(len(refreshers))
+    results: list[object] = []
+
+    def run(refresher: SqlReportRefresher) -> None:
+        start.wait()
+        try:
+            results.append(refresher.refresh(now=datetime(2026, 7, 1, tzinfo=UTC), full=True))
+        except Exception as exc:  # noqa: BLE001 - what the test looks for
+            results.append(exc)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in refreshers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for refresher in refreshers:
+        refresher.close()
+
+    assert len(results) == 4
+    assert all(isinstance(r, RefreshResult) for r in results), results
+    done = [r for r in results if isinstance(r, RefreshResult) and not r.skipped]
+    assert done and all(r.alerts > 1000 for r in done)
+    if backend == "sqlite":
+        assert len(done) == 4  # serialised, each in turn
+    period = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+    reader = SqlReportReader(url)
+    try:
+        summarised = reader.report(*period, GroupBy.SITE)
+        live = build_report(
+            reader.extract(*period),
+            group_by=GroupBy.SITE,
+            period_from=period[0],
+            period_to=period[1],
+        )
+    finally:
+        reader.close()
+    assert summarised.total["identified"] > 100
+    assert (summarised.funnel, summarised.total) == (live.funnel, live.total)
+    assert (summarised.overdue, summarised.case_mix) == (live.overdue, live.case_mix)

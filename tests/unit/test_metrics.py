@@ -121,6 +121,7 @@ def test_every_exported_name_appears_once_something_is_recorded() -> None:
         lambda: m.queue_oldest_age("q", 1),
         lambda: m.circuit_state("e", "closed"),
         lambda: m.thread_restarted("intake-custody-0"),
+        lambda: m.report_refresh("done"),
     ):
         record()
     names = {name for name, _ in samples(m)}

@@ -265,6 +265,34 @@ def test_an_unknown_key_is_an_error_at_its_own_line(tmp_path: Path) -> None:
     ]
 
 
+def test_the_report_refresh_interval_defaults_to_5_minutes_and_0_turns_it_off(
+    tmp_path: Path,
+) -> None:
+    assert load_settings(write(tmp_path), env={}).report_refresh_seconds == 300
+    assert load_settings(CONFIG, env={}).report_refresh_seconds == 300  # as shipped, commented
+    for given, read in (("0", 0.0), ("60", 60.0), ("2.5", 2.5)):
+        hub = HUB_YAML + f"reporting:\n  refresh_seconds: {given}\n"
+        assert load_settings(write(tmp_path, hub=hub), env={}).report_refresh_seconds == read
+
+
+def test_a_negative_or_non_numeric_report_refresh_interval_names_file_and_line(
+    tmp_path: Path,
+) -> None:
+    hub = HUB_YAML + "reporting:\n  refresh_seconds: -1\n"
+    config = write(tmp_path, hub=hub)
+    assert problems(config) == [
+        f"{config}/hub.yaml:{line_of(hub, 'refresh_seconds')}: reporting.refresh_seconds: -1 is "
+        "less than the minimum of 0"
+    ]
+    hub = HUB_YAML + "reporting:\n  refresh_seconds: often\n  every: 5\n"
+    config = write(tmp_path, hub=hub)
+    assert problems(config) == [
+        f"{config}/hub.yaml:{line_of(hub, 'refresh_seconds')}: reporting.refresh_seconds: must "
+        "be a number",
+        f"{config}/hub.yaml:{line_of(hub, 'every')}: unknown key 'every' in reporting",
+    ]
+
+
 def test_a_value_outside_a_closed_list_is_an_error_naming_the_allowed_values(
     tmp_path: Path,
 ) -> None:

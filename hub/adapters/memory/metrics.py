@@ -64,6 +64,9 @@ class MemoryMetrics:
     def thread_restarted(self, thread: str) -> None:
         self._inc("thread_restarts", thread)
 
+    def report_refresh(self, result: str) -> None:
+        self._inc("report_refreshes", result)
+
     def exposition(self) -> tuple[bytes, str]:
         lines = [f"{' '.join(k)} {v}" for k, v in sorted(self.counts.items())]
         lines += [f"{' '.join(k)} {v}" for k, v in sorted(self.gauges.items())]

@@ -6,6 +6,14 @@ re-summarises every alert touched since the last watermark less a margin (receiv
 a new or delivered or overdue referral, an outcome whose time falls after it), all of an
 alert's rows together in one transaction per chunk, then records the new watermark: running it
 twice changes nothing the second time.
+
+One refresh at a time, whoever runs it (`hub report refresh` from cron, a hub's own loop,
+several hubs): on PostgreSQL each refresh first takes the transaction-level advisory lock
+REFRESH_LOCK_KEY on a connection of its own, held until it ends, and a refresh that finds it
+taken does nothing (`skipped`). On SQLite the database's one write lock serialises them:
+a chunk's delete and insert are one write transaction (the driver begins it at the first
+DELETE and waits on busy_timeout for another writer), so two refreshes take turns rather than
+insert the same rows (tests/integration/test_report_summary.py runs four at once on each).
 """
 
 from __future__ import annotations
@@ -18,7 +26,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.adapters.sql.engine import _build_engine, _create_tables, _normalise_url
+from hub.adapters.sql.engine import (
+    _CONNECTION_ERRORS,
+    _build_engine,
+    _create_tables,
+    _describe,
+    _normalise_url,
+    _reason,
+)
 from hub.adapters.sql.tables import (
     REPORT_INTERVALS,
     alert_vulnerabilities_table,
@@ -30,6 +45,7 @@ from hub.adapters.sql.tables import (
     report_referrals_table,
     report_refreshes_table,
 )
+from hub.errors import TransientError
 from hub.operations.reports.measures import AlertRow, GroupBy, ReferralRow
 from hub.operations.reports.summary import (
     AlertSummary,
@@ -42,13 +58,21 @@ from hub.operations.reports.summary import (
 
 CHUNK = 5000  # alerts a transaction; also bounds the bound parameters of one IN list
 
+# pg_advisory_xact_lock's key for "a summary refresh is running" (any fixed bigint would do:
+# b"hubrprt1" read as one; documented in docs/reporting.md). Nothing else in the hub takes
+# advisory locks.
+REFRESH_LOCK_KEY = int.from_bytes(b"hubrprt1", "big", signed=True)
+
 
 @dataclass(frozen=True, slots=True)
 class RefreshResult:
-    watermark: datetime
+    watermark: datetime | None
     previous: datetime | None
     full: bool
     alerts: int  # alerts (re)summarised
+    # Another refresh held the lock (PostgreSQL): this one changed nothing, and `watermark`
+    # is the last one recorded (None if none yet).
+    skipped: bool = False
 
 
 def read_rows(
@@ -143,8 +167,19 @@ class SqlReportRefresher:
     database, not the report replica)."""
 
     def __init__(self, url: str, *, timeout: float = 600.0) -> None:
-        self._engine = _build_engine(_normalise_url(url), timeout=timeout)
-        _create_tables(self._engine)
+        normalised = _normalise_url(url)
+        self._where = _describe(normalised)
+        self._engine = _build_engine(normalised, timeout=timeout)
+        try:
+            _create_tables(self._engine)
+        except _CONNECTION_ERRORS as exc:
+            self._engine.dispose()
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: sa.exc.SQLAlchemyError) -> TransientError:
+        return TransientError(
+            f"report summary: the database is unavailable ({self._where}): {_reason(exc)}"
+        )
 
     def close(self) -> None:
         self._engine.dispose()
@@ -155,6 +190,28 @@ class SqlReportRefresher:
         """Summarise what changed since the last watermark less `margin` (everything when
         `full` or on the first run), up to `now`, the new watermark."""
         started = datetime.now(UTC)
+        try:
+            return self._refresh_alone(now=now, margin=margin, full=full, started=started)
+        except _CONNECTION_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+
+    def _refresh_alone(
+        self, *, now: datetime, margin: timedelta, full: bool, started: datetime
+    ) -> RefreshResult:
+        with self._engine.connect() as guard:
+            # The lock lives as long as this connection's transaction: to the end of the
+            # refresh, or of the connection should the process die.
+            if not _only_refresh(guard):
+                with self._engine.connect() as conn:
+                    last = last_watermark(conn)
+                return RefreshResult(
+                    watermark=last, previous=last, full=full, alerts=0, skipped=True
+                )
+            return self._refresh(now=now, margin=margin, full=full, started=started)
+
+    def _refresh(
+        self, *, now: datetime, margin: timedelta, full: bool, started: datetime
+    ) -> RefreshResult:
         watermark = as_utc(now)
         with self._engine.connect() as conn:
             previous = last_watermark(conn)
@@ -215,6 +272,18 @@ class SqlReportRefresher:
                     .order_by(a.alert_id)
                 ).scalars()
             )
+
+
+def _only_refresh(guard: sa.Connection) -> bool:
+    """Whether this is the only refresh running: on PostgreSQL, whether it got the advisory
+    lock (held by `guard`'s transaction, which the caller keeps open); SQLite serialises the
+    writes themselves."""
+    if guard.dialect.name != "postgresql":
+        return True
+    got: bool = guard.execute(
+        sa.text("SELECT pg_try_advisory_xact_lock(:key)").bindparams(key=REFRESH_LOCK_KEY)
+    ).scalar_one()
+    return got
 
 
 def _replace(

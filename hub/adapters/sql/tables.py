@@ -155,7 +155,8 @@ events_table = sa.Table(
     sa.Index("ix_hub_events_journey", "alert_id", "at", "id"),
 )
 
-# -- the pathway report's summary (written by `hub report refresh` only, never the pipeline) --
+# -- the pathway report's summary (written by the refresh only, `hub report refresh` or the --
+# -- hub's own refresh thread; never the pipeline) ------------------------------------------
 #
 # Only ids, codes, bit masks, flags and whole-microsecond intervals
 # (hub.operations.reports.summary defines the masks and buckets). Rows of alerts received
