@@ -13,7 +13,8 @@ from hub.adapters.sql.ledger import SqlLedger
 from hub.adapters.sql.report_summary import SqlReportRefresher
 from hub.operations.report_refresh import ReportRefreshWatch
 from hub.pipeline import Clock
-from hub.ports import Ledger, Metrics
+from hub.ports import Metrics
+from hub.ports_ledger import Ledger
 from hub.runtime import Runtime
 from hub.security.provenance import Provenance, SealingPublisher
 from hub.settings.types import Settings

@@ -1,5 +1,22 @@
 """The HTTP rule table: how one HTTP answer from an endpoint is judged (delivered, transient,
-permanent). Pure: the time comes in as `now`."""
+permanent). Pure: the time comes in as `now`.
+
+It is the single place an HTTP answer is judged, for both HTTP kinds (fhir-rest, webhook),
+by the delivery stage (hub/stages/delivery.py):
+
+| answer                                                        | verdict   |
+|---------------------------------------------------------------|-----------|
+| 2xx with X-Request-Id and X-Correlation-Id echoed, JSON body  | delivered |
+| 2xx without the echo headers, or with an unparsable body      | transient |
+| webhook only (echo_required=False): 2xx without the echo      | delivered |
+| headers, and 2xx with an empty body (204) (BaRS headers are a |           |
+| FHIR-receiver contract; a webhook receiver need not know it). |           |
+| A non-empty body that is not JSON is still transient.         |           |
+| 409 whose OperationOutcome has issue code `duplicate` (BaRS)  | delivered |
+| 408, 429, 500, 502, 503, 504, any other 5xx                   | transient (Retry-After honoured) |
+| connection refused / reset, timeout (raised by the client)   | transient |
+| any other 4xx (and 1xx/3xx)                                   | permanent, OperationOutcome kept |
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ from tests.integration.test_report_reads import (  # noqa: F401 (fixture)
     _route,
     db_url,
     exact,
+    seed,
 )
 
 pytestmark = pytest.mark.integration
@@ -195,23 +197,33 @@ def synthetic_url(
     return url
 
 
-def test_a_refresh_finding_another_running_skips_and_records_nothing(
-    db_url: str,  # noqa: F811
-) -> None:
+@pytest.fixture
+def pg_db_url(new_pg_schema: Any) -> str:  # noqa: F811
+    """The seeded ledger on PostgreSQL only: the refresh lock is PostgreSQL's (SQLite
+    serialises refreshes on its write lock instead: the test after this one)."""
+    url = str(new_pg_schema())
+    ledger = SqlLedger(url)
+    try:
+        seed(ledger)
+    finally:
+        ledger.close()
+    return url
+
+
+def test_a_refresh_finding_another_running_skips_and_records_nothing(pg_db_url: str) -> None:
     from hub.adapters.sql.report_summary import REFRESH_LOCK_KEY
 
+    url = pg_db_url
     assert REFRESH_LOCK_KEY == 7527030595871994929  # as docs/reporting.md gives it
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite serialises refreshes on its write lock instead (test below)")
-    refresh(db_url, END)
-    before = summary_rows(db_url)
-    engine = sa.create_engine(db_url)
+    refresh(url, END)
+    before = summary_rows(url)
+    engine = sa.create_engine(url)
     try:
         with engine.begin() as other:  # another refresh, holding the lock
             other.execute(
                 sa.text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=REFRESH_LOCK_KEY)
             )
-            refresher = SqlReportRefresher(db_url)
+            refresher = SqlReportRefresher(url)
             try:
                 skipped = refresher.refresh(now=END + timedelta(days=1), full=True)
             finally:
@@ -222,9 +234,9 @@ def test_a_refresh_finding_another_running_skips_and_records_nothing(
         engine.dispose()
 
     assert skipped.skipped and skipped.alerts == 0 and skipped.watermark == END
-    assert runs == 1 and summary_rows(db_url) == before
+    assert runs == 1 and summary_rows(url) == before
     # once the other has finished, the lock is free again
-    assert refresh(db_url, END + timedelta(days=1), full=True) == 5
+    assert refresh(url, END + timedelta(days=1), full=True) == 5
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

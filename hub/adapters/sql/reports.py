@@ -21,10 +21,9 @@ from sqlalchemy.engine import URL, Engine
 
 from hub.adapters.sql.engine import _CONNECTION_ERRORS, _describe, _normalise_url, _reason
 from hub.adapters.sql.report_live import assemble_report, report_sql
-from hub.adapters.sql.report_summary import (
+from hub.adapters.sql.report_summary import last_watermark, read_rows
+from hub.adapters.sql.report_summary_reads import (
     complete_values,
-    last_watermark,
-    read_rows,
     summary_partials,
     summary_values,
 )
