@@ -64,6 +64,27 @@ def settled_depth(justice: Justice, queue: str) -> int:
     return last
 
 
+def kill_when_a_batch_is_in_hand(db_url: str, alert_ids: list[str], hub: HubProcess) -> None:
+    """SIGKILL the hub the moment the ledger holds two or more of these alerts recorded but
+    not yet routed (polled every few milliseconds on one connection)."""
+    engine = sa.create_engine(db_url)
+    query = sa.text(
+        "SELECT count(*) FROM hub_alerts WHERE alert_id = ANY(:ids) AND state = 'received'"
+    )
+    deadline = time.monotonic() + 60
+    try:
+        with engine.connect() as conn:
+            while time.monotonic() < deadline:
+                if conn.execute(query, {"ids": alert_ids}).scalar_one() >= 2:
+                    hub.kill()
+                    return
+                conn.rollback()  # a fresh snapshot for the next look
+                time.sleep(0.003)
+    finally:
+        engine.dispose()
+    raise AssertionError("no intake batch was ever seen in hand")
+
+
 def ledger_states(db_url: str, alert_ids: list[str]) -> Counter[str]:
     """How many of these alerts the ledger holds, by state."""
     engine = sa.create_engine(db_url)
@@ -147,7 +168,9 @@ def test_hub_killed_while_intake_works_on_large_batches_routes_and_delivers_ever
             timeout=60,
             what=f"{KILL_AFTER_DELIVERED} Bundles at the trust before the kill",
         )
-        hub.kill()
+        # Then kill at a moment a batch is in hand: alerts recorded but not yet routed (their
+        # batch's jobs are being published; routed, then acked, comes after).
+        kill_when_a_batch_is_in_hand(pg_url, alert_ids, hub)
         delivered_before_kill = len(trust.delivered())
         alerts_left_at_kill = settled_depth(justice, queue)
         at_kill = ledger_states(pg_url, alert_ids)
