@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
@@ -28,19 +27,14 @@ from hub.adapters.sql.report_summary_reads import (
     summary_values,
 )
 from hub.adapters.sql.tables import (
-    alert_vulnerabilities_table,
     alerts_table,
     as_utc,
-    outcomes_table,
-    referrals_table,
     rejections_table,
 )
 from hub.errors import LedgerUnavailable
 from hub.operations.reports.measures import (
-    AlertRow,
     GroupBy,
     LedgerExtract,
-    ReferralRow,
     RejectionRow,
     Report,
     build_report,
@@ -60,67 +54,11 @@ class SqlReportReader:
 
     def extract(self, start: datetime, end: datetime) -> LedgerExtract:
         start, end = as_utc(start), as_utc(end)
-        a, r, o = alerts_table.c, referrals_table.c, outcomes_table.c
-        v = alert_vulnerabilities_table.c
+        a = alerts_table.c
         in_period = sa.and_(a.received_at >= start, a.received_at < end)
         with self._reading() as conn:
-            types: dict[str, list[str]] = defaultdict(list)
-            for alert_id, kind in conn.execute(
-                sa.select(v.alert_id, v.type)
-                .join(alerts_table, a.alert_id == v.alert_id)
-                .where(in_period)
-                .order_by(v.alert_id, v.type)
-            ):
-                types[alert_id].append(kind)
-            alerts = [
-                AlertRow(
-                    alert_id=row.alert_id,
-                    site=row.organisation_code,
-                    source_kind=row.source_kind,
-                    pathway=row.pathway,
-                    urgency=row.urgency,
-                    consent_status=row.consent_status,
-                    received_at=row.received_at,
-                    vulnerability_types=tuple(types.get(row.alert_id, ())),
-                )
-                for row in conn.execute(
-                    sa.select(
-                        a.alert_id,
-                        a.organisation_code,
-                        a.source_kind,
-                        a.pathway,
-                        a.urgency,
-                        a.consent_status,
-                        a.received_at,
-                    ).where(in_period)
-                )
-            ]
-            firsts: dict[str, dict[str, datetime]] = defaultdict(dict)
-            for bundle_id, status, at in conn.execute(
-                sa.select(o.bundle_id, o.status, sa.func.min(o.at))
-                .join(referrals_table, r.bundle_id == o.bundle_id)
-                .join(alerts_table, a.alert_id == r.alert_id)
-                .where(in_period, r.kind == "new")
-                .group_by(o.bundle_id, o.status)
-            ):
-                firsts[bundle_id][status] = _utc(at)
-            referrals = [
-                ReferralRow(
-                    alert_id=row.alert_id,
-                    service=row.endpoint,
-                    delivered_at=row.delivered_at,
-                    due_at=row.due_at,
-                    overdue_at=row.overdue_at,
-                    first_outcome_at=firsts.get(row.bundle_id, {}),
-                )
-                for row in conn.execute(
-                    sa.select(
-                        r.bundle_id, r.alert_id, r.endpoint, r.delivered_at, r.due_at, r.overdue_at
-                    )
-                    .join(alerts_table, a.alert_id == r.alert_id)
-                    .where(in_period, r.kind == "new")
-                )
-            ]
+            # The same reads the summary refresh makes (hub.adapters.sql.report_summary).
+            alerts, referrals = read_rows(conn, in_period)
             rejections = _rejections(conn, start, end)
         return LedgerExtract(alerts=alerts, referrals=referrals, rejections=rejections)
 
@@ -188,13 +126,6 @@ def _rejections(conn: sa.Connection, start: datetime, end: datetime) -> list[Rej
             sa.select(j.organisation_code, j.problem_paths).where(j.at >= start, j.at < end)
         )
     ]
-
-
-def _utc(value: datetime | str) -> datetime:
-    """MIN() over a timestamp: SQLite may hand back its stored text, PostgreSQL a datetime."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _read_only_engine(url: URL, *, timeout: float) -> Engine:
