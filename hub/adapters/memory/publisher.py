@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from hub.errors import TransientError
+from hub.pipeline import publish_each
 from hub.wire import Outgoing
 
 
@@ -108,16 +109,7 @@ class MemoryPublisher:
     def publish_many(self, messages: Sequence[Outgoing]) -> None:
         """Each in turn, as `publish`: a failure stops there (the ones before it are kept, as
         the broker may have taken them), which is what the real one's caller must expect."""
-        for m in messages:
-            self.publish(
-                exchange=m.exchange,
-                routing_key=m.routing_key,
-                body=m.body,
-                headers=m.headers,
-                message_id=m.message_id,
-                correlation_id=m.correlation_id,
-                content_type=m.content_type,
-            )
+        publish_each(self, messages)
 
     # -- failure injection -------------------------------------------------------------------
 
