@@ -460,7 +460,9 @@ class HubProcess:
                     str(self.profile),
                     "--nonblocking",
                     "--threads",
-                    "--idle",
+                    # --gil: only the thread holding the GIL (the hub's own CPU);
+                    # --idle: every thread, waiting ones too
+                    os.environ.get("PY_SPY_SAMPLES", "--idle"),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
