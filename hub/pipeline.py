@@ -148,7 +148,7 @@ class Dispatcher:
         `stopping()`, what the stage did not take (None) and what it left goes back to the
         queue instead (a graceful stop finishes the work in hand, not the whole batch)."""
         process_batch = getattr(self.stage, "process_batch", None)
-        if process_batch is None or not envelopes:
+        if process_batch is None or len(envelopes) < 2:
             return [self(envelope) for envelope in envelopes]
         admitted = [self._admit(e) for e in envelopes]
         try:

@@ -55,7 +55,7 @@ class SqlBatchWrites(SqlLedgerReads):
     (hub/adapters/sql/ledger.py): hence the attr-defined ignores."""
 
     def _batched(self, many: Sequence[Any]) -> bool:
-        return bool(many) and self._url.get_backend_name() == "postgresql"
+        return len(many) > 1 and self._url.get_backend_name() == "postgresql"
 
     def record_alerts(self, many: Sequence[AlertFacts]) -> list[tuple[Seen, AlertRecord]]:
         """record_alert for each, in order. On PostgreSQL one INSERT … ON CONFLICT DO NOTHING
