@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import socket
 import subprocess
@@ -52,8 +53,36 @@ rules:
 """
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _below_ephemeral_range() -> tuple[int, int]:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    return max(1024, low - 12000), low - 1
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port nothing listens on, for a server a test starts a moment later. Taken below the
+    kernel's ephemeral range: a port from that range (what binding port 0 gives), once released,
+    can be taken by any outgoing connection (to RabbitMQ, say) before the server binds it, which
+    failed a hub's start with "address already in use". Never the same port twice in a run."""
+    low, high = _below_ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(500):
+        port = rng.randint(low, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:  # the band is full: the kernel's choice, as before
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
