@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from hub.adapters.http_client import HttpxFhirClient
+from hub.adapters.http_client import Urllib3FhirClient
 from hub.adapters.inbound.api import ApiServer, build_app
 from hub.adapters.inbound.console import ConsoleApp
 from hub.adapters.metrics import PrometheusMetrics
@@ -102,7 +102,7 @@ class Hub:
             self.ledger = self._own(SqlLedger(s.db_url, pre_ping=False))
         own_http = self.fhir_client is None  # else every consumer shares the one given
         if self.fhir_client is None:
-            self.fhir_client = HttpxFhirClient()
+            self.fhir_client = Urllib3FhirClient()
         if self.mllp_client is None:
             self.mllp_client = MllpClient()
         if self.metrics is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from hub.adapters.http_client import HttpxFhirClient
+from hub.adapters.http_client import Urllib3FhirClient
 from hub.adapters.mllp import MllpSender
 from hub.bootstrap.senders import sender_for, token_source_for
 from hub.pipeline import Clock
@@ -58,12 +58,12 @@ def http_clients(
     given: FhirClient | None, close_senders: list[Callable[[], None]]
 ) -> Callable[[], FhirClient]:
     """What gives each delivery slot its HTTP client: the one given (tests share theirs), else
-    a new HttpxFhirClient each, closed when the hub stops."""
+    a new Urllib3FhirClient each, closed when the hub stops."""
 
     def one() -> FhirClient:
         if given is not None:
             return given
-        client = HttpxFhirClient()
+        client = Urllib3FhirClient()
         close_senders.append(client.close)
         return client
 

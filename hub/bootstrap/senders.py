@@ -3,7 +3,7 @@ endpoint. Builds adapters only; which stage uses them is hub/bootstrap/__init__.
 
 from __future__ import annotations
 
-from hub.adapters.http_client import HttpxFhirClient
+from hub.adapters.http_client import Urllib3FhirClient
 from hub.adapters.mesh import MeshSender
 from hub.adapters.mllp import Hl7v2MllpSender, MllpSender
 from hub.endpoints.fhir_rest import FhirRestSender, FhirTarget
@@ -35,7 +35,7 @@ def sender_for(
             )
             if endpoint.tls is not None:
                 # Mutual TLS and/or its own CA bundle: a client of the endpoint's own.
-                http = HttpxFhirClient(
+                http = Urllib3FhirClient(
                     verify=endpoint.tls.ca or True, cert=endpoint.tls.client_cert
                 )
             return FhirRestSender(target=target, client=http, tokens=tokens)
@@ -78,7 +78,7 @@ def token_source_for(endpoint: EndpointConfig) -> OAuth2TokenSource | None:
     if endpoint.oauth2 is None:
         return None
     tls = endpoint.tls
-    client = HttpxFhirClient(
+    client = Urllib3FhirClient(
         verify=tls.ca if tls and tls.ca else True, cert=tls.client_cert if tls else None
     )
     return OAuth2TokenSource(

@@ -2,7 +2,7 @@
 keep it until shortly before it expires, fetch a new one then or when the endpoint says 401.
 
 No HTTP of its own: the token request goes through a client with `post_form`
-(hub.adapters.http_client.HttpxFhirClient). Every failure to get a token is a TransientError:
+(hub.adapters.http_client.Urllib3FhirClient). Every failure to get a token is a TransientError:
 the referral waits (and the circuit breaker sees it) while credentials or the token service are
 put right.
 """

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from hub.adapters.http_client import HttpxFhirClient
+from hub.adapters.http_client import Urllib3FhirClient
 from hub.endpoints.fhir_rest import FhirRestSender, FhirTarget
 from hub.endpoints.oauth2 import OAuth2TokenSource
 from hub.errors import TransientError
@@ -113,7 +113,7 @@ class Clock:
 def oauth_sender(
     server: AuthServer, clock: Clock, secret: str = CLIENT_SECRET
 ) -> tuple[FhirRestSender, OAuth2TokenSource]:
-    client = HttpxFhirClient()
+    client = Urllib3FhirClient()
     credentials = OAuth2ClientCredentials(
         token_url=f"{server.url}/token",
         client_id=CLIENT_ID,
@@ -218,7 +218,7 @@ def test_mutual_tls_presents_the_client_certificate_and_trusts_the_ca_bundle(
     pki: Path, mtls_receiver: tuple[str, list[str]]
 ) -> None:
     url, subjects = mtls_receiver
-    client = HttpxFhirClient(
+    client = Urllib3FhirClient(
         verify=str(pki / "ca.pem"), cert=(str(pki / "client.pem"), str(pki / "client.key"))
     )
     target = FhirTarget(service_id=None, url=url, timeout_seconds=5)
@@ -230,7 +230,7 @@ def test_without_the_client_certificate_the_receiver_refuses_and_it_is_transient
     pki: Path, mtls_receiver: tuple[str, list[str]]
 ) -> None:
     url, subjects = mtls_receiver
-    client = HttpxFhirClient(verify=str(pki / "ca.pem"))
+    client = Urllib3FhirClient(verify=str(pki / "ca.pem"))
     target = FhirTarget(service_id=None, url=url, timeout_seconds=5)
     with pytest.raises(TransientError):
         FhirRestSender(target=target, client=client).send(JOB)

@@ -1,6 +1,6 @@
 """The Sender contract for FakeSender: each scripted answer is written twice, once as the
 FakeSender's `Answer` and once as what an NHS service's HTTP server says (the FakeTrust, a real
-HTTP server on loopback, answering FhirRestSender over httpx). The same job must get the same
+HTTP server on loopback, answering FhirRestSender over urllib3). The same job must get the same
 verdict from both: Delivered, TransientError (status, Retry-After) or PermanentError (status,
 OperationOutcome); and each records the job's exact bytes and X-Request-Id.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hub.adapters.http_client import HttpxFhirClient
+from hub.adapters.http_client import Urllib3FhirClient
 from hub.endpoints.fhir_rest import FHIR_CONTENT_TYPE, FhirRestSender, FhirTarget
 from hub.endpoints.hl7v2_mllp import HL7V2_CONTENT_TYPE
 from hub.errors import PermanentError, TransientError
@@ -116,7 +116,7 @@ class Trust:
     server: FakeTrust
     replies: dict[str, Any]
     overridden: list[str]  # Bundle ids answered with a scripted reply
-    client: HttpxFhirClient
+    client: Urllib3FhirClient
 
     def sender(self, reply: Any = None) -> FhirRestSender:
         url = f"http://127.0.0.1:{free_port()}/fhir" if reply == UNREACHABLE else None
@@ -140,7 +140,7 @@ def trust() -> Iterator[Trust]:
             return reply
 
     server = FakeTrust(services={ENDPOINT: ("RXX01", "Liaison")}, behaviour=behaviour).start()
-    client = HttpxFhirClient()
+    client = Urllib3FhirClient()
     yield Trust(server, replies, overridden, client)
     client.close()
     server.stop()

@@ -25,6 +25,7 @@ LIBRARY_HOMES = {
     "amqp": "adapters/rabbitmq/",
     "sqlalchemy": "adapters/sql/",
     "psycopg": "adapters/sql/",
+    "urllib3": "adapters/http_client.py",
     "httpx": "adapters/http_client.py",
     "starlette": "adapters/inbound/",
     "uvicorn": "adapters/inbound/",
@@ -34,6 +35,8 @@ LIBRARY_HOMES = {
 # list honest (an entry no longer needed fails, so it is removed).
 KNOWN = {
     ("cli/demo.py", "kombu"): "the demo's justice side listens on kombu's memory transport",
+    ("adapters/mesh.py", "urllib3"): "mesh-client speaks requests over urllib3: its errors are "
+    "urllib3's, translated there",
 }
 
 PURE = ("transforms/", "routes/")
