@@ -42,6 +42,33 @@ _INSERT_NEW_ALERTS = (
     .on_conflict_do_nothing(index_elements=[alerts_table.c.alert_id])
     .returning(alerts_table.c.alert_id)
 )
+_INSERT_VULNERABILITIES = alert_vulnerabilities_table.insert()
+_INSERT_ATTEMPTS = attempts_table.insert()
+_MARK_QUEUED = (
+    alerts_table.update()
+    .where(alerts_table.c.alert_id == sa.bindparam("queued_id"))
+    .values(rule=sa.bindparam("queued_rule"), updated_at=sa.bindparam("queued_at"))
+)
+_MARK_ROUTED = (
+    alerts_table.update()
+    .where(alerts_table.c.alert_id.in_(sa.bindparam("routed_ids", expanding=True)))
+    .values(state=AlertState.ROUTED.value, updated_at=sa.bindparam("routed_at"))
+)
+_MARK_DELIVERED = (
+    referrals_table.update()
+    .where(referrals_table.c.bundle_id == sa.bindparam("delivered_id"))
+    .values(
+        attempts=referrals_table.c.attempts + 1,
+        state=ReferralState.DELIVERED.value,
+        delivered_at=sa.func.coalesce(
+            referrals_table.c.delivered_at,
+            sa.bindparam("delivered_at", type_=_UtcDateTime()),
+        ),
+    )
+)
+_REFERRALS_BY_IDS = sa.select(referrals_table).where(
+    referrals_table.c.bundle_id.in_(sa.bindparam("delivered_ids", expanding=True))
+)
 _INSERT_NEW_OUTCOMES = (
     pg_insert(outcomes_table)
     .on_conflict_do_nothing(index_elements=[outcomes_table.c.outcome_id])
@@ -77,7 +104,7 @@ class SqlBatchWrites(SqlLedgerReads):
                 for t in sorted(set(f.vulnerability_types))
             ]
             if vulnerabilities:
-                conn.execute(alert_vulnerabilities_table.insert(), vulnerabilities)
+                conn.execute(_INSERT_VULNERABILITIES, vulnerabilities)
         results: list[tuple[Seen, AlertRecord]] = []
         for facts, row in zip(many, rows, strict=True):
             if facts.alert_id in inserted:
@@ -107,10 +134,11 @@ class SqlBatchWrites(SqlLedgerReads):
         with self._translated("mark_all_queued"), self._writing() as conn:
             # The UPDATEs come first, so they take the alerts' row locks (as mark_routed).
             changed = conn.execute(
-                alerts_table.update()
-                .where(alerts_table.c.alert_id == sa.bindparam("queued_id"))
-                .values(rule=sa.bindparam("queued_rule"), updated_at=at),
-                [{"queued_id": alert_id, "queued_rule": rule} for alert_id, rule, _ in routed],
+                _MARK_QUEUED,
+                [
+                    {"queued_id": alert_id, "queued_rule": rule, "queued_at": at}
+                    for alert_id, rule, _ in routed
+                ],
             ).rowcount
             if changed != len(routed):
                 raise KeyError("mark_all_queued: an alert the ledger does not hold")
@@ -122,11 +150,7 @@ class SqlBatchWrites(SqlLedgerReads):
         if not alert_ids:
             return
         with self._translated("mark_all_routed"), self._writing() as conn:
-            conn.execute(
-                alerts_table.update()
-                .where(alerts_table.c.alert_id.in_(list(alert_ids)))
-                .values(state=AlertState.ROUTED.value, updated_at=as_utc(at))
-            )
+            conn.execute(_MARK_ROUTED, {"routed_ids": list(alert_ids), "routed_at": as_utc(at)})
 
     def record_deliveries(self, many: Sequence[DeliveredAttempt]) -> list[ReferralRecord]:
         """record_attempt(…, result="delivered") for each, in order: three statements."""
@@ -142,25 +166,16 @@ class SqlBatchWrites(SqlLedgerReads):
                 )
                 for d in many
             ]
-        col = referrals_table.c
         with self._translated("record_deliveries"), self._writing() as conn:
             # As record_attempt: counted in the database; DELIVERED, first delivery time kept.
             changed = conn.execute(
-                referrals_table.update()
-                .where(col.bundle_id == sa.bindparam("delivered_id"))
-                .values(
-                    attempts=col.attempts + 1,
-                    state=ReferralState.DELIVERED.value,
-                    delivered_at=sa.func.coalesce(
-                        col.delivered_at, sa.bindparam("delivered_at", type_=_UtcDateTime())
-                    ),
-                ),
+                _MARK_DELIVERED,
                 [{"delivered_id": d.bundle_id, "delivered_at": as_utc(d.at)} for d in many],
             ).rowcount
             if changed != len(many):
                 raise KeyError("record_deliveries: a referral the ledger does not hold")
             conn.execute(
-                attempts_table.insert(),
+                _INSERT_ATTEMPTS,
                 [
                     {
                         "bundle_id": d.bundle_id,
@@ -174,7 +189,7 @@ class SqlBatchWrites(SqlLedgerReads):
                 ],
             )
             rows = conn.execute(
-                sa.select(referrals_table).where(col.bundle_id.in_([d.bundle_id for d in many]))
+                _REFERRALS_BY_IDS, {"delivered_ids": [d.bundle_id for d in many]}
             ).all()
         found = {row.bundle_id: _referral_record(row._mapping) for row in rows}
         return [found[d.bundle_id] for d in many]

@@ -45,6 +45,26 @@ from hub.records import (
 )
 from hub.store_rules.attempts import NOT_FROM_THE_SERVICE
 
+# The hot path's statements, built once (hub.adapters.sql.rows says why).
+_INSERT_EVENTS = events_table.insert()
+_ALERT_BY_ID = sa.select(alerts_table).where(alerts_table.c.alert_id == sa.bindparam("wanted_id"))
+_VULNERABILITIES_OF = (
+    sa.select(alert_vulnerabilities_table.c.type)
+    .where(alert_vulnerabilities_table.c.alert_id == sa.bindparam("wanted_id"))
+    .order_by(alert_vulnerabilities_table.c.type)
+)
+_ALERTS_BY_IDS = sa.select(alerts_table).where(
+    alerts_table.c.alert_id.in_(sa.bindparam("wanted_ids", expanding=True))
+)
+_VULNERABILITIES_OF_ALL = (
+    sa.select(alert_vulnerabilities_table.c.alert_id, alert_vulnerabilities_table.c.type)
+    .where(alert_vulnerabilities_table.c.alert_id.in_(sa.bindparam("wanted_ids", expanding=True)))
+    .order_by(alert_vulnerabilities_table.c.type)
+)
+_REFERRALS_BY_IDS = sa.select(referrals_table).where(
+    referrals_table.c.bundle_id.in_(sa.bindparam("wanted_ids", expanding=True))
+)
+
 
 class SqlLedgerReads:
     """What the ledger answers without changing anything, on a database URL (see SqlLedger)."""
@@ -106,7 +126,7 @@ class SqlLedgerReads:
         events, self._local.events = self._local.__dict__.get("events"), []
         if events:
             with self._translated("add_event"):
-                conn.execute(events_table.insert(), events)
+                conn.execute(_INSERT_EVENTS, events)
 
     @contextmanager
     def _reading(self) -> Iterator[sa.Connection]:
@@ -135,13 +155,8 @@ class SqlLedgerReads:
 
     def get_alert(self, alert_id: str) -> AlertRecord | None:
         with self._translated("get_alert", alert_id=alert_id), self._reading() as conn:
-            row = conn.execute(
-                sa.select(alerts_table).where(alerts_table.c.alert_id == alert_id)
-            ).first()
-            v = alert_vulnerabilities_table.c
-            types = conn.scalars(
-                sa.select(v.type).where(v.alert_id == alert_id).order_by(v.type)
-            ).all()
+            row = conn.execute(_ALERT_BY_ID, {"wanted_id": alert_id}).first()
+            types = conn.scalars(_VULNERABILITIES_OF, {"wanted_id": alert_id}).all()
         if row is None:
             return None
         return _alert_record({**row._mapping, "vulnerability_types": tuple(types)})
@@ -151,15 +166,10 @@ class SqlLedgerReads:
         ids = list(dict.fromkeys(alert_ids))
         if not ids:
             return {}
-        v = alert_vulnerabilities_table.c
         with self._translated("get_alerts"), self._reading() as conn:
-            rows = conn.execute(
-                sa.select(alerts_table).where(alerts_table.c.alert_id.in_(ids))
-            ).all()
+            rows = conn.execute(_ALERTS_BY_IDS, {"wanted_ids": ids}).all()
             types: dict[str, list[str]] = {}
-            for alert_id, kind in conn.execute(
-                sa.select(v.alert_id, v.type).where(v.alert_id.in_(ids)).order_by(v.type)
-            ):
+            for alert_id, kind in conn.execute(_VULNERABILITIES_OF_ALL, {"wanted_ids": ids}):
                 types.setdefault(alert_id, []).append(kind)
         return {
             row.alert_id: _alert_record(
@@ -173,9 +183,11 @@ class SqlLedgerReads:
         ids = list(dict.fromkeys(bundle_ids))
         if not ids:
             return {}
-        query = sa.select(referrals_table).where(referrals_table.c.bundle_id.in_(ids))
         with self._translated("get_referrals"), self._reading() as conn:
-            return {row.bundle_id: _referral_record(row._mapping) for row in conn.execute(query)}
+            return {
+                row.bundle_id: _referral_record(row._mapping)
+                for row in conn.execute(_REFERRALS_BY_IDS, {"wanted_ids": ids})
+            }
 
     def get_referral(self, bundle_id: str) -> ReferralRecord | None:
         with self._translated("get_referral"), self._reading() as conn:
