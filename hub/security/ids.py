@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -52,13 +51,19 @@ class IdKey:
         """A UUID (RFC 9562 version 8, "custom") made of the first 122 bits of
         HMAC-SHA256(derived key, purpose and parts). Parts are length-prefixed, so no two
         different inputs share a message."""
-        message = b"".join(
-            len(p).to_bytes(4, "big") + p for p in (s.encode("utf-8") for s in (purpose, *parts))
+        chunks = []
+        for text in (purpose, *parts):
+            data = text.encode("utf-8")
+            chunks.append(len(data).to_bytes(4, "big"))
+            chunks.append(data)
+        digest = hmac.digest(self._derived(_IDS), b"".join(chunks), "sha256")
+        # Version 8 in the top nibble of byte 6, the RFC 4122 variant in the top bits of
+        # byte 8; written straight into the 8-4-4-4-12 form (a referral needs a dozen of
+        # these: a third of the time of uuid.UUID(bytes=…)).
+        h = digest[:16].hex()
+        return (
+            f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{(int(h[16], 16) & 0x3) | 0x8:x}{h[17:20]}-{h[20:32]}"
         )
-        digest = bytearray(hmac.new(self._derived(_IDS), message, hashlib.sha256).digest()[:16])
-        digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
-        digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-        return str(uuid.UUID(bytes=bytes(digest)))
 
     def outcome_id(self, answers_to: str, answers: str, status: str) -> str:
         """The id of one justice outcome: what it answers (a referral's Bundle id, or an

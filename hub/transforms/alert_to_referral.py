@@ -95,8 +95,9 @@ v3-ActCode IMPLIED as in the BaRS example; provision.type is what is in force no
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from hub.messages import (
     Alert,
@@ -151,10 +152,16 @@ _CONSENT = {  # consent.status → (Consent.status, provision.type)
 
 
 def bundle_bytes(bundle: dict[str, Any]) -> bytes:
-    """The wire form: canonical JSON (sorted keys, no spaces), UTF-8."""
-    return json.dumps(
-        bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """The wire form: canonical JSON (sorted keys, no spaces), UTF-8: byte for byte what
+    `json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` writes
+    (a test holds the two together on arbitrary text), in a tenth of the time. A Bundle holds
+    only strings, booleans, lists and objects (the contracts have no numbers), so orjson's
+    one difference, a non-finite float written as null, cannot arise; a text that is not
+    valid Unicode (a lone surrogate) is refused, as the UTF-8 encoding refused it before."""
+    try:
+        return orjson.dumps(bundle, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"bundle cannot be serialised: {exc}") from None
 
 
 def organization_resource(resource_id: str, ods_code: str, name: str, at: str) -> dict[str, Any]:

@@ -103,3 +103,29 @@ def test_a_referral_cannot_be_built_without_the_hubs_id_key() -> None:
     with pytest.raises(ValueError, match="id key"):
         hub.id_key()
     assert "i" * 32 not in repr(HubIdentity("X", "Y", "Z", ids=KEY))
+
+
+def _reference_keyed_uuid(key: IdKey, purpose: str, *texts: str) -> str:
+    """The keyed id as first written (uuid.UUID over the HMAC's first 16 bytes, version and
+    variant set): the fast formatting must give the same ids, or every stored id would move."""
+    import hashlib
+    import hmac
+
+    from hub.security.ids import _IDS, _derive
+
+    message = b"".join(
+        len(p).to_bytes(4, "big") + p for p in (t.encode("utf-8") for t in (purpose, *texts))
+    )
+    digest = bytearray(hmac.new(_derive(key.secret, _IDS), message, hashlib.sha256).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(digest)))
+
+
+@given(parts, st.lists(st.text(max_size=40), max_size=4))
+def test_keyed_ids_are_the_version_8_uuids_they_always_were(purpose: str, texts: list[str]) -> None:
+    made = KEY.keyed_uuid(purpose, *texts)
+
+    assert made == _reference_keyed_uuid(KEY, purpose, *texts)
+    assert uuid.UUID(made).version == 8
+    assert uuid.UUID(made).variant == uuid.RFC_4122
