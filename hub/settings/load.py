@@ -6,9 +6,9 @@ file and line, as one ConfigError. The only module that reads os.environ.
 
     hub: {ods_code, name, endpoint}        # required: who the hub is; endpoint = its FHIR base URL
     amqp: {url, prefetch, intake_consumers} # HUB_AMQP_URL overrides url; url may be a list
-    amqp: {batch_size, batch_wait_ms}      # intake takes up to batch_size alerts together (50),
+    amqp: {batch_size, batch_wait_ms}      # intake takes up to batch_size alerts together (100),
                                            # waiting batch_wait_ms (5) for more; 1: one by one
-    amqp.delivery_batch_size               # each delivery consumer's batch (10); 1: one by one
+    amqp.delivery_batch_size               # each delivery consumer's batch (20); 1: one by one
                                            # (a cluster's nodes; HUB_AMQP_URL: ';'-joined)
     amqp.quorum_initial_group_size         # members of each quorum queue it creates (3)
     amqp.management_url                    # optional RabbitMQ management API (queue ages)
@@ -222,9 +222,9 @@ def load_settings(config_dir: Path, env: Mapping[str, str] | None = None) -> Set
         "api_tls": api_tls,
         "prefetch": section["amqp"].get("prefetch", 10),
         "intake_consumers": section["amqp"].get("intake_consumers", 1),
-        "batch_size": section["amqp"].get("batch_size", 50),
+        "batch_size": section["amqp"].get("batch_size", 100),
         "batch_wait_ms": section["amqp"].get("batch_wait_ms", 5),
-        "delivery_batch_size": section["amqp"].get("delivery_batch_size", 10),
+        "delivery_batch_size": section["amqp"].get("delivery_batch_size", 20),
         "management_url": section["amqp"].get("management_url"),
         "max_body_bytes": section["api"].get("max_body_bytes", 65536),
         "log_level": section["logging"].get("level", LogLevel.INFO.value),

@@ -122,11 +122,11 @@ class Settings:
     intake_consumers: int = 1  # competing consumers per alert queue
     # Intake takes alerts in batches: up to batch_size, waiting batch_wait_ms for more after
     # the first (one transaction and one round of confirms per batch); 1 = one at a time.
-    batch_size: int = 50
+    batch_size: int = 100
     batch_wait_ms: int = 5
     # Each delivery consumer takes up to this many jobs together (its prefetch); it still sends
     # one request at a time, so max_in_flight bounds the requests an endpoint has outstanding.
-    delivery_batch_size: int = 10
+    delivery_batch_size: int = 20
     max_body_bytes: int = 65536
     source_orgs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     log_level: str = LogLevel.INFO.value

@@ -181,3 +181,37 @@ def test_a_batch_handler_that_raises_requeues_its_batch_and_the_worker_keeps_con
     assert set(recorder.redelivered) == set(raised[0])  # what it raised on came back
     assert recorder.seen() == Counter([*ids, late])
     assert depth(amqp_url, queue) == 0
+
+
+def test_a_batch_acked_in_full_is_acked_with_one_frame_up_to_its_last_tag(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every message of a batch acked: one basic.ack with multiple=True for the batch's highest
+    delivery tag (the channel holds nothing unsettled but the batch), and still every message
+    acked exactly once, as the depth after release shows."""
+    import amqp
+
+    acks: list[tuple[int, bool]] = []
+    real_ack = amqp.Channel.basic_ack
+
+    def counting_ack(self: amqp.Channel, delivery_tag: int, multiple: bool = False) -> None:
+        acks.append((delivery_tag, multiple))
+        real_ack(self, delivery_tag, multiple=multiple)
+
+    monkeypatch.setattr(amqp.Channel, "basic_ack", counting_ack)
+    queue = new_queue(amqp_url)
+    ids = [f"m-{n:03d}-{uuid.uuid4().hex[:6]}" for n in range(100)]
+    publish(amqp_url, queue, ids)
+    recorder = Recorder()
+
+    with batch_worker(amqp_url, queue, recorder, size=25, prefetch=50):
+        wait_until(lambda: sum(recorder.seen().values()) >= 100, timeout=30, what="100 handled")
+        wait_until(lambda: len(acks) >= len(recorder.batches), timeout=10, what="the acks")
+        time.sleep(0.3)
+
+    assert depth(amqp_url, queue) == 0  # released with nothing unacked: every one was acked
+    assert recorder.seen() == Counter(ids)
+    assert len(acks) == len(recorder.batches) < 100  # one frame a batch
+    assert all(multiple for _, multiple in acks)
+    tags = [tag for tag, _ in acks]
+    assert tags == sorted(tags) and tags[-1] == 100  # each up to its batch's last message

@@ -6,8 +6,10 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hub.log import configure_logging, get_logger
+from hub.log import configure_logging, get_logger, scrub_text
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +90,39 @@ def test_deeply_nested_values_are_cut_off_not_walked_forever() -> None:
     line = json.loads(_capture(lambda log: log.warning("x", value=deep)))
 
     assert "leaf" not in json.dumps(line)
+
+
+def _scrubbed_the_long_way(value: str) -> str:
+    """scrub_text as first written: every pattern substituted in turn."""
+    from hub.log import _PATTERNS, _REDACTED, _UUID
+
+    if _UUID.fullmatch(value):
+        return value
+    for pattern in _PATTERNS:
+        value = pattern.sub(_REDACTED, value)
+    return value
+
+
+_PIECES = st.sampled_from(
+    ["9434765919", "943 476 5919", "01/23456A", "LS1 4AP", "1990-06-01", "1/6/90", "HTTP 200"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=12), _PIECES), max_size=6).map("".join))
+def test_scrubbing_finds_the_same_personal_data_as_every_pattern_in_turn(value: str) -> None:
+    """scrub_text looks once for any pattern and substitutes only when one is there: the same
+    text comes out as from substituting each pattern in turn (numbers, PNC ids, postcodes,
+    dates, whatever surrounds them)."""
+    assert scrub_text(value) == _scrubbed_the_long_way(value)
+
+
+def test_a_line_carries_what_json_cannot_hold_natively_without_failing() -> None:
+    out = _capture(
+        lambda log: log.info("odd", big=2**70, broken="\ud800", ok="é", ratio=0.5, flag=True)
+    )
+    line = json.loads(out)
+    assert line["event"] == "odd" and line["big"] == 2**70 and line["ok"] == "é"
+    assert line["ratio"] == 0.5 and line["flag"] is True
+    keys = list(json.loads(_capture(lambda log: log.info("sorted", zz=1, aa=2))))
+    assert keys == sorted(keys)
