@@ -57,20 +57,24 @@ class Urllib3FhirClient:
             retries=False,
             ssl_context=_tls_context(verify, cert),
         )
+        self._targets: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
+        self._timeouts: dict[float, urllib3.Timeout] = {}
 
     def _post(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> HttpResult:
         started = time.perf_counter()
         try:
-            response = self._pool.request(
+            pool, target = self._target(url)
+            response = pool.urlopen(
                 "POST",
-                url,
+                target,
                 body=body,
                 headers=dict(headers),
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                timeout=self._timeout(timeout),
                 redirect=False,
                 retries=False,
+                assert_same_host=False,
             )
         except _Refused as exc:  # urllib3 makes it a kind of timeout: it is not one
             raise TransientError(f"connection failed: {type(exc).__name__}: {exc}") from exc
@@ -85,12 +89,31 @@ class Urllib3FhirClient:
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
+    def _target(self, url: str) -> tuple[urllib3.HTTPConnectionPool, str]:
+        """The host's connection pool and the request target (path and query) of `url`,
+        worked out once per URL: an endpoint posts to the same URL every time, and the
+        PoolManager would otherwise parse it and normalise its pool key on every request."""
+        known = self._targets.get(url)
+        if known is None or known[0].pool is None:  # unseen, or its pool closed since
+            # urllib3's own errors for a URL it cannot use (no host, an unknown scheme).
+            known = (self._pool.connection_from_url(url), urllib3.util.parse_url(url).request_uri)
+            if len(self._targets) < 64:  # a handful of endpoint and token URLs
+                self._targets[url] = known
+        return known
+
+    def _timeout(self, seconds: float) -> urllib3.Timeout:
+        made = self._timeouts.get(seconds)
+        if made is None:
+            made = self._timeouts[seconds] = urllib3.Timeout(connect=seconds, read=seconds)
+        return made
+
     def post_message(
         self, *, url: str, body: bytes, headers: Mapping[str, str], timeout: float
     ) -> HttpResult:
         return self._post(url, body, headers, timeout)
 
     def close(self) -> None:
+        self._targets.clear()
         self._pool.clear()
 
     def post_form(

@@ -162,3 +162,32 @@ def test_nothing_listening_is_transient(client: Urllib3FhirClient) -> None:
         port = s.getsockname()[1]
     with pytest.raises(TransientError, match="connection failed"):
         client.post_message(url=f"http://127.0.0.1:{port}/fhir", body=b"{}", headers={}, timeout=1)
+
+
+def test_the_request_line_carries_the_path_and_query_and_a_pool_closed_since_is_replaced(
+    client: Urllib3FhirClient,
+) -> None:
+    """The pool and request target are worked out once per URL: the request still names the
+    URL's own path and query, and after its pool is closed (urllib3 retiring a pool it no
+    longer keeps) the next POST opens a new connection instead of failing."""
+    server = RawServer().start()
+    url = server.url + "?_format=json"
+    try:
+        for _ in range(2):
+            client.post_message(url=url, body=b"{}", headers={}, timeout=3)
+        assert server.requests[0].startswith(b"POST /fhir/$process-message?_format=json HTTP/1.1")
+        retired = client._target(url)[0]
+        client._pool.clear()  # urllib3 retires a pool it no longer keeps: dropped and closed
+        retired.close()
+        assert client.post_message(url=url, body=b"{}", headers={}, timeout=3).status == 200
+        assert (len(server.requests), server.connections) == (3, 2)
+    finally:
+        server.stop()
+
+
+def test_a_url_that_cannot_be_posted_to_is_a_clear_transient_error(
+    client: Urllib3FhirClient,
+) -> None:
+    for url in ("ftp://127.0.0.1/fhir", "http:///no-host"):
+        with pytest.raises(TransientError, match="connection failed"):
+            client.post_message(url=url, body=b"{}", headers={}, timeout=1)
