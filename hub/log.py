@@ -7,14 +7,12 @@ replaced before the line is rendered.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-import orjson
 import structlog
 
 # Keys whose values are personal data or free text, wherever they appear.
@@ -125,19 +123,6 @@ def redact_personal_data(
     return event_dict
 
 
-def _json_line(event_dict: Any, **_: Any) -> str:
-    """A log line as JSON with sorted keys (orjson: a quarter of json.dumps's time); what is
-    not JSON (after the redaction every value is text, a number, a flag or a list or object
-    of them) is written as its text, as structlog's default does."""
-    try:
-        line = orjson.dumps(
-            event_dict, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-        )
-    except (TypeError, ValueError):  # an integer past 64 bits, a lone surrogate: the slow way
-        return json.dumps(event_dict, default=str, sort_keys=True)
-    return line.decode("utf-8")
-
-
 def configure_logging(*, level: str = "INFO", stream: TextIO | None = None) -> None:
     """Route structlog (and stdlib logging from libraries) to JSON lines on `stream`."""
     shared: list[Any] = [
@@ -151,7 +136,7 @@ def configure_logging(*, level: str = "INFO", stream: TextIO | None = None) -> N
             *shared,
             structlog.processors.format_exc_info,
             redact_personal_data,
-            structlog.processors.JSONRenderer(serializer=_json_line),
+            structlog.processors.JSONRenderer(sort_keys=True),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
